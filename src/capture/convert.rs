@@ -1,0 +1,1 @@
+//! Pixel-format conversions (BT.601) used by replay sources to produce camera formats.

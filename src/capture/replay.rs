@@ -1,0 +1,1 @@
+//! Replay of recorded frames: a directory of images or a Y4M video.

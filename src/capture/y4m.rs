@@ -1,0 +1,1 @@
+//! YUV4MPEG2 (Y4M) stream parsing.

@@ -1,0 +1,651 @@
+//! Site configuration: one TOML file -> a validated [`Config`].
+//!
+//! Every bound is explicit and every error names the key it is about, e.g.
+//! `zones[2].points: a polygon needs at least 3 points`. Unknown keys are errors, so a typo
+//! never silently falls back to a default.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::capture::PixelFormat;
+use crate::geometry::{Point, Roi};
+use crate::vision::detection::MAX_DETECTIONS;
+
+/// Environment variable naming the folder models and labels are looked up in.
+pub const MODEL_DIR_ENV: &str = "EDGEWATCH_MODEL_DIR";
+/// Environment variable naming the folder relative replay paths are looked up in.
+pub const FRAMES_DIR_ENV: &str = "EDGEWATCH_FRAMES_DIR";
+/// Where `models/fetch.sh` puts the models when no environment variable is set.
+pub const DEFAULT_MODEL_DIR: &str = "models";
+/// Where `models/fetch.sh` puts the sample frames when no environment variable is set.
+pub const DEFAULT_FRAMES_DIR: &str = "models/frames";
+/// The most classes a site may keep; counts are fixed arrays of this size.
+pub const MAX_CLASSES: usize = 16;
+/// The most zones a site may define.
+pub const MAX_ZONES: usize = 32;
+/// The most counting lines a site may define (a track remembers them in a 64-bit set).
+pub const MAX_LINES: usize = 32;
+
+/// Why a configuration was rejected.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("{path}: {source}")]
+    Read {
+        /// The config file.
+        path: PathBuf,
+        /// What the OS said.
+        source: std::io::Error,
+    },
+    /// The TOML did not parse or did not fit the schema (unknown key, wrong type, ...).
+    #[error("{path}: {key}: {message}")]
+    Syntax {
+        /// The config file.
+        path: PathBuf,
+        /// Dotted key path, e.g. `cameras[0].fps`.
+        key: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// A value parsed but is out of range or inconsistent.
+    #[error("{key}: {message}")]
+    Invalid {
+        /// Dotted key path, e.g. `zones[2].points`.
+        key: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+impl ConfigError {
+    /// An [`ConfigError::Invalid`] for `key`.
+    pub fn invalid(key: impl fmt::Display, message: impl Into<String>) -> ConfigError {
+        ConfigError::Invalid { key: key.to_string(), message: message.into() }
+    }
+}
+
+fn invalid(key: impl fmt::Display, message: impl Into<String>) -> ConfigError {
+    ConfigError::invalid(key, message)
+}
+
+/// A whole site: cameras, model, scene and bounds.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Site name, shown in summaries.
+    #[serde(default = "default_site")]
+    pub site: String,
+    /// Cameras (one for now; the first one is used).
+    pub cameras: Vec<CameraConfig>,
+    /// The detector.
+    pub model: ModelConfig,
+    /// The multi-object tracker.
+    #[serde(default)]
+    pub tracker: TrackerConfig,
+    /// Occupancy zones.
+    #[serde(default)]
+    pub zones: Vec<ZoneConfig>,
+    /// Counting lines.
+    #[serde(default)]
+    pub lines: Vec<LineConfig>,
+    /// Summary output.
+    #[serde(default)]
+    pub summary: SummaryConfig,
+}
+
+fn default_site() -> String {
+    "edgewatch".into()
+}
+
+/// Where frames come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SourceKind {
+    /// A directory of images (BMP, PNG, JPEG, PPM) or a raw Y4M video file.
+    Replay,
+}
+
+/// One camera.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CameraConfig {
+    /// Name used in logs and summaries.
+    pub name: String,
+    /// Source kind.
+    pub source: SourceKind,
+    /// Replay: a directory of images or a `.y4m` file. Relative paths are looked up in
+    /// `$EDGEWATCH_FRAMES_DIR` (default `models/frames`).
+    pub path: PathBuf,
+    /// Frame width in pixels.
+    pub width: u32,
+    /// Frame height in pixels.
+    pub height: u32,
+    /// Frames per second the source delivers; 0 replays as fast as the pipeline takes frames
+    /// (lock-step, nothing dropped).
+    #[serde(default)]
+    pub fps: f32,
+    /// Pixel format the source delivers, as a camera driver would.
+    #[serde(default = "default_pixel_format")]
+    pub pixel_format: PixelFormat,
+    /// Replay: start again at the end instead of stopping.
+    #[serde(default = "yes", rename = "loop")]
+    pub looping: bool,
+    /// Replay of an image directory: the most images preloaded at start-up.
+    #[serde(default = "default_max_frames")]
+    pub max_frames: usize,
+}
+
+fn default_pixel_format() -> PixelFormat {
+    PixelFormat::Rgb24
+}
+fn yes() -> bool {
+    true
+}
+fn default_max_frames() -> usize {
+    16
+}
+
+/// The detector model and how to read it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    /// The `.tflite` file. Relative paths are looked up in `$EDGEWATCH_MODEL_DIR`
+    /// (default `models`).
+    pub file: PathBuf,
+    /// Labels, one a line, 0-indexed by the model's class output. Looked up like `file`.
+    pub labels: PathBuf,
+    /// Interpreter threads.
+    #[serde(default = "one")]
+    pub threads: u32,
+    /// Detections below this score are discarded.
+    #[serde(default = "default_score")]
+    pub score_threshold: f32,
+    /// The most detections kept per frame (at most 128).
+    #[serde(default = "default_max_detections")]
+    pub max_detections: usize,
+    /// Labels of the classes counted (1 to 16); other detections are discarded.
+    pub classes: Vec<String>,
+    /// Input normalization: tensor value = (pixel - mean) / std. Required for float models;
+    /// uint8 models get the raw pixel value when it is absent.
+    #[serde(default)]
+    pub input_mean: Option<f32>,
+    /// See `input_mean`.
+    #[serde(default)]
+    pub input_std: Option<f32>,
+    /// Crop the frame to this region before resizing into the model.
+    #[serde(default)]
+    pub roi: Option<Roi>,
+    /// Anchor decoding for models without a post-processing op (e.g. BlazeFace).
+    #[serde(default)]
+    pub anchors: Option<AnchorConfig>,
+}
+
+fn one() -> u32 {
+    1
+}
+fn default_score() -> f32 {
+    0.5
+}
+fn default_max_detections() -> usize {
+    10
+}
+
+/// SSD anchor scheme (MediaPipe's `SsdAnchorsCalculator`) and raw-output decoding.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AnchorConfig {
+    /// Feature-map strides, one per layer (BlazeFace short range: 8, 16, 16, 16).
+    pub strides: Vec<u32>,
+    /// Anchors per feature-map cell.
+    #[serde(default = "two")]
+    pub per_cell: u32,
+    /// Box regressor scale in pixels (BlazeFace short range: 128).
+    pub scale: f32,
+    /// IoU above which boxes are merged by NMS.
+    #[serde(default = "default_nms_iou")]
+    pub nms_iou: f32,
+    /// Weighted NMS (MediaPipe's blending) instead of plain suppression.
+    #[serde(default = "yes")]
+    pub weighted_nms: bool,
+}
+
+fn two() -> u32 {
+    2
+}
+fn default_nms_iou() -> f32 {
+    0.3
+}
+
+/// Multi-object tracker bounds.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrackerConfig {
+    /// The most objects tracked at once; new objects past this are dropped and counted.
+    #[serde(default = "default_track_capacity")]
+    pub capacity: usize,
+    /// A track not matched for this long is evicted.
+    #[serde(default = "default_ttl_ms")]
+    pub ttl_ms: u64,
+    /// Least IoU for a detection to continue a track.
+    #[serde(default = "default_track_iou")]
+    pub iou_threshold: f32,
+}
+
+fn default_track_capacity() -> usize {
+    64
+}
+fn default_ttl_ms() -> u64 {
+    1000
+}
+fn default_track_iou() -> f32 {
+    0.3
+}
+
+impl Default for TrackerConfig {
+    fn default() -> Self {
+        Self {
+            capacity: default_track_capacity(),
+            ttl_ms: default_ttl_ms(),
+            iou_threshold: default_track_iou(),
+        }
+    }
+}
+
+/// A polygon in which objects are counted while they stand in it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ZoneConfig {
+    /// Zone name.
+    pub name: String,
+    /// Corners in normalized coordinates, `[[x, y], ...]`, at least 3.
+    pub points: Vec<[f32; 2]>,
+}
+
+/// Which side of a line counts as "in".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum InSide {
+    /// Crossing onto the left side, looking from `from` to `to`, counts as "in".
+    Left,
+    /// Crossing onto the right side, looking from `from` to `to`, counts as "in".
+    Right,
+}
+
+/// A counting line: each object that crosses it counts once, "in" or "out".
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LineConfig {
+    /// Line name.
+    pub name: String,
+    /// First end point `[x, y]`.
+    pub from: [f32; 2],
+    /// Second end point `[x, y]`.
+    pub to: [f32; 2],
+    /// The side objects move onto to count as "in".
+    #[serde(default = "default_in_side", rename = "in")]
+    pub in_side: InSide,
+}
+
+fn default_in_side() -> InSide {
+    InSide::Left
+}
+
+/// Summary output.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SummaryConfig {
+    /// Seconds between summary lines.
+    #[serde(default = "default_summary_secs")]
+    pub interval_secs: f32,
+}
+
+fn default_summary_secs() -> f32 {
+    1.0
+}
+
+impl Default for SummaryConfig {
+    fn default() -> Self {
+        Self { interval_secs: default_summary_secs() }
+    }
+}
+
+impl ZoneConfig {
+    /// The polygon as points.
+    pub fn polygon(&self) -> impl Iterator<Item = Point> + '_ {
+        self.points.iter().map(|p| Point::new(p[0], p[1]))
+    }
+}
+
+impl Config {
+    /// Reads, parses and validates a config file, resolving model and frame paths.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.into(), source })?;
+        let mut config = Config::parse(&text, path)?;
+        config.validate()?;
+        config.resolve_paths(&Dirs::from_env());
+        Ok(config)
+    }
+
+    /// Parses TOML text; `path` only names the file in errors. Does not validate.
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let de = toml::Deserializer::new(text);
+        serde_path_to_error::deserialize(de).map_err(|e| {
+            let key = e.path().to_string();
+            let inner = e.into_inner();
+            ConfigError::Syntax {
+                path: path.into(),
+                key: if key == "." { "(top level)".into() } else { key },
+                message: describe_toml_error(&inner, text),
+            }
+        })
+    }
+
+    /// Checks every value and bound; the error names the first offending key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.cameras.is_empty() {
+            return Err(invalid("cameras", "at least one camera is needed"));
+        }
+        for (i, cam) in self.cameras.iter().enumerate() {
+            cam.validate(&format!("cameras[{i}]"))?;
+        }
+        self.model.validate()?;
+        self.tracker.validate()?;
+        if self.zones.len() > MAX_ZONES {
+            return Err(invalid("zones", format!("at most {MAX_ZONES} zones")));
+        }
+        for (i, zone) in self.zones.iter().enumerate() {
+            zone.validate(&format!("zones[{i}]"))?;
+        }
+        if self.lines.len() > MAX_LINES {
+            return Err(invalid("lines", format!("at most {MAX_LINES} lines")));
+        }
+        for (i, line) in self.lines.iter().enumerate() {
+            line.validate(&format!("lines[{i}]"))?;
+        }
+        check_unique_names("zones", self.zones.iter().map(|z| z.name.as_str()))?;
+        check_unique_names("lines", self.lines.iter().map(|l| l.name.as_str()))?;
+        check_unique_names("cameras", self.cameras.iter().map(|c| c.name.as_str()))?;
+        let s = self.summary.interval_secs;
+        if !(0.1..=3600.0).contains(&s) {
+            return Err(invalid("summary.interval_secs", "must be between 0.1 and 3600"));
+        }
+        Ok(())
+    }
+
+    /// Makes relative model, label and replay paths absolute against `dirs`.
+    pub fn resolve_paths(&mut self, dirs: &Dirs) {
+        self.model.file = dirs.models.join(&self.model.file);
+        self.model.labels = dirs.models.join(&self.model.labels);
+        for cam in &mut self.cameras {
+            cam.path = dirs.frames.join(&cam.path);
+        }
+    }
+
+    /// The resolved config as TOML, for `check-config`.
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot print config: {e}\n"))
+    }
+}
+
+/// Folders that relative model and frame paths are resolved against.
+#[derive(Debug, Clone)]
+pub struct Dirs {
+    /// Models and labels.
+    pub models: PathBuf,
+    /// Replay frames.
+    pub frames: PathBuf,
+}
+
+impl Dirs {
+    /// `$EDGEWATCH_MODEL_DIR` and `$EDGEWATCH_FRAMES_DIR`, or the folders `models/fetch.sh` fills.
+    pub fn from_env() -> Dirs {
+        let dir = |var, default| {
+            std::env::var_os(var)
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from(default))
+        };
+        Dirs { models: dir(MODEL_DIR_ENV, DEFAULT_MODEL_DIR), frames: dir(FRAMES_DIR_ENV, DEFAULT_FRAMES_DIR) }
+    }
+}
+
+fn describe_toml_error(e: &toml::de::Error, text: &str) -> String {
+    let msg = e.message().trim().to_string();
+    match e.span() {
+        Some(span) => {
+            let line = text[..span.start.min(text.len())].lines().count().max(1);
+            format!("{msg} (line {line})")
+        }
+        None => msg,
+    }
+}
+
+fn check_unique_names<'a>(
+    key: &str,
+    names: impl Iterator<Item = &'a str> + Clone,
+) -> Result<(), ConfigError> {
+    for (i, name) in names.clone().enumerate() {
+        if name.trim().is_empty() {
+            return Err(invalid(format!("{key}[{i}].name"), "must not be empty"));
+        }
+        if names.clone().take(i).any(|n| n == name) {
+            return Err(invalid(format!("{key}[{i}].name"), format!("`{name}` is used twice")));
+        }
+    }
+    Ok(())
+}
+
+fn check_range<T: PartialOrd + fmt::Display + Copy>(
+    key: impl fmt::Display,
+    value: T,
+    lo: T,
+    hi: T,
+) -> Result<(), ConfigError> {
+    // `!(a <= b)` rather than `a > b` so NaN is rejected too.
+    #[allow(clippy::neg_cmp_op_on_partial_ord)]
+    if !(lo <= value && value <= hi) {
+        return Err(invalid(key, format!("{value} is out of range {lo}..={hi}")));
+    }
+    Ok(())
+}
+
+fn check_point(key: impl fmt::Display, p: [f32; 2]) -> Result<(), ConfigError> {
+    if !p.iter().all(|v| (0.0..=1.0).contains(v)) {
+        return Err(invalid(
+            key,
+            format!("[{}, {}] is outside the frame: normalized coordinates lie in 0..=1", p[0], p[1]),
+        ));
+    }
+    Ok(())
+}
+
+impl CameraConfig {
+    fn validate(&self, key: &str) -> Result<(), ConfigError> {
+        check_range(format!("{key}.width"), self.width, 2, 8192)?;
+        check_range(format!("{key}.height"), self.height, 2, 8192)?;
+        if self.pixel_format.needs_even_size() && (self.width % 2 != 0 || self.height % 2 != 0) {
+            return Err(invalid(
+                format!("{key}.pixel_format"),
+                format!(
+                    "{} needs an even width and height, got {}x{}",
+                    self.pixel_format, self.width, self.height
+                ),
+            ));
+        }
+        check_range(format!("{key}.fps"), self.fps, 0.0, 240.0)?;
+        check_range(format!("{key}.max_frames"), self.max_frames, 1, 4096)?;
+        if self.path.as_os_str().is_empty() {
+            return Err(invalid(format!("{key}.path"), "must not be empty"));
+        }
+        Ok(())
+    }
+}
+
+impl ModelConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        check_range("model.threads", self.threads, 1, 16)?;
+        check_range("model.score_threshold", self.score_threshold, 0.0, 1.0)?;
+        check_range("model.max_detections", self.max_detections, 1, MAX_DETECTIONS)?;
+        if self.classes.is_empty() || self.classes.len() > MAX_CLASSES {
+            return Err(invalid("model.classes", format!("list 1 to {MAX_CLASSES} labels to count")));
+        }
+        check_unique_names("model.classes", self.classes.iter().map(|s| s.as_str()))?;
+        if let Some(std) = self.input_std {
+            if !(std.is_finite() && std > 0.0) {
+                return Err(invalid("model.input_std", "must be a positive number"));
+            }
+        }
+        if self.input_mean.is_some() != self.input_std.is_some() {
+            return Err(invalid("model.input_mean", "give input_mean and input_std together"));
+        }
+        if let Some(roi) = self.roi {
+            let ok = roi.x >= 0.0
+                && roi.y >= 0.0
+                && roi.width > 0.0
+                && roi.height > 0.0
+                && roi.x + roi.width <= 1.0 + 1e-6
+                && roi.y + roi.height <= 1.0 + 1e-6;
+            if !ok {
+                return Err(invalid("model.roi", "must be a non-empty rectangle inside 0..=1"));
+            }
+        }
+        if let Some(a) = &self.anchors {
+            if a.strides.is_empty() || a.strides.iter().any(|&s| s == 0 || s > 512) {
+                return Err(invalid("model.anchors.strides", "give 1 or more strides in 1..=512"));
+            }
+            check_range("model.anchors.per_cell", a.per_cell, 1, 16)?;
+            check_range("model.anchors.scale", a.scale, 1.0, 8192.0)?;
+            check_range("model.anchors.nms_iou", a.nms_iou, 0.0, 1.0)?;
+        }
+        Ok(())
+    }
+}
+
+impl TrackerConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        check_range("tracker.capacity", self.capacity, 1, 1024)?;
+        check_range("tracker.ttl_ms", self.ttl_ms, 1, 600_000)?;
+        check_range("tracker.iou_threshold", self.iou_threshold, 0.0, 1.0)?;
+        Ok(())
+    }
+}
+
+impl ZoneConfig {
+    fn validate(&self, key: &str) -> Result<(), ConfigError> {
+        if self.points.len() < 3 {
+            return Err(invalid(format!("{key}.points"), "a polygon needs at least 3 points"));
+        }
+        if self.points.len() > 64 {
+            return Err(invalid(format!("{key}.points"), "a polygon may have at most 64 points"));
+        }
+        for (j, p) in self.points.iter().enumerate() {
+            check_point(format!("{key}.points[{j}]"), *p)?;
+        }
+        Ok(())
+    }
+}
+
+impl LineConfig {
+    fn validate(&self, key: &str) -> Result<(), ConfigError> {
+        check_point(format!("{key}.from"), self.from)?;
+        check_point(format!("{key}.to"), self.to)?;
+        if self.from == self.to {
+            return Err(invalid(key, "`from` and `to` are the same point"));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+        [[cameras]]
+        name = "road"
+        source = "replay"
+        path = "."
+        width = 256
+        height = 256
+
+        [model]
+        file = "m.tflite"
+        labels = "l.txt"
+        classes = ["car", "person"]
+
+        [[zones]]
+        name = "road"
+        points = [[0.0, 0.5], [1.0, 0.5], [1.0, 1.0]]
+    "#;
+
+    fn load_str(text: &str) -> Result<Config, ConfigError> {
+        let c = Config::parse(text, Path::new("site.toml"))?;
+        c.validate()?;
+        Ok(c)
+    }
+
+    #[test]
+    fn minimal_config_gets_defaults() {
+        let c = load_str(MINIMAL).unwrap();
+        assert_eq!(c.model.threads, 1);
+        assert_eq!(c.tracker.capacity, 64);
+        assert_eq!(c.cameras[0].pixel_format, PixelFormat::Rgb24);
+        assert!(c.cameras[0].looping);
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let text = MINIMAL.replace("threads", "x").replace("[model]", "[model]\nthreadz = 2");
+        let err = load_str(&text).unwrap_err().to_string();
+        assert!(err.contains("model.threadz") && err.contains("unknown field"), "{err}");
+    }
+
+    #[test]
+    fn short_polygon_is_named() {
+        let text = MINIMAL.replace(", [1.0, 1.0]]", "]");
+        let err = load_str(&text).unwrap_err().to_string();
+        assert_eq!(err, "zones[0].points: a polygon needs at least 3 points");
+    }
+
+    #[test]
+    fn out_of_range_values_are_named() {
+        let cases = [
+            ("width = 256", "width = 0", "cameras[0].width"),
+            ("labels = \"l.txt\"", "labels = \"l.txt\"\nmax_detections = 500", "model.max_detections"),
+            ("labels = \"l.txt\"", "labels = \"l.txt\"\nscore_threshold = 1.5", "model.score_threshold"),
+            ("labels = \"l.txt\"", "labels = \"l.txt\"\nthreads = 0", "model.threads"),
+            ("[1.0, 1.0]]", "[1.0, 1.5]]", "zones[0].points[2]"),
+            ("height = 256", "height = 256\nfps = -1.0", "cameras[0].fps"),
+            ("height = 256", "height = 255\npixel_format = \"nv12\"", "cameras[0].pixel_format"),
+        ];
+        for (from, to, key) in cases {
+            let err = load_str(&MINIMAL.replace(from, to)).unwrap_err().to_string();
+            assert!(err.starts_with(key), "{key}: {err}");
+        }
+    }
+
+    #[test]
+    fn wrong_type_names_key_and_line() {
+        let err = load_str(&MINIMAL.replace("width = 256", "width = \"wide\"")).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("cameras[0].width") && msg.contains("line"), "{msg}");
+    }
+
+    #[test]
+    fn duplicate_names_are_rejected() {
+        let text = format!("{MINIMAL}\n[[zones]]\nname = \"road\"\npoints = [[0,0],[1,0],[1,1]]\n");
+        let err = load_str(&text).unwrap_err().to_string();
+        assert!(err.starts_with("zones[1].name"), "{err}");
+    }
+
+    #[test]
+    fn relative_paths_resolve_against_dirs() {
+        let mut c = load_str(MINIMAL).unwrap();
+        c.resolve_paths(&Dirs { models: "/m".into(), frames: "/f".into() });
+        assert_eq!(c.model.file, Path::new("/m/m.tflite"));
+        assert_eq!(c.cameras[0].path, Path::new("/f/."));
+    }
+}

@@ -1,0 +1,1 @@
+//! Fixed-capacity IoU multi-object tracker.

@@ -1,0 +1,1 @@
+//! Zones (polygons) and counting lines.

@@ -1,0 +1,1 @@
+//! Traffic and bus signals: plan, controller, conflict monitor, outputs.

@@ -1,0 +1,1 @@
+//! Frame preprocessing: pixel-format conversion and bilinear resize straight into the model input tensor.

@@ -1,0 +1,1 @@
+//! SSD box decoding for raw-output models: anchor generation, box decoding, NMS.
