@@ -62,7 +62,10 @@ pub enum ConfigError {
 impl ConfigError {
     /// An [`ConfigError::Invalid`] for `key`.
     pub fn invalid(key: impl fmt::Display, message: impl Into<String>) -> ConfigError {
-        ConfigError::Invalid { key: key.to_string(), message: message.into() }
+        ConfigError::Invalid {
+            key: key.to_string(),
+            message: message.into(),
+        }
     }
 }
 
@@ -135,6 +138,10 @@ pub struct CameraConfig {
     /// Replay of an image directory: the most images preloaded at start-up.
     #[serde(default = "default_max_frames")]
     pub max_frames: usize,
+    /// Replay of an image directory: only file names matching this pattern (`*` matches any
+    /// run of characters), e.g. `traffic_*.bmp`.
+    #[serde(default)]
+    pub pattern: Option<String>,
 }
 
 fn default_pixel_format() -> PixelFormat {
@@ -307,7 +314,9 @@ fn default_summary_secs() -> f32 {
 
 impl Default for SummaryConfig {
     fn default() -> Self {
-        Self { interval_secs: default_summary_secs() }
+        Self {
+            interval_secs: default_summary_secs(),
+        }
     }
 }
 
@@ -321,8 +330,10 @@ impl ZoneConfig {
 impl Config {
     /// Reads, parses and validates a config file, resolving model and frame paths.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| ConfigError::Read { path: path.into(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.into(),
+            source,
+        })?;
         let mut config = Config::parse(&text, path)?;
         config.validate()?;
         config.resolve_paths(&Dirs::from_env());
@@ -337,7 +348,11 @@ impl Config {
             let inner = e.into_inner();
             ConfigError::Syntax {
                 path: path.into(),
-                key: if key == "." { "(top level)".into() } else { key },
+                key: if key == "." {
+                    "(top level)".into()
+                } else {
+                    key
+                },
                 message: describe_toml_error(&inner, text),
             }
         })
@@ -370,7 +385,10 @@ impl Config {
         check_unique_names("cameras", self.cameras.iter().map(|c| c.name.as_str()))?;
         let s = self.summary.interval_secs;
         if !(0.1..=3600.0).contains(&s) {
-            return Err(invalid("summary.interval_secs", "must be between 0.1 and 3600"));
+            return Err(invalid(
+                "summary.interval_secs",
+                "must be between 0.1 and 3600",
+            ));
         }
         Ok(())
     }
@@ -380,7 +398,11 @@ impl Config {
         self.model.file = dirs.models.join(&self.model.file);
         self.model.labels = dirs.models.join(&self.model.labels);
         for cam in &mut self.cameras {
-            cam.path = dirs.frames.join(&cam.path);
+            cam.path = if cam.path == Path::new(".") {
+                dirs.frames.clone()
+            } else {
+                dirs.frames.join(&cam.path)
+            };
         }
     }
 
@@ -408,7 +430,10 @@ impl Dirs {
                 .map(PathBuf::from)
                 .unwrap_or_else(|| PathBuf::from(default))
         };
-        Dirs { models: dir(MODEL_DIR_ENV, DEFAULT_MODEL_DIR), frames: dir(FRAMES_DIR_ENV, DEFAULT_FRAMES_DIR) }
+        Dirs {
+            models: dir(MODEL_DIR_ENV, DEFAULT_MODEL_DIR),
+            frames: dir(FRAMES_DIR_ENV, DEFAULT_FRAMES_DIR),
+        }
     }
 }
 
@@ -432,7 +457,10 @@ fn check_unique_names<'a>(
             return Err(invalid(format!("{key}[{i}].name"), "must not be empty"));
         }
         if names.clone().take(i).any(|n| n == name) {
-            return Err(invalid(format!("{key}[{i}].name"), format!("`{name}` is used twice")));
+            return Err(invalid(
+                format!("{key}[{i}].name"),
+                format!("`{name}` is used twice"),
+            ));
         }
     }
     Ok(())
@@ -456,7 +484,10 @@ fn check_point(key: impl fmt::Display, p: [f32; 2]) -> Result<(), ConfigError> {
     if !p.iter().all(|v| (0.0..=1.0).contains(v)) {
         return Err(invalid(
             key,
-            format!("[{}, {}] is outside the frame: normalized coordinates lie in 0..=1", p[0], p[1]),
+            format!(
+                "[{}, {}] is outside the frame: normalized coordinates lie in 0..=1",
+                p[0], p[1]
+            ),
         ));
     }
     Ok(())
@@ -466,7 +497,7 @@ impl CameraConfig {
     fn validate(&self, key: &str) -> Result<(), ConfigError> {
         check_range(format!("{key}.width"), self.width, 2, 8192)?;
         check_range(format!("{key}.height"), self.height, 2, 8192)?;
-        if self.pixel_format.needs_even_size() && (self.width % 2 != 0 || self.height % 2 != 0) {
+        if self.pixel_format.needs_even_size() && (!self.width.is_multiple_of(2) || !self.height.is_multiple_of(2)) {
             return Err(invalid(
                 format!("{key}.pixel_format"),
                 format!(
@@ -488,9 +519,17 @@ impl ModelConfig {
     fn validate(&self) -> Result<(), ConfigError> {
         check_range("model.threads", self.threads, 1, 16)?;
         check_range("model.score_threshold", self.score_threshold, 0.0, 1.0)?;
-        check_range("model.max_detections", self.max_detections, 1, MAX_DETECTIONS)?;
+        check_range(
+            "model.max_detections",
+            self.max_detections,
+            1,
+            MAX_DETECTIONS,
+        )?;
         if self.classes.is_empty() || self.classes.len() > MAX_CLASSES {
-            return Err(invalid("model.classes", format!("list 1 to {MAX_CLASSES} labels to count")));
+            return Err(invalid(
+                "model.classes",
+                format!("list 1 to {MAX_CLASSES} labels to count"),
+            ));
         }
         check_unique_names("model.classes", self.classes.iter().map(|s| s.as_str()))?;
         if let Some(std) = self.input_std {
@@ -499,7 +538,10 @@ impl ModelConfig {
             }
         }
         if self.input_mean.is_some() != self.input_std.is_some() {
-            return Err(invalid("model.input_mean", "give input_mean and input_std together"));
+            return Err(invalid(
+                "model.input_mean",
+                "give input_mean and input_std together",
+            ));
         }
         if let Some(roi) = self.roi {
             let ok = roi.x >= 0.0
@@ -509,12 +551,18 @@ impl ModelConfig {
                 && roi.x + roi.width <= 1.0 + 1e-6
                 && roi.y + roi.height <= 1.0 + 1e-6;
             if !ok {
-                return Err(invalid("model.roi", "must be a non-empty rectangle inside 0..=1"));
+                return Err(invalid(
+                    "model.roi",
+                    "must be a non-empty rectangle inside 0..=1",
+                ));
             }
         }
         if let Some(a) = &self.anchors {
             if a.strides.is_empty() || a.strides.iter().any(|&s| s == 0 || s > 512) {
-                return Err(invalid("model.anchors.strides", "give 1 or more strides in 1..=512"));
+                return Err(invalid(
+                    "model.anchors.strides",
+                    "give 1 or more strides in 1..=512",
+                ));
             }
             check_range("model.anchors.per_cell", a.per_cell, 1, 16)?;
             check_range("model.anchors.scale", a.scale, 1.0, 8192.0)?;
@@ -536,10 +584,16 @@ impl TrackerConfig {
 impl ZoneConfig {
     fn validate(&self, key: &str) -> Result<(), ConfigError> {
         if self.points.len() < 3 {
-            return Err(invalid(format!("{key}.points"), "a polygon needs at least 3 points"));
+            return Err(invalid(
+                format!("{key}.points"),
+                "a polygon needs at least 3 points",
+            ));
         }
         if self.points.len() > 64 {
-            return Err(invalid(format!("{key}.points"), "a polygon may have at most 64 points"));
+            return Err(invalid(
+                format!("{key}.points"),
+                "a polygon may have at most 64 points",
+            ));
         }
         for (j, p) in self.points.iter().enumerate() {
             check_point(format!("{key}.points[{j}]"), *p)?;
@@ -598,9 +652,14 @@ mod tests {
 
     #[test]
     fn unknown_key_is_named() {
-        let text = MINIMAL.replace("threads", "x").replace("[model]", "[model]\nthreadz = 2");
+        let text = MINIMAL
+            .replace("threads", "x")
+            .replace("[model]", "[model]\nthreadz = 2");
         let err = load_str(&text).unwrap_err().to_string();
-        assert!(err.contains("model.threadz") && err.contains("unknown field"), "{err}");
+        assert!(
+            err.contains("model.threadz") && err.contains("unknown field"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -614,15 +673,33 @@ mod tests {
     fn out_of_range_values_are_named() {
         let cases = [
             ("width = 256", "width = 0", "cameras[0].width"),
-            ("labels = \"l.txt\"", "labels = \"l.txt\"\nmax_detections = 500", "model.max_detections"),
-            ("labels = \"l.txt\"", "labels = \"l.txt\"\nscore_threshold = 1.5", "model.score_threshold"),
-            ("labels = \"l.txt\"", "labels = \"l.txt\"\nthreads = 0", "model.threads"),
+            (
+                "labels = \"l.txt\"",
+                "labels = \"l.txt\"\nmax_detections = 500",
+                "model.max_detections",
+            ),
+            (
+                "labels = \"l.txt\"",
+                "labels = \"l.txt\"\nscore_threshold = 1.5",
+                "model.score_threshold",
+            ),
+            (
+                "labels = \"l.txt\"",
+                "labels = \"l.txt\"\nthreads = 0",
+                "model.threads",
+            ),
             ("[1.0, 1.0]]", "[1.0, 1.5]]", "zones[0].points[2]"),
             ("height = 256", "height = 256\nfps = -1.0", "cameras[0].fps"),
-            ("height = 256", "height = 255\npixel_format = \"nv12\"", "cameras[0].pixel_format"),
+            (
+                "height = 256",
+                "height = 255\npixel_format = \"nv12\"",
+                "cameras[0].pixel_format",
+            ),
         ];
         for (from, to, key) in cases {
-            let err = load_str(&MINIMAL.replace(from, to)).unwrap_err().to_string();
+            let err = load_str(&MINIMAL.replace(from, to))
+                .unwrap_err()
+                .to_string();
             assert!(err.starts_with(key), "{key}: {err}");
         }
     }
@@ -631,7 +708,10 @@ mod tests {
     fn wrong_type_names_key_and_line() {
         let err = load_str(&MINIMAL.replace("width = 256", "width = \"wide\"")).unwrap_err();
         let msg = err.to_string();
-        assert!(msg.contains("cameras[0].width") && msg.contains("line"), "{msg}");
+        assert!(
+            msg.contains("cameras[0].width") && msg.contains("line"),
+            "{msg}"
+        );
     }
 
     #[test]
@@ -644,8 +724,11 @@ mod tests {
     #[test]
     fn relative_paths_resolve_against_dirs() {
         let mut c = load_str(MINIMAL).unwrap();
-        c.resolve_paths(&Dirs { models: "/m".into(), frames: "/f".into() });
+        c.resolve_paths(&Dirs {
+            models: "/m".into(),
+            frames: "/f".into(),
+        });
         assert_eq!(c.model.file, Path::new("/m/m.tflite"));
-        assert_eq!(c.cameras[0].path, Path::new("/f/."));
+        assert_eq!(c.cameras[0].path, Path::new("/f"));
     }
 }

@@ -37,7 +37,12 @@ pub struct BBox {
 impl BBox {
     /// A box from its edges.
     pub const fn new(xmin: f32, ymin: f32, xmax: f32, ymax: f32) -> Self {
-        Self { xmin, ymin, xmax, ymax }
+        Self {
+            xmin,
+            ymin,
+            xmax,
+            ymax,
+        }
     }
 
     /// A box from its centre and size.
@@ -101,7 +106,12 @@ pub struct Roi {
 
 impl Roi {
     /// The whole frame.
-    pub const FULL: Roi = Roi { x: 0.0, y: 0.0, width: 1.0, height: 1.0 };
+    pub const FULL: Roi = Roi {
+        x: 0.0,
+        y: 0.0,
+        width: 1.0,
+        height: 1.0,
+    };
 
     /// Maps a box normalized to this region back into full-frame coordinates.
     pub fn to_frame(&self, b: BBox) -> BBox {
@@ -129,7 +139,12 @@ mod tests {
 
     #[test]
     fn roi_maps_back_to_the_frame() {
-        let roi = Roi { x: 0.5, y: 0.25, width: 0.5, height: 0.5 };
+        let roi = Roi {
+            x: 0.5,
+            y: 0.25,
+            width: 0.5,
+            height: 0.5,
+        };
         let b = roi.to_frame(BBox::new(0.0, 0.0, 1.0, 1.0));
         assert_eq!(b, BBox::new(0.5, 0.25, 1.0, 0.75));
     }

@@ -1,0 +1,4 @@
+//! Run-time health: counters, latency histograms and memory readings.
+
+pub mod memory;
+pub mod stats;

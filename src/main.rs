@@ -1,0 +1,173 @@
+//! `edgewatch`: the command line. Thin on purpose: parse, load the config, hand over to the
+//! library, and turn any error into one readable line and a non-zero exit.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+
+use edgewatch::clock::{Clock, MonotonicClock};
+use edgewatch::config::Config;
+use edgewatch::pipeline::{Pipeline, PipelineError};
+use edgewatch::report::Reporter;
+use edgewatch::{bench, soak};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "edgewatch",
+    version,
+    about = "Edge vision controller: counts from a camera, safe signal outputs"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the pipeline and print a summary line every interval.
+    Run {
+        /// Site configuration (TOML).
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Stop after this many processed frames.
+        #[arg(long)]
+        frames: Option<u64>,
+        /// Print one JSON object per summary line instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Validate a configuration and print it with defaults and paths resolved.
+    CheckConfig {
+        /// Site configuration (TOML).
+        config: PathBuf,
+    },
+    /// Time every stage: preprocess on synthetic 640x480 frames, then the whole pipeline.
+    Bench {
+        /// Site configuration (TOML).
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Frames to run through the whole pipeline.
+        #[arg(long, default_value_t = 100)]
+        frames: u64,
+    },
+    /// Run many frames as fast as possible and report resident memory along the way.
+    Soak {
+        /// Site configuration (TOML).
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Frames in all.
+        #[arg(long, default_value_t = 10_000)]
+        frames: u64,
+        /// Frame count at which the baseline RSS is taken.
+        #[arg(long, default_value_t = 1_000)]
+        checkpoint: u64,
+    },
+}
+
+/// Exit status for a configuration the program refuses.
+const EXIT_CONFIG: u8 = 2;
+/// Exit status for a failure while starting or running.
+const EXIT_RUNTIME: u8 = 1;
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
+        .target(env_logger::Target::Stderr)
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::CheckConfig { config } => check_config(&config),
+        Command::Run {
+            config,
+            frames,
+            json,
+        } => run(&config, frames, json),
+        Command::Bench { config, frames } => {
+            load(&config).and_then(|c| bench::run(&c, frames).map_err(pipeline_fail))
+        }
+        Command::Soak {
+            config,
+            frames,
+            checkpoint,
+        } => load(&config).and_then(|c| {
+            soak::run(&c, frames, checkpoint)
+                .map(|_| ())
+                .map_err(pipeline_fail)
+        }),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err((code, message)) => {
+            eprintln!("edgewatch: error: {message}");
+            ExitCode::from(code)
+        }
+    }
+}
+
+type Failure = (u8, String);
+
+/// One line naming the error and every cause under it.
+fn fail(code: u8, e: impl std::error::Error) -> Failure {
+    let mut message = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !message.contains(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
+        source = s.source();
+    }
+    (code, message)
+}
+
+/// A config that does not fit the model is the config's fault: exit as for a bad config.
+fn pipeline_fail(e: PipelineError) -> Failure {
+    let code = if matches!(e, PipelineError::Config(_)) {
+        EXIT_CONFIG
+    } else {
+        EXIT_RUNTIME
+    };
+    fail(code, e)
+}
+
+fn load(path: &Path) -> Result<Config, Failure> {
+    Config::load(path).map_err(|e| fail(EXIT_CONFIG, e))
+}
+
+fn check_config(path: &Path) -> Result<(), Failure> {
+    let config = load(path)?;
+    print!("{}", config.to_toml());
+    eprintln!("{}: ok", path.display());
+    Ok(())
+}
+
+fn run(path: &Path, frames: Option<u64>, json: bool) -> Result<(), Failure> {
+    let config = load(path)?;
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(signal, stop.clone()).map_err(|e| fail(EXIT_RUNTIME, e))?;
+    }
+    let clock: Arc<dyn Clock> = Arc::new(MonotonicClock::new());
+    let mut pipeline = Pipeline::build(&config, clock).map_err(pipeline_fail)?;
+    log::info!("{}: running {}", config.site, path.display());
+    let interval = Duration::from_secs_f32(config.summary.interval_secs);
+    let mut reporter = Reporter::new(json);
+    let stdout = std::io::stdout();
+    let mut io_result = Ok(());
+    pipeline
+        .run(frames, interval, &stop, |p, now, last| {
+            let mut out = stdout.lock();
+            if io_result.is_ok() {
+                io_result = reporter
+                    .write(&mut out, p, now, last)
+                    .and_then(|()| out.flush());
+            }
+        })
+        .map_err(pipeline_fail)?;
+    io_result.map_err(|e| fail(EXIT_RUNTIME, e))
+}

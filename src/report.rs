@@ -1,0 +1,243 @@
+//! The once-a-second summary line: fps, dropped frames, per-stage latency p50/p99, zone and
+//! line counts; as text for people or as one JSON object a line for scripts.
+
+use std::io::{self, Write};
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
+
+use crate::health::stats::{Histogram, PipelineStats, Stage};
+use crate::pipeline::Pipeline;
+
+/// Stages shown in summaries (capture wait is left out: it is idle time, not work).
+const SHOWN: [Stage; 5] = [
+    Stage::Preprocess,
+    Stage::Invoke,
+    Stage::Decode,
+    Stage::Scene,
+    Stage::Frame,
+];
+
+/// Writes summary lines, remembering what it reported last to compute rates.
+#[derive(Debug)]
+pub struct Reporter {
+    json: bool,
+    last_time: Duration,
+    last_frames: u64,
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+/// Writes `s` as a JSON string literal.
+fn json_str(w: &mut impl Write, s: &str) -> io::Result<()> {
+    w.write_all(b"\"")?;
+    for c in s.chars() {
+        match c {
+            '"' => w.write_all(b"\\\"")?,
+            '\\' => w.write_all(b"\\\\")?,
+            c if (c as u32) < 0x20 => write!(w, "\\u{:04x}", c as u32)?,
+            c => write!(w, "{c}")?,
+        }
+    }
+    w.write_all(b"\"")
+}
+
+impl Reporter {
+    /// A reporter writing text, or JSON lines when `json` is set.
+    pub fn new(json: bool) -> Reporter {
+        Reporter {
+            json,
+            last_time: Duration::ZERO,
+            last_frames: 0,
+        }
+    }
+
+    /// Writes one summary of `p` at clock time `now`.
+    pub fn write(
+        &mut self,
+        w: &mut impl Write,
+        p: &Pipeline,
+        now: Duration,
+        last: bool,
+    ) -> io::Result<()> {
+        let stats = p.stats();
+        let frames = stats.frames.load(Relaxed);
+        let span = now.saturating_sub(self.last_time).as_secs_f64();
+        let fps = if span > 0.0 {
+            (frames - self.last_frames) as f64 / span
+        } else {
+            0.0
+        };
+        self.last_time = now;
+        self.last_frames = frames;
+        // The final line summarizes the whole run, the others the last window.
+        let hist = |s: Stage| {
+            if last {
+                stats.total(s)
+            } else {
+                stats.window(s)
+            }
+        };
+        if self.json {
+            self.write_json(w, p, stats, now, fps, last, hist)
+        } else {
+            self.write_text(w, p, stats, now, fps, last, hist)
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn write_text<'a>(
+        &self,
+        w: &mut impl Write,
+        p: &Pipeline,
+        stats: &PipelineStats,
+        now: Duration,
+        fps: f64,
+        last: bool,
+        hist: impl Fn(Stage) -> &'a Histogram,
+    ) -> io::Result<()> {
+        let tag = if last { "final" } else { "" };
+        write!(
+            w,
+            "[{:7.1}s]{tag} frames {} fps {:.1} dropped {} errors {} |",
+            now.as_secs_f64(),
+            stats.frames.load(Relaxed),
+            fps,
+            stats.dropped.load(Relaxed),
+            stats.errors.load(Relaxed)
+        )?;
+        for s in SHOWN {
+            let h = hist(s);
+            write!(
+                w,
+                " {} {:.2}/{:.2}ms",
+                s.name(),
+                ms(h.quantile(0.5)),
+                ms(h.quantile(0.99))
+            )?;
+        }
+        let classes = p.class_names();
+        let scene = p.scene();
+        for (name, counts) in p.zone_names().iter().zip(scene.zone_occupancy()) {
+            write!(w, " | zone {name}:")?;
+            let mut any = false;
+            for (class, &n) in classes.iter().zip(counts.iter()).filter(|(_, &n)| n > 0) {
+                write!(w, " {class} {n}")?;
+                any = true;
+            }
+            if !any {
+                write!(w, " empty")?;
+            }
+        }
+        for (name, counts) in p.line_names().iter().zip(scene.line_counts()) {
+            write!(w, " | line {name}:")?;
+            let mut any = false;
+            for (i, class) in classes.iter().enumerate() {
+                let (i_n, o_n) = (counts.inbound[i], counts.outbound[i]);
+                if i_n + o_n > 0 {
+                    write!(w, " {class} in {i_n} out {o_n}")?;
+                    any = true;
+                }
+            }
+            if !any {
+                write!(w, " none")?;
+            }
+        }
+        let t = scene.stats();
+        writeln!(w, " | tracks {}", t.live)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn write_json<'a>(
+        &self,
+        w: &mut impl Write,
+        p: &Pipeline,
+        stats: &PipelineStats,
+        now: Duration,
+        fps: f64,
+        last: bool,
+        hist: impl Fn(Stage) -> &'a Histogram,
+    ) -> io::Result<()> {
+        write!(
+            w,
+            "{{\"t\":{:.3},\"final\":{last},\"frames\":{},\"fps\":{:.2},\"dropped\":{},\"errors\":{},\"detections\":{}",
+            now.as_secs_f64(),
+            stats.frames.load(Relaxed),
+            fps,
+            stats.dropped.load(Relaxed),
+            stats.errors.load(Relaxed),
+            stats.detections.load(Relaxed)
+        )?;
+        w.write_all(b",\"latency_ms\":{")?;
+        for (i, s) in SHOWN.iter().enumerate() {
+            let h = hist(*s);
+            let sep = if i > 0 { "," } else { "" };
+            write!(
+                w,
+                "{sep}\"{}\":{{\"p50\":{:.3},\"p99\":{:.3}}}",
+                s.name(),
+                ms(h.quantile(0.5)),
+                ms(h.quantile(0.99))
+            )?;
+        }
+        let classes = p.class_names();
+        let scene = p.scene();
+        let write_counts =
+            |mut w: &mut dyn Write, counts: &mut dyn Iterator<Item = u64>| -> io::Result<()> {
+                w.write_all(b"{")?;
+                for (i, (class, n)) in classes.iter().zip(counts).enumerate() {
+                    if i > 0 {
+                        w.write_all(b",")?;
+                    }
+                    json_str(&mut w, class)?;
+                    write!(w, ":{n}")?;
+                }
+                w.write_all(b"}")
+            };
+        w.write_all(b"},\"zones\":{")?;
+        for (i, (name, counts)) in p
+            .zone_names()
+            .iter()
+            .zip(scene.zone_occupancy())
+            .enumerate()
+        {
+            if i > 0 {
+                w.write_all(b",")?;
+            }
+            json_str(w, name)?;
+            w.write_all(b":")?;
+            write_counts(w, &mut counts.iter().map(|&n| u64::from(n)))?;
+        }
+        w.write_all(b"},\"lines\":{")?;
+        for (i, (name, counts)) in p.line_names().iter().zip(scene.line_counts()).enumerate() {
+            if i > 0 {
+                w.write_all(b",")?;
+            }
+            json_str(w, name)?;
+            w.write_all(b":{\"in\":")?;
+            write_counts(w, &mut counts.inbound.iter().copied())?;
+            w.write_all(b",\"out\":")?;
+            write_counts(w, &mut counts.outbound.iter().copied())?;
+            w.write_all(b"}")?;
+        }
+        let t = scene.stats();
+        writeln!(
+            w,
+            "}},\"tracker\":{{\"live\":{},\"created\":{},\"evicted\":{},\"dropped\":{}}}}}",
+            t.live, t.created, t.evicted, t.dropped_full
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_strings_are_escaped() {
+        let mut out = Vec::new();
+        json_str(&mut out, "a\"b\\c\nd").unwrap();
+        assert_eq!(String::from_utf8(out).unwrap(), r#""a\"b\\c\u000ad""#);
+    }
+}

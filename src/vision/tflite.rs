@@ -1,0 +1,468 @@
+//! TensorFlow Lite backend of [`Detector`]: loads and verifies a `.tflite` model, allocates its
+//! tensor arena once, and decodes either the `TFLite_Detection_PostProcess` op's outputs or
+//! raw SSD outputs (anchor decoding + NMS in Rust).
+//!
+//! Tensors are reached through `tensor_buffer`/`tensor_buffer_mut`, which hand out the arena's
+//! bytes without copying: the crate's `tensor_data*` build a `TensorInfo` (a `String` and a
+//! `Vec`) on every call, which the frame loop cannot afford.
+
+use std::path::Path;
+
+use tflite::model::{BuiltinOperator, Model, TensorType};
+use tflite::ops::builtin::BuiltinOpResolver;
+use tflite::{FlatBufferModel, Interpreter, InterpreterBuilder};
+
+use super::detection::{Detection, Detections};
+use super::detector::{Detector, DetectorError};
+use super::preprocess::{InputKind, InputSpec, InputTensor};
+use super::ssd::{generate_anchors, RawSsdDecoder};
+use crate::config::ModelConfig;
+use crate::geometry::BBox;
+
+const POSTPROCESS_OP: &[u8] = b"TFLite_Detection_PostProcess";
+
+/// A TFLite model ready to run, with every buffer allocated.
+pub struct TfliteDetector {
+    interpreter: Interpreter<'static, BuiltinOpResolver>,
+    input_index: i32,
+    input_spec: InputSpec,
+    head: Head,
+    labels: Vec<String>,
+    score_threshold: f32,
+    max_detections: usize,
+}
+
+impl std::fmt::Debug for TfliteDetector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TfliteDetector")
+            .field("input_spec", &self.input_spec)
+            .field("head", &self.head)
+            .field("labels", &self.labels.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// How the model's outputs become detections.
+#[derive(Debug)]
+enum Head {
+    /// The graph ends in `TFLite_Detection_PostProcess`: boxes, classes, scores, count.
+    PostProcess {
+        boxes: i32,
+        classes: i32,
+        scores: i32,
+        count: i32,
+        max: usize,
+    },
+    /// Raw per-anchor box regressors and class logits, decoded in Rust.
+    RawSsd {
+        regressors: i32,
+        scores: i32,
+        decoder: Box<RawSsdDecoder>,
+    },
+}
+
+/// What the flatbuffer says about the model, read before the interpreter is built.
+struct ModelInfo {
+    input_quant: Option<(f32, i32)>,
+    /// Classes of the post-process op (background excluded), if the graph has one.
+    postprocess_classes: Option<usize>,
+}
+
+impl TfliteDetector {
+    /// Loads `cfg.file`, verifies it, builds the interpreter with `cfg.threads` threads and
+    /// checks the labels file against the model's classes.
+    pub fn load(cfg: &ModelConfig) -> Result<TfliteDetector, DetectorError> {
+        let path = cfg.file.as_path();
+        let bad = |message: String| DetectorError::BadModel {
+            path: path.into(),
+            message,
+        };
+        let bytes = std::fs::read(path).map_err(|source| DetectorError::Io {
+            path: path.into(),
+            source,
+        })?;
+        if bytes.len() < 8 || &bytes[4..8] != b"TFL3" {
+            return Err(bad(
+                "not a TensorFlow Lite model (no TFL3 identifier at byte 4)".into(),
+            ));
+        }
+        let info = inspect(&bytes).map_err(bad)?;
+        let model = FlatBufferModel::build_from_buffer(bytes)
+            .map_err(|e| bad(format!("TensorFlow Lite rejected the model: {e}")))?;
+        let builder = InterpreterBuilder::new(model, BuiltinOpResolver::default())
+            .map_err(|e| bad(format!("cannot build an interpreter: {e}")))?;
+        // build_with_threads, not set_num_threads: the latter prints to stdout, which would
+        // corrupt `--json` output.
+        let interpreter = builder
+            .build_with_threads(cfg.threads as i32)
+            .map_err(|e| {
+                bad(format!(
+                    "cannot build an interpreter (unsupported op or inconsistent tensors): {e}"
+                ))
+            })?;
+        let input_spec = input_spec(&interpreter, &info, cfg).map_err(bad)?;
+        let input_index = interpreter.inputs()[0];
+        let (head, num_classes) = build_head(&interpreter, &info, cfg, &input_spec).map_err(bad)?;
+        let labels = load_labels(&cfg.labels, num_classes)?;
+        let mut detector = TfliteDetector {
+            interpreter,
+            input_index,
+            input_spec,
+            head,
+            labels,
+            score_threshold: cfg.score_threshold,
+            max_detections: cfg.max_detections,
+        };
+        if let InputTensor::F32(t) = detector.input_tensor() {
+            if t.is_empty() {
+                return Err(bad("the float input tensor is not 4-byte aligned".into()));
+            }
+        }
+        // Model parsing allocated and freed several megabytes; hand them back to the OS so
+        // the steady-state RSS is what the frame loop actually uses.
+        #[cfg(target_env = "gnu")]
+        // SAFETY: malloc_trim only releases free heap pages; it has no preconditions.
+        unsafe {
+            libc::malloc_trim(0);
+        }
+        Ok(detector)
+    }
+}
+
+/// A float32 output tensor, read in place from the arena.
+fn output_f32<'a>(
+    interpreter: &'a Interpreter<'static, BuiltinOpResolver>,
+    index: i32,
+) -> Result<&'a [f32], DetectorError> {
+    let bytes = interpreter.tensor_buffer(index).unwrap_or_default();
+    // Misalignment cannot happen with TFLite's 16-byte arena; if it ever did, the frame is
+    // reported as undecodable rather than read wrongly.
+    bytemuck::try_cast_slice(bytes).map_err(|_| DetectorError::Decode(String::new()))
+}
+
+impl Detector for TfliteDetector {
+    fn input_spec(&self) -> &InputSpec {
+        &self.input_spec
+    }
+
+    fn input_tensor(&mut self) -> InputTensor<'_> {
+        let kind = self.input_spec.kind;
+        let bytes = self
+            .interpreter
+            .tensor_buffer_mut(self.input_index)
+            .unwrap_or_default();
+        match kind {
+            InputKind::U8 { .. } => InputTensor::U8(bytes),
+            InputKind::F32 => {
+                InputTensor::F32(bytemuck::try_cast_slice_mut(bytes).unwrap_or_default())
+            }
+        }
+    }
+
+    fn invoke(&mut self) -> Result<(), DetectorError> {
+        self.interpreter.invoke().map_err(|_| DetectorError::Invoke)
+    }
+
+    fn decode(&mut self, out: &mut Detections) -> Result<(), DetectorError> {
+        out.clear();
+        match &mut self.head {
+            &mut Head::PostProcess {
+                boxes,
+                classes,
+                scores,
+                count,
+                max,
+            } => {
+                let it = &self.interpreter;
+                let (b, c) = (output_f32(it, boxes)?, output_f32(it, classes)?);
+                let (s, n) = (output_f32(it, scores)?, output_f32(it, count)?);
+                let n = n.first().map_or(0, |&n| {
+                    if n.is_finite() {
+                        n.max(0.0) as usize
+                    } else {
+                        0
+                    }
+                });
+                let n = n.min(max).min(self.max_detections);
+                let num_classes = self.labels.len() as f32;
+                for i in 0..n {
+                    let (score, class) = (s[i], c[i]);
+                    // Written so that NaN scores or classes are skipped too.
+                    if !(score >= self.score_threshold && (0.0..num_classes).contains(&class)) {
+                        continue;
+                    }
+                    let bx = &b[i * 4..i * 4 + 4];
+                    let bbox = BBox::new(bx[1], bx[0], bx[3], bx[2]);
+                    let _ = out.push(Detection {
+                        class: class as u16,
+                        score,
+                        bbox,
+                    });
+                }
+                Ok(())
+            }
+            Head::RawSsd {
+                regressors,
+                scores,
+                decoder,
+            } => {
+                let regs = output_f32(&self.interpreter, *regressors)?;
+                let logits = output_f32(&self.interpreter, *scores)?;
+                decoder
+                    .decode(regs, logits, out)
+                    .map_err(|e| DetectorError::Decode(e.to_string()))
+            }
+        }
+    }
+
+    fn labels(&self) -> &[String] {
+        &self.labels
+    }
+}
+
+/// Verifies the flatbuffer and reads what the interpreter does not expose: the input's
+/// quantization and whether the graph ends in the SSD post-process op.
+fn inspect(bytes: &[u8]) -> Result<ModelInfo, String> {
+    let model = Model::from_buffer(bytes)
+        .ok_or("corrupt or truncated model: flatbuffer verification failed")?;
+    let graph = model.subgraphs.first().ok_or("the model has no subgraph")?;
+    if graph.inputs.len() != 1 {
+        return Err(format!(
+            "a detector has one input tensor, this model has {}",
+            graph.inputs.len()
+        ));
+    }
+    let input = usize::try_from(graph.inputs[0])
+        .ok()
+        .and_then(|i| graph.tensors.get(i))
+        .ok_or("the input tensor index is out of range")?;
+    let input_quant = match input.typ {
+        TensorType::TensorType_UINT8 if input.quantization.is_valid() => {
+            let q = &input.quantization;
+            q.scale
+                .first()
+                .zip(q.zero_point.first())
+                .map(|(&s, &z)| (s, z as i32))
+        }
+        _ => None,
+    };
+    let mut postprocess_classes = None;
+    for op in graph.operators.iter() {
+        let code = model
+            .operator_codes
+            .get(op.opcode_index as usize)
+            .ok_or("operator code out of range")?;
+        let custom = code.builtin_code == BuiltinOperator::BuiltinOperator_CUSTOM
+            && code.custom_code.c_str().to_bytes() == POSTPROCESS_OP;
+        if custom {
+            let scores = op
+                .inputs
+                .get(1)
+                .and_then(|&i| graph.tensors.get(usize::try_from(i).ok()?));
+            let classes = scores
+                .and_then(|t| t.shape.last().copied())
+                .ok_or("post-process op without class scores")?;
+            // The class scores include a background column that the op drops.
+            postprocess_classes = Some((classes.max(1) - 1) as usize);
+        }
+    }
+    Ok(ModelInfo {
+        input_quant,
+        postprocess_classes,
+    })
+}
+
+fn dims(
+    interpreter: &Interpreter<'static, BuiltinOpResolver>,
+    index: i32,
+) -> Result<Vec<usize>, String> {
+    interpreter
+        .tensor_info(index)
+        .map(|t| t.dims)
+        .ok_or_else(|| format!("tensor {index} is missing"))
+}
+
+fn input_spec(
+    interpreter: &Interpreter<'static, BuiltinOpResolver>,
+    info: &ModelInfo,
+    cfg: &ModelConfig,
+) -> Result<InputSpec, String> {
+    let index = *interpreter
+        .inputs()
+        .first()
+        .ok_or("the model has no input")?;
+    let t = interpreter
+        .tensor_info(index)
+        .ok_or("the input tensor is missing")?;
+    let &[1, h, w, 3] = t.dims.as_slice() else {
+        return Err(format!(
+            "input shape {:?} is not [1, height, width, 3] (an RGB image)",
+            t.dims
+        ));
+    };
+    use tflite::context::ElementKind as K;
+    let kind = match t.element_kind {
+        K::kTfLiteUInt8 => InputKind::U8 {
+            quant: info.input_quant,
+        },
+        K::kTfLiteFloat32 => InputKind::F32,
+        other => {
+            return Err(format!(
+                "input type {other:?} is not supported (uint8 or float32)"
+            ))
+        }
+    };
+    Ok(InputSpec {
+        width: w as u32,
+        height: h as u32,
+        channels: 3,
+        kind,
+        mean: cfg.input_mean,
+        std: cfg.input_std,
+    })
+}
+
+/// Chooses how to decode outputs and returns the number of classes the labels must cover.
+fn build_head(
+    interpreter: &Interpreter<'static, BuiltinOpResolver>,
+    info: &ModelInfo,
+    cfg: &ModelConfig,
+    input: &InputSpec,
+) -> Result<(Head, usize), String> {
+    let outputs = interpreter.outputs().to_vec();
+    for &o in &outputs {
+        let t = interpreter
+            .tensor_info(o)
+            .ok_or("an output tensor is missing")?;
+        if t.element_kind != tflite::context::ElementKind::kTfLiteFloat32 {
+            return Err(format!(
+                "output `{}` is {:?}; float32 outputs are expected",
+                t.name, t.element_kind
+            ));
+        }
+    }
+    if let Some(num_classes) = info.postprocess_classes {
+        let [boxes, classes, scores, count] = outputs[..] else {
+            return Err(format!(
+                "the post-process op should give 4 outputs, not {}",
+                outputs.len()
+            ));
+        };
+        let box_dims = dims(interpreter, boxes)?;
+        let &[1, max, 4] = box_dims.as_slice() else {
+            return Err(format!(
+                "post-process boxes have shape {box_dims:?}, not [1, N, 4]"
+            ));
+        };
+        for (name, o, want) in [
+            ("classes", classes, max),
+            ("scores", scores, max),
+            ("count", count, 1),
+        ] {
+            let n: usize = dims(interpreter, o)?.iter().product();
+            if n != want {
+                return Err(format!(
+                    "post-process {name} output has {n} values, expected {want}"
+                ));
+            }
+        }
+        log::info!(
+            "model ends in {}: up to {max} detections, {num_classes} classes",
+            "TFLite_Detection_PostProcess"
+        );
+        return Ok((
+            Head::PostProcess {
+                boxes,
+                classes,
+                scores,
+                count,
+                max,
+            },
+            num_classes,
+        ));
+    }
+    let [a, b] = outputs[..] else {
+        return Err(format!(
+            "{} outputs: expected the post-process op's 4 or raw SSD box regressors + class scores",
+            outputs.len()
+        ));
+    };
+    let (da, db) = (dims(interpreter, a)?, dims(interpreter, b)?);
+    // The regressors carry at least the 4 box values per anchor; class scores are the other.
+    let ((regressors, rd), (scores, sd)) =
+        if da.last() >= Some(&4) && db.last() < Some(&4) || db.last() < da.last() {
+            ((a, da), (b, db))
+        } else {
+            ((b, db), (a, da))
+        };
+    let (&[1, n, coords], &[1, n2, classes]) = (rd.as_slice(), sd.as_slice()) else {
+        return Err(format!("raw SSD outputs have shapes {rd:?} and {sd:?}, expected [1, anchors, 4+] and [1, anchors, classes]"));
+    };
+    let anchors_cfg = cfg.anchors.as_ref().ok_or(
+        "the model has raw SSD outputs and no post-process op: configure model.anchors for it"
+            .to_string(),
+    )?;
+    let anchors = generate_anchors(anchors_cfg, input.width, input.height)
+        .map_err(|e| format!("model.anchors: {e}"))?;
+    if anchors.len() != n || n2 != n || coords < 4 {
+        return Err(format!(
+            "model.anchors gives {} anchors; the model's outputs have {n} and {n2} rows of {coords} and {classes}",
+            anchors.len()
+        ));
+    }
+    let decoder = RawSsdDecoder::new(
+        anchors,
+        classes,
+        coords,
+        anchors_cfg,
+        cfg.score_threshold,
+        cfg.max_detections,
+    )
+    .map_err(|e| e.to_string())?;
+    log::info!("model has raw SSD outputs: {n} anchors, {classes} classes, decoded in Rust");
+    Ok((
+        Head::RawSsd {
+            regressors,
+            scores,
+            decoder: Box::new(decoder),
+        },
+        classes,
+    ))
+}
+
+/// Reads one label a line; the count must equal the model's number of classes.
+fn load_labels(path: &Path, num_classes: usize) -> Result<Vec<String>, DetectorError> {
+    let text = std::fs::read_to_string(path).map_err(|source| DetectorError::Io {
+        path: path.into(),
+        source,
+    })?;
+    let labels: Vec<String> = text.lines().map(|l| l.trim().to_string()).collect();
+    let labels = match labels.iter().rposition(|l| !l.is_empty()) {
+        Some(last) => labels[..=last].to_vec(),
+        None => Vec::new(),
+    };
+    if labels.len() != num_classes {
+        return Err(DetectorError::BadLabels {
+            path: path.into(),
+            message: format!(
+                "{} labels, but the model has {num_classes} classes",
+                labels.len()
+            ),
+        });
+    }
+    Ok(labels)
+}
+
+/// Model class ids of `names`, in order; the error names the first unknown label.
+pub fn class_ids(labels: &[String], names: &[String]) -> Result<Vec<u16>, String> {
+    names
+        .iter()
+        .map(|name| {
+            labels
+                .iter()
+                .position(|l| l == name)
+                .map(|i| i as u16)
+                .ok_or_else(|| format!("model.classes: `{name}` is not one of the model's labels"))
+        })
+        .collect()
+}

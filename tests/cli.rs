@@ -1,0 +1,278 @@
+//! The `edgewatch` binary end to end: the demo runs and prints summaries, and every kind of
+//! bad input gets one clear error line and a non-zero exit, never a panic.
+
+mod util;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn edgewatch(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_edgewatch"))
+        .args(args)
+        .env("EDGEWATCH_MODEL_DIR", util::model_dir())
+        .env("EDGEWATCH_FRAMES_DIR", util::frames_dir())
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("edgewatch runs")
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Asserts a clean failure with `code` whose message contains every one of `needles`.
+fn assert_fails(out: &Output, code: i32, needles: &[&str]) {
+    let err = stderr(out);
+    assert_eq!(out.status.code(), Some(code), "stderr: {err}");
+    assert!(!err.contains("panicked"), "panic: {err}");
+    for n in needles {
+        assert!(err.contains(n), "expected `{n}` in: {err}");
+    }
+}
+
+fn demo_config() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("board/demo.toml")
+}
+
+/// Writes `site` into a temp dir and returns (dir, config path).
+fn site(text: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("site.toml");
+    std::fs::write(&path, text).unwrap();
+    (dir, path)
+}
+
+fn run_site(text: &str) -> Output {
+    let (_dir, path) = site(text);
+    edgewatch(&["run", "--config", path.to_str().unwrap(), "--frames", "2"])
+}
+
+#[test]
+fn check_config_prints_the_resolved_demo() {
+    let out = edgewatch(&["check-config", demo_config().to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8(out.stdout).unwrap();
+    let model = util::model_dir().join("ssd_mobilenet_v1_coco_quant.tflite");
+    assert!(text.contains(&model.display().to_string()), "{text}");
+    assert!(text.contains("capacity = 64"), "defaults are shown: {text}");
+}
+
+#[test]
+fn demo_runs_and_prints_json_summaries() {
+    let out = edgewatch(&[
+        "run",
+        "--config",
+        demo_config().to_str().unwrap(),
+        "--frames",
+        "4",
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    let last = lines.last().expect("a final summary");
+    assert_eq!(last["final"], true);
+    assert_eq!(last["frames"], 4);
+    assert!(last["detections"].as_u64().unwrap() >= 4, "{last}");
+    assert!(
+        last["zones"]["road"]["car"].as_u64().unwrap() >= 1,
+        "{last}"
+    );
+    assert!(last["latency_ms"]["invoke"]["p50"].as_f64().unwrap() > 0.0);
+    assert!(last["lines"]["gantry"]["in"].is_object());
+}
+
+#[test]
+fn demo_text_summary_names_zones_and_lines() {
+    let out = edgewatch(&[
+        "run",
+        "--config",
+        demo_config().to_str().unwrap(),
+        "--frames",
+        "2",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8(out.stdout).unwrap();
+    let last = text.lines().last().unwrap();
+    for needle in [
+        "final",
+        "frames 2",
+        "zone road: car",
+        "line gantry:",
+        "invoke",
+    ] {
+        assert!(last.contains(needle), "`{needle}` missing in {last}");
+    }
+}
+
+#[test]
+fn bad_config_values_name_the_key() {
+    let frames = util::frames_dir();
+    let good = util::ssd_site(&frames, 256, 256, "rgb24");
+    let cases = [
+        ("fps = 0.0", "fps = 1000.0", "cameras[0].fps"),
+        (
+            "points = [[0.0, 0.5], [1.0, 0.5], [1.0, 1.0], [0.0, 1.0]]",
+            "points = [[0.0, 0.5], [1.0, 0.5]]",
+            "zones[0].points: a polygon needs at least 3 points",
+        ),
+        (
+            "score_threshold = 0.3",
+            "score_threshold = 0.3\nmax_detections = 0",
+            "model.max_detections",
+        ),
+        (
+            "score_threshold = 0.3",
+            "score_treshold = 0.3",
+            "unknown field `score_treshold`",
+        ),
+        (
+            "to = [0.3, 1.0]",
+            "to = [0.3, 1.0]\nin = \"up\"",
+            "lines[0].in",
+        ),
+    ];
+    for (from, to, needle) in cases {
+        let (_dir, path) = site(&good.replace(from, to));
+        let out = edgewatch(&["check-config", path.to_str().unwrap()]);
+        assert_fails(&out, 2, &[needle]);
+        let out = edgewatch(&["run", "--config", path.to_str().unwrap()]);
+        assert_fails(&out, 2, &[needle]);
+    }
+    let out = edgewatch(&["check-config", "/nonexistent/site.toml"]);
+    assert_fails(&out, 2, &["/nonexistent/site.toml"]);
+}
+
+#[test]
+fn bad_model_files_are_clear_errors() {
+    let frames = util::frames_dir();
+    let models = util::model_dir();
+    let good = util::ssd_site(&frames, 256, 256, "rgb24");
+    let real_model = models.join("ssd_mobilenet_v1_coco_quant.tflite");
+    let real_str = real_model.display().to_string();
+    let dir = tempfile::tempdir().unwrap();
+
+    let out = run_site(&good.replace(&real_str, "/nonexistent/model.tflite"));
+    assert_fails(&out, 1, &["/nonexistent/model.tflite", "No such file"]);
+
+    let garbage = dir.path().join("garbage.tflite");
+    std::fs::write(&garbage, b"this is not a model at all, just text").unwrap();
+    let out = run_site(&good.replace(&real_str, garbage.to_str().unwrap()));
+    assert_fails(&out, 1, &["garbage.tflite", "not a TensorFlow Lite model"]);
+
+    let bytes = std::fs::read(&real_model).unwrap();
+    for (name, len) in [
+        ("truncated.tflite", bytes.len() / 2),
+        ("header-only.tflite", 64),
+    ] {
+        let path = dir.path().join(name);
+        std::fs::write(&path, &bytes[..len]).unwrap();
+        let out = run_site(&good.replace(&real_str, path.to_str().unwrap()));
+        assert_fails(&out, 1, &[name, "corrupt or truncated"]);
+    }
+
+    // Flip bytes inside the flatbuffer's tables (not the weights): verification must catch
+    // it or the interpreter must refuse it; either way no crash.
+    let mut flipped = bytes.clone();
+    for b in flipped[8..4096].iter_mut().step_by(7) {
+        *b ^= 0x5a;
+    }
+    let path = dir.path().join("flipped.tflite");
+    std::fs::write(&path, &flipped).unwrap();
+    let out = run_site(&good.replace(&real_str, path.to_str().unwrap()));
+    assert_fails(&out, 1, &["flipped.tflite"]);
+}
+
+#[test]
+fn bad_labels_are_clear_errors() {
+    let frames = util::frames_dir();
+    let models = util::model_dir();
+    let good = util::ssd_site(&frames, 256, 256, "rgb24");
+    let labels = models.join("coco_labels.txt");
+    let labels_str = labels.display().to_string();
+    let dir = tempfile::tempdir().unwrap();
+
+    let out = run_site(&good.replace(&labels_str, "/nonexistent/labels.txt"));
+    assert_fails(&out, 1, &["/nonexistent/labels.txt"]);
+
+    let text = std::fs::read_to_string(&labels).unwrap();
+    let short = dir.path().join("short.txt");
+    std::fs::write(&short, text.lines().skip(1).collect::<Vec<_>>().join("\n")).unwrap();
+    let out = run_site(&good.replace(&labels_str, short.to_str().unwrap()));
+    assert_fails(
+        &out,
+        1,
+        &["short.txt", "89 labels, but the model has 90 classes"],
+    );
+
+    let long = dir.path().join("long.txt");
+    std::fs::write(&long, format!("background\n{text}")).unwrap();
+    let out = run_site(&good.replace(&labels_str, long.to_str().unwrap()));
+    assert_fails(&out, 1, &["long.txt", "91 labels"]);
+
+    let out = run_site(&good.replace("\"bus\"", "\"zebra crossing\""));
+    assert_fails(&out, 2, &["model.classes", "zebra crossing"]);
+}
+
+#[test]
+fn bad_frames_are_clear_errors() {
+    let frames = util::frames_dir();
+    let dir = tempfile::tempdir().unwrap();
+
+    // A frame of the wrong size for the configured camera.
+    let out = run_site(&util::ssd_site(&frames, 320, 240, "rgb24"));
+    assert_fails(&out, 1, &["traffic_0001.bmp", "256x256", "320x240"]);
+
+    // A corrupt image among good ones.
+    let bad = dir.path().join("images");
+    std::fs::create_dir(&bad).unwrap();
+    std::fs::copy(frames.join("traffic_0001.bmp"), bad.join("traffic_a.bmp")).unwrap();
+    std::fs::write(bad.join("traffic_b.bmp"), b"BM not really a bitmap").unwrap();
+    let out = run_site(&util::ssd_site(&bad, 256, 256, "rgb24"));
+    assert_fails(&out, 1, &["traffic_b.bmp", "cannot decode image"]);
+
+    // An empty directory.
+    let empty = dir.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let out = run_site(&util::ssd_site(&empty, 256, 256, "rgb24"));
+    assert_fails(&out, 1, &["empty", "no images"]);
+
+    // Y4M with a bad header, and one truncated inside its first picture.
+    let y4m = dir.path().join("bad.y4m");
+    std::fs::write(&y4m, b"YUV4MPEG2 W256 H256 C444\nFRAME\n").unwrap();
+    let out = run_site(&util::ssd_site(&y4m, 256, 256, "nv12"));
+    assert_fails(&out, 1, &["bad.y4m", "bad Y4M stream", "C444"]);
+
+    let y4m = dir.path().join("short.y4m");
+    let mut data = b"YUV4MPEG2 W256 H256 F10:1 C420mpeg2\nFRAME\n".to_vec();
+    data.extend(vec![16u8; 1000]);
+    std::fs::write(&y4m, &data).unwrap();
+    let out = run_site(&util::ssd_site(&y4m, 256, 256, "yuyv"));
+    assert_fails(&out, 1, &["short.y4m", "truncated"]);
+}
+
+#[test]
+fn sigterm_stops_cleanly_with_a_final_summary() {
+    use std::io::{BufRead, BufReader};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_edgewatch"))
+        .args(["run", "--config", demo_config().to_str().unwrap()])
+        .env("EDGEWATCH_MODEL_DIR", util::model_dir())
+        .env("EDGEWATCH_FRAMES_DIR", util::frames_dir())
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = lines.next().expect("a summary line").unwrap();
+    assert!(!first.contains("final"), "{first}");
+    // SAFETY: kill(2) on our own child's pid, which has not been waited for yet.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
+    let rest: Vec<String> = lines.map(Result::unwrap).collect();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "exit {status:?}");
+    let last = rest.last().expect("a final summary after SIGTERM");
+    assert!(last.contains("final"), "{last}");
+}

@@ -1,0 +1,171 @@
+//! The TFLite detector on the real shared models: the SSD's detections agree with another
+//! TFLite runtime's reference output, and the BlazeFace raw-anchor path finds the faces.
+
+mod util;
+
+use std::path::Path;
+
+use edgewatch::capture::{FrameFormat, PixelFormat};
+use edgewatch::config::{AnchorConfig, ModelConfig};
+use edgewatch::geometry::Roi;
+use edgewatch::vision::detection::{Detection, Detections};
+use edgewatch::vision::detector::Detector;
+use edgewatch::vision::preprocess::Preprocessor;
+use edgewatch::vision::tflite::TfliteDetector;
+
+fn model_config(file: &Path, labels: &Path, threshold: f32) -> ModelConfig {
+    ModelConfig {
+        file: file.into(),
+        labels: labels.into(),
+        threads: 1,
+        score_threshold: threshold,
+        max_detections: 10,
+        classes: vec![],
+        input_mean: None,
+        input_std: None,
+        roi: None,
+        anchors: None,
+    }
+}
+
+/// Runs `detector` on an RGB image file and returns its detections.
+fn detect(detector: &mut TfliteDetector, image: &Path) -> Detections {
+    let img = image::open(image).unwrap().into_rgb8();
+    let format = FrameFormat {
+        width: img.width(),
+        height: img.height(),
+        pixel_format: PixelFormat::Rgb24,
+    };
+    let mut pre = Preprocessor::new(format, Roi::FULL, detector.input_spec()).unwrap();
+    pre.run(img.as_raw(), detector.input_tensor()).unwrap();
+    detector.invoke().unwrap();
+    let mut out = Detections::new();
+    detector.decode(&mut out).unwrap();
+    out
+}
+
+#[derive(serde::Deserialize)]
+struct Reference {
+    detections: std::collections::BTreeMap<String, Vec<RefDetection>>,
+}
+
+#[derive(serde::Deserialize)]
+struct RefDetection {
+    label: String,
+    class_id: u16,
+    score: f32,
+    box_ymin_xmin_ymax_xmax: [f32; 4],
+}
+
+fn matches(ours: &Detection, r: &RefDetection) -> bool {
+    let b = [
+        ours.bbox.ymin,
+        ours.bbox.xmin,
+        ours.bbox.ymax,
+        ours.bbox.xmax,
+    ];
+    ours.class == r.class_id
+        && (ours.score - r.score).abs() <= 0.05
+        && b.iter()
+            .zip(r.box_ymin_xmin_ymax_xmax)
+            .all(|(a, b)| (a - b).abs() <= 0.03)
+}
+
+#[test]
+fn ssd_agrees_with_reference_detections() {
+    let models = util::model_dir();
+    let frames = util::frames_dir();
+    let cfg = model_config(
+        &models.join("ssd_mobilenet_v1_coco_quant.tflite"),
+        &models.join("coco_labels.txt"),
+        0.3,
+    );
+    let mut detector = TfliteDetector::load(&cfg).unwrap();
+    let text = std::fs::read_to_string(models.join("reference_detections.json")).unwrap();
+    let reference: Reference = serde_json::from_str(&text).unwrap();
+    assert_eq!(
+        reference.detections.len(),
+        4,
+        "three traffic frames and face.jpg"
+    );
+    let mut confident = 0;
+    for (file, expected) in &reference.detections {
+        let ours = detect(&mut detector, &frames.join(file));
+        eprintln!(
+            "{file}: {:?}",
+            ours.iter().map(|d| (d.class, d.score)).collect::<Vec<_>>()
+        );
+        // Every confident reference detection is found with the same label, score and box.
+        for r in expected.iter().filter(|r| r.score > 0.5) {
+            confident += 1;
+            assert_eq!(detector.labels()[r.class_id as usize], r.label);
+            assert!(
+                ours.iter().any(|d| matches(d, r)),
+                "{file}: missing {} {:.3} {:?}",
+                r.label,
+                r.score,
+                r.box_ymin_xmin_ymax_xmax
+            );
+        }
+        // And nothing confident appears that the reference does not have.
+        for d in ours.iter().filter(|d| d.score > 0.5 + 0.05) {
+            assert!(
+                expected.iter().any(|r| matches(d, r)),
+                "{file}: extra detection {d:?}"
+            );
+        }
+    }
+    assert!(
+        confident >= 6,
+        "the reference should hold confident cars, found {confident}"
+    );
+}
+
+#[test]
+fn blazeface_raw_outputs_find_the_faces() {
+    let models = util::model_dir();
+    let frames = util::frames_dir();
+    let dir = tempfile::tempdir().unwrap();
+    let labels = dir.path().join("face_labels.txt");
+    std::fs::write(&labels, "face\n").unwrap();
+    let mut cfg = model_config(
+        &models.join("face_detection_short_range.tflite"),
+        &labels,
+        0.5,
+    );
+    cfg.input_mean = Some(127.5);
+    cfg.input_std = Some(127.5);
+    cfg.anchors = Some(AnchorConfig {
+        strides: vec![8, 16, 16, 16],
+        per_cell: 2,
+        scale: 128.0,
+        nms_iou: 0.3,
+        weighted_nms: true,
+    });
+    let mut detector = TfliteDetector::load(&cfg).unwrap();
+    let faces = detect(&mut detector, &frames.join("face.jpg"));
+    eprintln!("faces: {faces:?}");
+    // Two people stand in front; two more at the edges behind them may or may not be found.
+    let front: Vec<_> = faces.iter().filter(|d| d.bbox.width() > 0.08).collect();
+    assert!(
+        front.len() >= 2,
+        "expected the two front faces, got {faces:?}"
+    );
+    assert!(
+        faces.len() <= 6,
+        "NMS should merge overlapping anchors, got {}",
+        faces.len()
+    );
+    for f in faces.iter() {
+        assert_eq!(f.class, 0);
+        assert!(f.bbox.xmin < f.bbox.xmax && f.bbox.ymin < f.bbox.ymax);
+        assert!(f.bbox.xmin > -0.1 && f.bbox.xmax < 1.1 && f.bbox.ymin > -0.1 && f.bbox.ymax < 1.1);
+    }
+    // The two front faces are side by side, not one face found twice.
+    let mut xs: Vec<f32> = front.iter().map(|d| d.bbox.center().x).collect();
+    xs.sort_by(f32::total_cmp);
+    assert!(
+        xs[xs.len() - 1] - xs[0] > 0.15,
+        "front faces overlap: {xs:?}"
+    );
+}

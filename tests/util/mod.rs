@@ -1,0 +1,89 @@
+//! Helpers shared by the integration tests: where the models, frames and clips are, and site
+//! configs written into temporary folders.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+/// A folder named by `var`, falling back to `fallback` under the project root. A missing
+/// folder fails the test (never skips it) and says how to get the files.
+fn data_dir(var: &str, fallback: &str, probe: &str) -> PathBuf {
+    let dir = std::env::var_os(var)
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(fallback));
+    assert!(
+        dir.join(probe).exists(),
+        "{} not found: set {var} (CI points it into ../shared) or run models/fetch.sh",
+        dir.join(probe).display()
+    );
+    dir
+}
+
+/// Models and labels: `$EDGEWATCH_MODEL_DIR` or `models/`.
+pub fn model_dir() -> PathBuf {
+    data_dir(
+        "EDGEWATCH_MODEL_DIR",
+        "models",
+        "ssd_mobilenet_v1_coco_quant.tflite",
+    )
+}
+
+/// Sample frames: `$EDGEWATCH_FRAMES_DIR` or `models/frames/`.
+pub fn frames_dir() -> PathBuf {
+    data_dir("EDGEWATCH_FRAMES_DIR", "models/frames", "traffic_0001.bmp")
+}
+
+/// Video clips: `$EDGEWATCH_CLIPS_DIR` or `models/clips/`.
+pub fn clips_dir() -> PathBuf {
+    data_dir(
+        "EDGEWATCH_CLIPS_DIR",
+        "models/clips",
+        "traffic_320x180_3s.y4m",
+    )
+}
+
+/// A site config for the SSD model replaying `path` (absolute) at `width` x `height`.
+pub fn ssd_site(path: &Path, width: u32, height: u32, pixel_format: &str) -> String {
+    let models = model_dir();
+    format!(
+        r#"
+site = "test"
+[[cameras]]
+name = "cam"
+source = "replay"
+path = "{path}"
+pattern = "traffic_*"
+width = {width}
+height = {height}
+fps = 0.0
+pixel_format = "{pixel_format}"
+loop = true
+
+[model]
+file = "{model}"
+labels = "{labels}"
+score_threshold = 0.3
+classes = ["car", "truck", "bus", "person"]
+
+[[zones]]
+name = "road"
+points = [[0.0, 0.5], [1.0, 0.5], [1.0, 1.0], [0.0, 1.0]]
+
+[[lines]]
+name = "gantry"
+from = [0.3, 0.5]
+to = [0.3, 1.0]
+"#,
+        path = path.display(),
+        model = models.join("ssd_mobilenet_v1_coco_quant.tflite").display(),
+        labels = models.join("coco_labels.txt").display(),
+    )
+}
+
+/// Parses and validates a config from text (paths already absolute).
+pub fn config_from(text: &str) -> edgewatch::config::Config {
+    let config =
+        edgewatch::config::Config::parse(text, Path::new("test.toml")).expect("config parses");
+    config.validate().expect("config is valid");
+    config
+}
