@@ -82,11 +82,11 @@ fn object(k: u64, f: u64) -> Option<Detection> {
     let start = (k * 37) % PERIOD;
     let life = 60 + (k * 13) % 120;
     let age = (f + PERIOD - start) % PERIOD;
-    if age >= life || (f + k) % 11 == 0 {
+    if age >= life || (f + k).is_multiple_of(11) {
         return None;
     }
     let progress = age as f32 / life as f32;
-    let x = if k % 2 == 0 {
+    let x = if k.is_multiple_of(2) {
         0.05 + 0.9 * progress
     } else {
         0.95 - 0.9 * progress

@@ -1,0 +1,536 @@
+//! Signal outputs and inputs over `embedded_hal` 1.0 pins: a [`PinBank`] that writes lamp states
+//! (handling active-low lamps and the 1 Hz flash), an [`InputBank`] that debounces push buttons
+//! and loop contacts, the [`PinBackend`] trait the hardware backends implement, and [`SimPins`],
+//! a simulated backend that records every transition with its time.
+//!
+//! One pin type per bank (no trait objects), all pins created at start-up; writing and reading
+//! never allocate.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use embedded_hal::digital::{ErrorKind, ErrorType, InputPin, OutputPin};
+
+use super::lamp::SignalCommand;
+use super::plan::{Pull, SignalPlan};
+use crate::clock::Clock;
+
+/// A pin could not be set up.
+#[derive(Debug, thiserror::Error)]
+#[error("gpio {pin}: {message}")]
+pub struct PinError {
+    /// The pin number.
+    pub pin: u32,
+    /// What the backend said.
+    pub message: String,
+}
+
+impl PinError {
+    /// A setup error for `pin`.
+    pub fn new(pin: u32, message: impl std::fmt::Display) -> PinError {
+        PinError {
+            pin,
+            message: message.to_string(),
+        }
+    }
+}
+
+/// A write to an output pin failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("gpio {pin}: write failed ({kind:?})")]
+pub struct PinWriteError {
+    /// The first pin that failed in this write.
+    pub pin: u32,
+    /// What kind of failure the HAL reported.
+    pub kind: ErrorKind,
+}
+
+/// Creates output and input pins by number: the seam between the signal logic and a GPIO
+/// driver (rppal, the GPIO character device, or [`SimPins`]).
+pub trait PinBackend {
+    /// The output pin type.
+    type Output: OutputPin;
+    /// The input pin type.
+    type Input: InputPin;
+    /// Claims `pin` as an output driven `high` (or low) from the start.
+    fn output(&mut self, pin: u32, high: bool) -> Result<Self::Output, PinError>;
+    /// Claims `pin` as an input with the given bias.
+    fn input(&mut self, pin: u32, pull: Pull) -> Result<Self::Input, PinError>;
+}
+
+/// One lamp's pin.
+#[derive(Debug)]
+struct LampOutput<O> {
+    group: usize,
+    lamp: usize,
+    pin: u32,
+    active_low: bool,
+    out: O,
+}
+
+/// The output pins of all lamps of a plan.
+#[derive(Debug)]
+pub struct PinBank<O> {
+    lamps: Vec<LampOutput<O>>,
+    write_errors: u64,
+}
+
+impl<O: OutputPin> PinBank<O> {
+    /// Claims every lamp pin of `plan` from `backend`, showing `initial` from the first instant
+    /// (flashing lamps start lit).
+    pub fn new<B>(
+        plan: &SignalPlan,
+        backend: &mut B,
+        initial: &SignalCommand,
+    ) -> Result<Self, PinError>
+    where
+        B: PinBackend<Output = O>,
+    {
+        let mut lamps = Vec::new();
+        for (g, group) in plan.groups.iter().enumerate() {
+            for (lamp, pin) in group.lamps.iter().enumerate() {
+                let Some(pin) = pin else { continue };
+                let lit = initial
+                    .heads()
+                    .get(g)
+                    .is_some_and(|h| h.lamps[lamp].is_lit());
+                let out = backend.output(pin.pin, lit != pin.active_low)?;
+                let (pin, active_low) = (pin.pin, pin.active_low);
+                lamps.push(LampOutput {
+                    group: g,
+                    lamp,
+                    pin,
+                    active_low,
+                    out,
+                });
+            }
+        }
+        Ok(PinBank {
+            lamps,
+            write_errors: 0,
+        })
+    }
+
+    /// Writes `cmd` as it should look at `now`. Every pin is written every time, so a broken
+    /// output is found within one tick even while its level does not change; every pin is
+    /// attempted and the first failure is returned.
+    pub fn write(&mut self, now: Duration, cmd: &SignalCommand) -> Result<(), PinWriteError> {
+        let mut first_error = None;
+        for l in &mut self.lamps {
+            let lit = cmd
+                .heads()
+                .get(l.group)
+                .is_some_and(|h| h.lamps[l.lamp].level_at(now));
+            let result = if lit != l.active_low {
+                l.out.set_high()
+            } else {
+                l.out.set_low()
+            };
+            if let Err(e) = result {
+                self.write_errors += 1;
+                let kind = embedded_hal::digital::Error::kind(&e);
+                first_error.get_or_insert(PinWriteError { pin: l.pin, kind });
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    /// The (group, lamp) index a pin drives.
+    pub fn lamp_of_pin(&self, pin: u32) -> Option<(usize, usize)> {
+        self.lamps
+            .iter()
+            .find(|l| l.pin == pin)
+            .map(|l| (l.group, l.lamp))
+    }
+
+    /// Failed writes since start-up.
+    pub fn write_errors(&self) -> u64 {
+        self.write_errors
+    }
+}
+
+/// One debounced input.
+#[derive(Debug)]
+struct DebouncedInput<I> {
+    input: I,
+    active_low: bool,
+    debounce: Duration,
+    /// Last raw reading and when it began.
+    raw: bool,
+    raw_since: Duration,
+    /// The debounced state.
+    stable: bool,
+}
+
+/// The input pins of a plan, debounced against the clock.
+#[derive(Debug)]
+pub struct InputBank<I> {
+    inputs: Vec<DebouncedInput<I>>,
+    read_errors: u64,
+}
+
+impl<I: InputPin> InputBank<I> {
+    /// Claims every input pin of `plan` from `backend`.
+    pub fn new<B>(plan: &SignalPlan, backend: &mut B) -> Result<Self, PinError>
+    where
+        B: PinBackend<Input = I>,
+    {
+        let mut inputs = Vec::with_capacity(plan.inputs.len());
+        for x in &plan.inputs {
+            inputs.push(DebouncedInput {
+                input: backend.input(x.pin, x.pull)?,
+                active_low: x.active_low,
+                debounce: x.debounce,
+                raw: false,
+                raw_since: Duration::ZERO,
+                stable: false,
+            });
+        }
+        Ok(InputBank {
+            inputs,
+            read_errors: 0,
+        })
+    }
+
+    /// Reads every input at `now` and returns the debounced states, bit `i` for input `i`.
+    /// A failed read keeps the input's previous state and is counted.
+    pub fn sample(&mut self, now: Duration) -> u32 {
+        let mut mask = 0;
+        for (i, x) in self.inputs.iter_mut().enumerate() {
+            match x.input.is_high() {
+                Ok(high) => {
+                    let active = high != x.active_low;
+                    if active != x.raw {
+                        x.raw = active;
+                        x.raw_since = now;
+                    }
+                    if x.raw != x.stable && now.saturating_sub(x.raw_since) >= x.debounce {
+                        x.stable = x.raw;
+                    }
+                }
+                Err(_) => self.read_errors += 1,
+            }
+            mask |= u32::from(x.stable) << i;
+        }
+        mask
+    }
+
+    /// Failed reads since start-up.
+    pub fn read_errors(&self) -> u64 {
+        self.read_errors
+    }
+}
+
+/// A pin level change recorded by [`SimPins`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Transition {
+    /// Clock time of the change.
+    pub at: Duration,
+    /// The pin.
+    pub pin: u32,
+    /// The new level.
+    pub high: bool,
+}
+
+#[derive(Debug)]
+struct SimPin {
+    pin: u32,
+    high: bool,
+    fail: bool,
+}
+
+/// Shared state of the simulated pins; the transition log is a ring sized at creation.
+#[derive(Debug)]
+struct SimState {
+    pins: Vec<SimPin>,
+    ring: Vec<Transition>,
+    head: usize,
+    len: usize,
+    dropped: u64,
+}
+
+impl SimState {
+    fn pin(&mut self, pin: u32) -> &mut SimPin {
+        if let Some(i) = self.pins.iter().position(|p| p.pin == pin) {
+            return &mut self.pins[i];
+        }
+        self.pins.push(SimPin {
+            pin,
+            high: false,
+            fail: false,
+        });
+        self.pins.last_mut().expect("just pushed")
+    }
+
+    fn record(&mut self, t: Transition) {
+        let cap = self.ring.len();
+        if cap == 0 {
+            self.dropped += 1;
+        } else if self.len < cap {
+            self.ring[(self.head + self.len) % cap] = t;
+            self.len += 1;
+        } else {
+            // Full: the oldest entry goes, and is counted.
+            self.ring[self.head] = t;
+            self.head = (self.head + 1) % cap;
+            self.dropped += 1;
+        }
+    }
+}
+
+/// Simulated GPIO: pins are levels in memory, every output change is logged with the clock
+/// time, writes can be made to fail and inputs set, for tests and the demo. Clones share pins.
+#[derive(Debug, Clone)]
+pub struct SimPins<C> {
+    clock: C,
+    state: Arc<Mutex<SimState>>,
+}
+
+impl<C: Clock + Clone> SimPins<C> {
+    /// Simulated pins on `clock`, keeping the last `log_capacity` transitions.
+    pub fn new(clock: C, log_capacity: usize) -> SimPins<C> {
+        let idle = Transition {
+            at: Duration::ZERO,
+            pin: 0,
+            high: false,
+        };
+        let state = SimState {
+            pins: Vec::new(),
+            ring: vec![idle; log_capacity],
+            head: 0,
+            len: 0,
+            dropped: 0,
+        };
+        SimPins {
+            clock,
+            state: Arc::new(Mutex::new(state)),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, SimState> {
+        // A panic elsewhere while holding the lock leaves plain data behind; keep going.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The level of `pin`, if it was ever claimed or set.
+    pub fn level(&self, pin: u32) -> Option<bool> {
+        let state = self.lock();
+        state.pins.iter().find(|p| p.pin == pin).map(|p| p.high)
+    }
+
+    /// Drives an input pin.
+    pub fn set_input(&self, pin: u32, high: bool) {
+        self.lock().pin(pin).high = high;
+    }
+
+    /// Makes writes to `pin` fail (a broken load switch or driver) or work again.
+    pub fn fail_writes(&self, pin: u32, fail: bool) {
+        self.lock().pin(pin).fail = fail;
+    }
+
+    /// Hands the logged transitions to `f`, oldest first, and empties the log.
+    pub fn take_transitions(&self, mut f: impl FnMut(Transition)) {
+        let mut state = self.lock();
+        let cap = state.ring.len();
+        for i in 0..state.len {
+            f(state.ring[(state.head + i) % cap]);
+        }
+        state.head = 0;
+        state.len = 0;
+    }
+
+    /// Transitions pushed out of the full log since creation.
+    pub fn dropped(&self) -> u64 {
+        self.lock().dropped
+    }
+
+    fn write(&self, pin: u32, high: bool) -> Result<(), SimPinError> {
+        let at = self.clock.now();
+        let mut state = self.lock();
+        let p = state.pin(pin);
+        if p.fail {
+            return Err(SimPinError);
+        }
+        if p.high != high {
+            p.high = high;
+            state.record(Transition { at, pin, high });
+        }
+        Ok(())
+    }
+}
+
+impl<C: Clock + Clone> PinBackend for SimPins<C> {
+    type Output = SimOutput<C>;
+    type Input = SimInput<C>;
+
+    fn output(&mut self, pin: u32, high: bool) -> Result<SimOutput<C>, PinError> {
+        let at = self.clock.now();
+        let mut state = self.lock();
+        state.pin(pin).high = high;
+        state.record(Transition { at, pin, high });
+        Ok(SimOutput {
+            pin,
+            pins: self.clone(),
+        })
+    }
+
+    fn input(&mut self, pin: u32, pull: Pull) -> Result<SimInput<C>, PinError> {
+        self.lock().pin(pin).high = pull == Pull::Up;
+        Ok(SimInput {
+            pin,
+            pins: self.clone(),
+        })
+    }
+}
+
+/// A simulated write failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SimPinError;
+
+impl embedded_hal::digital::Error for SimPinError {
+    fn kind(&self) -> ErrorKind {
+        ErrorKind::Other
+    }
+}
+
+/// A simulated output pin.
+#[derive(Debug, Clone)]
+pub struct SimOutput<C> {
+    pin: u32,
+    pins: SimPins<C>,
+}
+
+impl<C> ErrorType for SimOutput<C> {
+    type Error = SimPinError;
+}
+
+impl<C: Clock + Clone> OutputPin for SimOutput<C> {
+    fn set_low(&mut self) -> Result<(), SimPinError> {
+        self.pins.write(self.pin, false)
+    }
+
+    fn set_high(&mut self) -> Result<(), SimPinError> {
+        self.pins.write(self.pin, true)
+    }
+}
+
+/// A simulated input pin, driven with [`SimPins::set_input`].
+#[derive(Debug, Clone)]
+pub struct SimInput<C> {
+    pin: u32,
+    pins: SimPins<C>,
+}
+
+impl<C> ErrorType for SimInput<C> {
+    type Error = SimPinError;
+}
+
+impl<C: Clock + Clone> InputPin for SimInput<C> {
+    fn is_high(&mut self) -> Result<bool, SimPinError> {
+        Ok(self.pins.level(self.pin).unwrap_or(false))
+    }
+
+    fn is_low(&mut self) -> Result<bool, SimPinError> {
+        self.is_high().map(|h| !h)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::signal::lamp::{LampState, GREEN, RED};
+    use crate::signal::plan::SignalConfig;
+
+    const ZONES: &[&str] = &["main-approach", "minor-approach", "crossing", "bus-lane"];
+    const CLASSES: &[&str] = &["car", "bus", "person"];
+
+    fn plan() -> SignalPlan {
+        let text = crate::signal::plan::tests::EXAMPLE.replace(
+            "red = { pin = 17 }",
+            "red = { pin = 17, active_low = true }",
+        );
+        let cfg: SignalConfig = toml::from_str(&text).unwrap();
+        SignalPlan::new(&cfg, ZONES, CLASSES).unwrap()
+    }
+
+    #[test]
+    fn bank_writes_levels_flash_and_reports_failures() {
+        let clock = ManualClock::new();
+        let mut sim = SimPins::new(clock.clone(), 64);
+        let plan = plan();
+        let mut cmd = SignalCommand::dark(plan.group_count());
+        cmd.set(0, RED, LampState::On);
+        let mut bank = PinBank::new(&plan, &mut sim, &cmd).unwrap();
+        // Active-low red: lit means low.
+        assert_eq!(sim.level(17), Some(false));
+        assert_eq!(sim.level(22), Some(false));
+        cmd.set(0, RED, LampState::Off);
+        cmd.set(0, GREEN, LampState::Flash);
+        clock.advance(Duration::from_millis(100));
+        bank.write(clock.now(), &cmd).unwrap();
+        assert_eq!((sim.level(17), sim.level(22)), (Some(true), Some(true)));
+        clock.advance(Duration::from_millis(500));
+        bank.write(clock.now(), &cmd).unwrap();
+        assert_eq!(
+            sim.level(22),
+            Some(false),
+            "flash is dark in the second half-second"
+        );
+        let mut log = Vec::new();
+        sim.take_transitions(|t| log.push(t));
+        let last = log.last().unwrap();
+        assert_eq!(
+            (last.pin, last.high, last.at),
+            (22, false, Duration::from_millis(600))
+        );
+        sim.fail_writes(22, true);
+        clock.advance(Duration::from_millis(500));
+        assert_eq!(bank.write(clock.now(), &cmd).unwrap_err().pin, 22);
+        assert_eq!(bank.write_errors(), 1);
+        assert_eq!(bank.lamp_of_pin(22), Some((0, GREEN)));
+    }
+
+    #[test]
+    fn transition_log_is_bounded_and_counts_drops() {
+        let clock = ManualClock::new();
+        let mut sim = SimPins::new(clock.clone(), 4);
+        let mut out = sim.output(3, false).unwrap();
+        for i in 0..10 {
+            clock.advance(Duration::from_millis(10));
+            if i % 2 == 0 {
+                out.set_high().unwrap()
+            } else {
+                out.set_low().unwrap()
+            }
+        }
+        let mut log = Vec::new();
+        sim.take_transitions(|t| log.push(t));
+        assert_eq!(log.len(), 4);
+        assert_eq!(sim.dropped(), 7);
+        assert_eq!(log[3].at, Duration::from_millis(100));
+    }
+
+    #[test]
+    fn inputs_are_debounced() {
+        let clock = ManualClock::new();
+        let mut sim = SimPins::new(clock.clone(), 0);
+        let plan = plan(); // input `button`, pin 5, active low, 50 ms debounce
+        let mut bank = InputBank::new(&plan, &mut sim).unwrap();
+        sim.set_input(5, true);
+        assert_eq!(bank.sample(clock.now()), 0);
+        sim.set_input(5, false); // pressed
+        clock.advance(Duration::from_millis(10));
+        assert_eq!(bank.sample(clock.now()), 0);
+        sim.set_input(5, true); // bounce
+        clock.advance(Duration::from_millis(10));
+        assert_eq!(bank.sample(clock.now()), 0);
+        sim.set_input(5, false);
+        for _ in 0..5 {
+            clock.advance(Duration::from_millis(10));
+            assert_eq!(bank.sample(clock.now()), 0);
+        }
+        clock.advance(Duration::from_millis(10));
+        assert_eq!(bank.sample(clock.now()), 1);
+    }
+}

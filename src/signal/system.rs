@@ -1,0 +1,219 @@
+//! [`SignalSystem`]: controller, conflict monitor, output pins and input pins wired together in
+//! the order the pipeline needs them each tick: inputs -> controller -> monitor -> pins.
+
+use std::fmt;
+use std::time::Duration;
+
+use embedded_hal::digital::{InputPin, OutputPin};
+
+use super::controller::{Controller, Detections, Stage};
+use super::lamp::{GroupState, SignalCommand};
+use super::monitor::{ConflictMonitor, Fault};
+use super::outputs::{InputBank, PinBackend, PinBank, PinError};
+use super::plan::{SignalConfig, SignalPlan};
+use crate::clock::Clock;
+use crate::config::{ConfigError, MAX_CLASSES};
+
+/// Why the signal system could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum SignalError {
+    /// The `[signals]` section is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// A pin could not be claimed.
+    #[error(transparent)]
+    Pin(#[from] PinError),
+}
+
+/// What happened in one [`SignalSystem::tick`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TickReport {
+    /// A fault latched at this tick (reported once; see [`SignalSystem::fault`] after).
+    pub new_fault: Option<Fault>,
+    /// True while the monitor holds the signals in all-red flash.
+    pub fault_flash: bool,
+    /// True while detection is degraded and the controller runs fixed-time with recall.
+    pub degraded: bool,
+    /// The controller's stage after this tick.
+    pub stage: Stage,
+}
+
+/// The signals of one site: build once at start-up, then [`tick`](Self::tick) every frame.
+/// Ticking never allocates.
+#[derive(Debug)]
+pub struct SignalSystem<C, O, I> {
+    clock: C,
+    plan: SignalPlan,
+    controller: Controller,
+    monitor: ConflictMonitor,
+    outputs: PinBank<O>,
+    inputs: InputBank<I>,
+    /// What was last written to the pins.
+    shown: SignalCommand,
+    ticks: u64,
+}
+
+impl<C: Clock, O: OutputPin, I: InputPin> SignalSystem<C, O, I> {
+    /// Validates `config` against the site's zone and counted class names (index order),
+    /// claims every pin from `backend` in the all-red safe state and starts the power-up
+    /// all-red.
+    pub fn new<B>(
+        config: &SignalConfig,
+        zone_names: &[&str],
+        class_names: &[&str],
+        clock: C,
+        backend: &mut B,
+    ) -> Result<Self, SignalError>
+    where
+        B: PinBackend<Output = O, Input = I>,
+    {
+        let plan = SignalPlan::new(config, zone_names, class_names)?;
+        let now = clock.now();
+        let controller = Controller::new(&plan, now);
+        let monitor = ConflictMonitor::new(&plan);
+        let shown = *controller.command();
+        let outputs = PinBank::new(&plan, backend, &shown)?;
+        let inputs = InputBank::new(&plan, backend)?;
+        Ok(SignalSystem {
+            clock,
+            plan,
+            controller,
+            monitor,
+            outputs,
+            inputs,
+            shown,
+            ticks: 0,
+        })
+    }
+
+    /// One tick: reads the inputs, steps the controller with `zone_occupancy` (objects now in
+    /// each zone, per counted class) and `camera_ok` (false when frames are stale, frozen or
+    /// dark), has the monitor check the command and writes the pins.
+    pub fn tick(&mut self, zone_occupancy: &[[u32; MAX_CLASSES]], camera_ok: bool) -> TickReport {
+        let now = self.clock.now();
+        self.ticks += 1;
+        let was_tripped = self.monitor.is_tripped();
+        let inputs = self.inputs.sample(now);
+        let det = Detections {
+            zone_occupancy,
+            camera_ok,
+            inputs,
+        };
+        let command = *self.controller.step(now, &det);
+        self.shown = match self.monitor.check(now, &command) {
+            Ok(()) => command,
+            Err(_) => self.monitor.flash_command(),
+        };
+        if let Err(e) = self.outputs.write(now, &self.shown) {
+            // The lamps may not show what was checked: trust nothing and flash.
+            self.monitor.trip(Fault::PinWrite { pin: e.pin });
+            self.shown = self.monitor.flash_command();
+            let _best_effort = self.outputs.write(now, &self.shown);
+        }
+        TickReport {
+            new_fault: if was_tripped {
+                None
+            } else {
+                self.monitor.fault().cloned()
+            },
+            fault_flash: self.monitor.is_tripped(),
+            degraded: self.controller.is_degraded(),
+            stage: self.controller.stage(),
+        }
+    }
+
+    /// Requests maintenance red/amber flash, or its end.
+    pub fn set_maintenance_flash(&mut self, on: bool) {
+        self.controller.set_maintenance_flash(on);
+    }
+
+    /// Clears a latched fault (an explicit reset command): the controller starts over from the
+    /// power-up all-red.
+    pub fn reset(&mut self) {
+        let now = self.clock.now();
+        self.monitor.reset();
+        self.controller.restart(now);
+    }
+
+    /// Sets the local time of day (seconds after midnight) for time-of-day plans.
+    pub fn set_time_of_day(&mut self, seconds_after_midnight: u32) {
+        self.controller
+            .set_time_of_day(self.clock.now(), seconds_after_midnight);
+    }
+
+    /// The latched fault, if any.
+    pub fn fault(&self) -> Option<&Fault> {
+        self.monitor.fault()
+    }
+
+    /// Each group's name and what its lamps show now (after the monitor), for summaries/JSON.
+    pub fn states(&self) -> impl Iterator<Item = (&str, GroupState)> + '_ {
+        let heads = self.shown.heads();
+        (0..self.plan.group_count()).map(move |g| {
+            (
+                self.plan.group_name(g),
+                GroupState::of(self.plan.group_kind(g), &heads[g]),
+            )
+        })
+    }
+
+    /// The group and lamp names a pin drives, to print pin transitions.
+    pub fn lamp_of_pin(&self, pin: u32) -> Option<(&str, &'static str)> {
+        let (g, lamp) = self.outputs.lamp_of_pin(pin)?;
+        Some((
+            self.plan.group_name(g),
+            self.plan.group_kind(g).lamp_names()[lamp],
+        ))
+    }
+
+    /// The command last written to the pins.
+    pub fn shown(&self) -> &SignalCommand {
+        &self.shown
+    }
+
+    /// The controller (stage, mode, incidents).
+    pub fn controller(&self) -> &Controller {
+        &self.controller
+    }
+
+    /// The compiled plan.
+    pub fn plan(&self) -> &SignalPlan {
+        &self.plan
+    }
+
+    /// Ticks run and commands checked by the monitor.
+    pub fn ticks(&self) -> (u64, u64) {
+        (self.ticks, self.monitor.checks())
+    }
+
+    /// Failed output writes since start-up.
+    pub fn write_errors(&self) -> u64 {
+        self.outputs.write_errors()
+    }
+
+    /// The clock time now.
+    pub fn now(&self) -> Duration {
+        self.clock.now()
+    }
+}
+
+/// One line, e.g. `main=green minor=red ped=dont-walk [actuated]`; no allocation.
+impl<C: Clock, O: OutputPin, I: InputPin> fmt::Display for SignalSystem<C, O, I> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (name, state) in self.states() {
+            write!(f, "{name}={state} ")?;
+        }
+        match self.monitor.fault() {
+            Some(fault) => write!(f, "[FAULT FLASH: {fault}]"),
+            None => {
+                let mode = self.controller.mode(self.clock.now()).as_str();
+                let degraded = if self.controller.is_degraded() {
+                    " degraded"
+                } else {
+                    ""
+                };
+                write!(f, "[{mode}{degraded} {}]", self.controller.stage().as_str())
+            }
+        }
+    }
+}

@@ -1,0 +1,480 @@
+//! Scenario tests of the whole signal system (controller, monitor, pins) on simulated time:
+//! each drives the test site through one situation and checks what the lamps do and when.
+
+mod signal_common;
+
+use edgewatch::signal::{Fault, GroupState, Stage};
+use signal_common::*;
+
+const TICK_MS: u64 = 100;
+/// One tick, plus rounding slack, in seconds.
+const SLACK: f64 = 0.1 + 1e-6;
+
+/// Starts the site and runs to the first main green.
+fn started() -> Site {
+    let mut site = Site::new(SITE, TICK_MS);
+    site.run_until(STARTUP + 1.0, |s| s.state("main") == GroupState::Green)
+        .expect("main green after start-up");
+    site
+}
+
+#[test]
+fn safe_start_is_all_red_for_the_configured_time() {
+    let mut site = Site::new(SITE, TICK_MS);
+    // The last all-red tick is one tick before the start-up time.
+    while site.now() < STARTUP - 0.1 - 1e-6 {
+        site.step();
+        for pin in [MAIN_RED, MINOR_RED, TURN_RED, PED_DONT_WALK, BUS_STOP] {
+            assert!(site.lit(pin), "pin {pin} dark at {:.1} s", site.now());
+        }
+        for pin in [
+            MAIN_AMBER,
+            MAIN_GREEN,
+            MINOR_AMBER,
+            MINOR_GREEN,
+            TURN_AMBER,
+            TURN_GREEN,
+            PED_WALK,
+            BUS_GO,
+        ] {
+            assert!(!site.lit(pin), "pin {pin} lit at {:.1} s", site.now());
+        }
+    }
+    let t = site
+        .run_until(1.0, |s| s.state("main") == GroupState::Green)
+        .unwrap();
+    assert!((t - STARTUP).abs() <= SLACK, "first green at {t}");
+    assert!(site.lit(MAIN_GREEN) && !site.lit(MAIN_RED));
+}
+
+#[test]
+fn empty_minor_road_leaves_main_green() {
+    let mut site = started();
+    let mut ticks = 0;
+    // An hour of main-road platoons and nothing anywhere else.
+    for i in 0..36_000 {
+        site.set(Z_MAIN, CAR, u32::from(i % 300 < 40));
+        site.step();
+        assert_eq!(
+            site.state("main"),
+            GroupState::Green,
+            "at {:.1} s",
+            site.now()
+        );
+        assert!(site.lit(MAIN_GREEN) && site.lit(MINOR_RED) && site.lit(TURN_RED));
+        ticks += 1;
+    }
+    eprintln!("empty_minor_road_leaves_main_green: {ticks} steps checked");
+}
+
+#[test]
+fn minor_queue_is_served_within_max_green() {
+    let mut site = started();
+    site.set(Z_MAIN, CAR, 3); // main traffic never gaps out
+    site.run_for(60.0);
+    site.set(Z_MINOR, CAR, 2);
+    let call = site.now();
+    let amber = site
+        .run_until(60.0, |s| s.state("main") == GroupState::Amber)
+        .unwrap();
+    let green = site
+        .run_until(60.0, |s| s.state("minor") == GroupState::Green)
+        .unwrap();
+    // Main runs to max-out (counted from the call), then amber and all-red.
+    assert!(
+        (amber - call - MAIN.max_green).abs() <= SLACK + 0.1,
+        "main amber {:.1} s after the call",
+        amber - call
+    );
+    let waited = green - call;
+    let bound = MAIN.max_green + MAIN.amber + MAIN.all_red;
+    assert!(
+        waited <= bound + 3.0 * SLACK && waited >= bound - SLACK,
+        "minor waited {waited:.1} s (bound {bound} s)"
+    );
+}
+
+#[test]
+fn minor_green_gaps_out_when_its_queue_clears() {
+    let mut site = started();
+    site.set(Z_MINOR, CAR, 1);
+    let green = site
+        .run_until(20.0, |s| s.state("minor") == GroupState::Green)
+        .unwrap();
+    site.set(Z_MAIN, CAR, 1); // a main call waits
+    site.run_for(6.0); // minor queue for 6 s, then empty
+    site.set(Z_MINOR, CAR, 0);
+    let amber = site
+        .run_until(30.0, |s| s.state("minor") == GroupState::Amber)
+        .unwrap();
+    // Gap-out: 2 s passage after the last detection (at ~6 s), well before max green.
+    let green_time = amber - green;
+    assert!(
+        (green_time - 8.0).abs() <= 2.0 * SLACK,
+        "minor green lasted {green_time:.1} s"
+    );
+}
+
+#[test]
+fn phases_without_demand_are_skipped() {
+    let mut site = started();
+    site.run_for(20.0);
+    site.set(Z_TURN, CAR, 1); // only the turn is called; the minor phase comes before it
+    let mut minor_served = false;
+    let turn = site.run_until(30.0, |s| {
+        minor_served |=
+            s.state("minor") != GroupState::Red || s.state("ped") != GroupState::DontWalk;
+        s.state("turn") == GroupState::Green
+    });
+    assert!(turn.is_some(), "turn served");
+    assert!(
+        !minor_served,
+        "the minor phase had no demand and must be skipped"
+    );
+    site.set(Z_TURN, CAR, 0);
+    site.set(Z_MAIN, CAR, 1);
+    site.run_until(30.0, |s| s.state("main") == GroupState::Green)
+        .expect("back to main");
+    assert_eq!(site.state("minor"), GroupState::Red);
+}
+
+/// Brings the minor phase up with a queue on both roads; returns the minor green onset.
+fn minor_green_with_queues(site: &mut Site) -> f64 {
+    site.set(Z_MAIN, CAR, 3);
+    site.set(Z_MINOR, CAR, 3);
+    site.run_until(60.0, |s| s.state("minor") == GroupState::Green)
+        .unwrap()
+}
+
+#[test]
+fn bus_extends_green_by_no_more_than_the_bound() {
+    let mut site = started();
+    let green = minor_green_with_queues(&mut site);
+    site.run_for(5.0);
+    site.set(Z_BUS, BUS, 1); // a bus arrives and stays in the bus lane
+    let amber = site
+        .run_until(60.0, |s| s.state("minor") == GroupState::Amber)
+        .unwrap();
+    let green_time = amber - green;
+    let bound = MINOR.max_green + MINOR.extension;
+    assert!(
+        green_time <= bound + 2.0 * SLACK,
+        "minor green {green_time:.1} s exceeds {bound} s"
+    );
+    assert!(
+        green_time >= bound - SLACK,
+        "the bus should have had its full extension ({green_time:.1} s)"
+    );
+    assert_eq!(site.signals.controller().priority_grants(), 1);
+}
+
+#[test]
+fn extension_ends_when_the_bus_leaves() {
+    let mut site = started();
+    let green = minor_green_with_queues(&mut site);
+    site.set(Z_BUS, BUS, 1);
+    site.run_until(30.0, |s| s.now() - green >= MINOR.max_green + 3.0)
+        .unwrap();
+    assert_eq!(
+        site.state("minor"),
+        GroupState::Green,
+        "extended past max green"
+    );
+    site.set(Z_BUS, BUS, 0); // the bus has cleared the stop line
+    let amber = site
+        .run_until(5.0, |s| s.state("minor") == GroupState::Amber)
+        .unwrap();
+    assert!(amber - green <= MINOR.max_green + 3.0 + 2.0 * SLACK);
+}
+
+#[test]
+fn early_green_cuts_main_to_its_min_green_once_per_cycle() {
+    let mut site = Site::new(SITE, TICK_MS);
+    site.set(Z_MAIN, CAR, 3); // main would run to max green
+    site.set(Z_MINOR, CAR, 3);
+    let main_green = site
+        .run_until(STARTUP + 1.0, |s| s.state("main") == GroupState::Green)
+        .unwrap();
+    site.set(Z_BUS, BUS, 1); // a bus waits in the queue-jump lane from the start
+    let amber = site
+        .run_until(60.0, |s| s.state("main") == GroupState::Amber)
+        .unwrap();
+    assert!(
+        amber - main_green <= MAIN.min_green + 2.0 * SLACK,
+        "main cut at {:.1} s",
+        amber - main_green
+    );
+    // The bus gets B first, then the minor road goes green.
+    let b = site
+        .run_until(20.0, |s| s.state("bus-b") == GroupState::BusGo)
+        .unwrap();
+    assert_eq!(site.state("minor"), GroupState::Red);
+    let minor = site
+        .run_until(5.0, |s| s.state("minor") == GroupState::Green)
+        .unwrap();
+    assert!(
+        (minor - b - HEAD_START).abs() <= SLACK,
+        "head start {:.1} s",
+        minor - b
+    );
+    // Priority was used this cycle: the bus still there does not extend the minor green.
+    let minor_amber = site
+        .run_until(60.0, |s| s.state("minor") == GroupState::Amber)
+        .unwrap();
+    assert!(
+        minor_amber - minor <= MINOR.max_green + 2.0 * SLACK,
+        "minor green {:.1} s",
+        minor_amber - minor
+    );
+    assert_eq!(site.signals.controller().priority_grants(), 1);
+}
+
+#[test]
+fn camera_dropout_switches_to_fixed_time_and_back() {
+    let mut site = started();
+    site.run_for(60.0);
+    assert_eq!(
+        site.signals.controller().mode(site.clock_now()).as_str(),
+        "actuated"
+    );
+    site.camera_ok = false;
+    let report = site.step();
+    assert!(report.degraded, "degraded at the first bad frame");
+    assert_eq!(site.signals.controller().incidents(), 1);
+    // Fixed-time with recall: every phase is served, with no demand at all, for its fixed green
+    // (= max green), and the walk comes up every cycle.
+    let minor = site
+        .run_until(30.0, |s| s.state("minor") == GroupState::Green)
+        .expect("minor served");
+    let mut walked = false;
+    let minor_amber = site
+        .run_until(40.0, |s| {
+            walked |= s.state("ped") == GroupState::Walk;
+            s.state("minor") == GroupState::Amber
+        })
+        .unwrap();
+    assert!(walked, "walk recalled in fixed-time");
+    assert!(
+        (minor_amber - minor - MINOR.max_green).abs() <= 2.0 * SLACK,
+        "fixed green {:.1}",
+        minor_amber - minor
+    );
+    site.run_until(30.0, |s| s.state("turn") == GroupState::Green)
+        .expect("turn served");
+    // Frames come back: fixed-time continues for the recovery time, then actuated.
+    site.camera_ok = true;
+    let back = site.now();
+    let recovered = site
+        .run_until(RECOVER + 1.0, |s| !s.signals.controller().is_degraded())
+        .unwrap();
+    assert!(
+        (recovered - back - RECOVER).abs() <= 2.0 * SLACK,
+        "recovered after {:.1} s",
+        recovered - back
+    );
+    // Calls latched while degraded are served once, then with no demand the signals rest.
+    site.run_for(120.0);
+    let resting = site.signals.states().map(|(_, s)| s).collect::<Vec<_>>();
+    for _ in 0..6000 {
+        site.step();
+        assert!(
+            site.signals
+                .states()
+                .map(|(_, s)| s)
+                .eq(resting.iter().copied()),
+            "rest is steady"
+        );
+    }
+    // And demand is served on demand again.
+    site.set(Z_TURN, CAR, 1);
+    site.run_until(60.0, |s| s.state("turn") == GroupState::Green)
+        .expect("turn served on demand");
+}
+
+#[test]
+fn pedestrian_button_is_debounced_and_served() {
+    let mut site = started();
+    site.run_for(30.0);
+    // A blip shorter than the 50 ms debounce is not a press.
+    site.pins.set_input(BUTTON, false);
+    site.step(); // seen low once, high again at the next read: a bounce
+    site.pins.set_input(BUTTON, true);
+    site.run_for(60.0);
+    assert_eq!(
+        site.state("main"),
+        GroupState::Green,
+        "a bounce calls nothing"
+    );
+    // A real press (300 ms) calls the walk.
+    site.pins.set_input(BUTTON, false);
+    site.run_for(0.3);
+    site.pins.set_input(BUTTON, true);
+    let walk = site
+        .run_until(20.0, |s| s.state("ped") == GroupState::Walk)
+        .expect("walk served");
+    let clearance = site
+        .run_until(10.0, |s| s.state("ped") == GroupState::PedClearance)
+        .unwrap();
+    assert!((clearance - walk - WALK).abs() <= SLACK);
+    let done = site
+        .run_until(10.0, |s| s.state("ped") == GroupState::DontWalk)
+        .unwrap();
+    assert!((done - clearance - PED_CLEARANCE).abs() <= SLACK);
+}
+
+#[test]
+fn pin_write_failure_forces_flash_until_reset() {
+    let mut site = started();
+    site.run_for(10.3);
+    site.pins.fail_writes(MAIN_GREEN, true);
+    let report = site.step_allowing_faults();
+    assert!(report.fault_flash, "flash in the same tick");
+    assert_eq!(report.new_fault, Some(Fault::PinWrite { pin: MAIN_GREEN }));
+    // Red flash at 1 Hz, 50 % duty, everything else dark, for as long as it takes.
+    let mut lit_ticks = 0;
+    for _ in 0..100 {
+        let report = site.step_allowing_faults();
+        assert!(report.fault_flash && report.new_fault.is_none());
+        let on = site.clock_now().subsec_millis() < 500;
+        for pin in [MAIN_RED, MINOR_RED, TURN_RED] {
+            assert_eq!(site.lit(pin), on, "pin {pin} at {:.1} s", site.now());
+        }
+        for pin in [
+            MAIN_AMBER,
+            MINOR_AMBER,
+            MINOR_GREEN,
+            TURN_GREEN,
+            PED_WALK,
+            PED_DONT_WALK,
+            BUS_GO,
+        ] {
+            assert!(!site.lit(pin));
+        }
+        lit_ticks += usize::from(on);
+    }
+    assert_eq!(lit_ticks, 50);
+    assert!(
+        site.signals.to_string().contains("FAULT FLASH"),
+        "{}",
+        site.signals
+    );
+    // Repaired and reset: safe start all over again.
+    site.pins.fail_writes(MAIN_GREEN, false);
+    site.signals.reset();
+    site.step();
+    assert_eq!(site.signals.controller().stage(), Stage::Startup);
+    assert_eq!(site.state("main"), GroupState::Red);
+    site.run_until(STARTUP + 1.0, |s| s.state("main") == GroupState::Green)
+        .expect("back in service");
+}
+
+#[test]
+fn maintenance_flash_on_command() {
+    let mut site = started();
+    site.run_for(20.0);
+    site.signals.set_maintenance_flash(true);
+    site.run_until(1.0, |s| s.state("main") == GroupState::Amber)
+        .expect("clearance first");
+    site.run_until(10.0, |s| s.state("main") == GroupState::AmberFlash)
+        .expect("main flashes amber");
+    for _ in 0..20 {
+        site.step();
+        let on = site.clock_now().subsec_millis() < 500;
+        assert_eq!(
+            (
+                site.lit(MAIN_AMBER),
+                site.lit(MINOR_RED),
+                site.lit(TURN_RED)
+            ),
+            (on, on, on)
+        );
+        assert!(!site.lit(PED_WALK) && !site.lit(PED_DONT_WALK) && !site.lit(MAIN_GREEN));
+    }
+    site.signals.set_maintenance_flash(false);
+    let amber = site
+        .run_until(1.0, |s| s.state("main") == GroupState::Amber)
+        .expect("steady amber out of flash");
+    let red = site
+        .run_until(10.0, |s| s.state("main") == GroupState::Red)
+        .unwrap();
+    assert!(red - amber >= MAIN.amber - 1e-6);
+    site.run_until(STARTUP + 1.0, |s| s.state("main") == GroupState::Green)
+        .expect("back to stop-and-go");
+}
+
+#[test]
+fn beacon_flashes_while_a_bus_approaches() {
+    let mut site = started();
+    site.set(Z_BUS, BUS, 1);
+    site.step();
+    assert_eq!(site.state("bus-coming"), GroupState::On);
+    let mut toggles = 0;
+    let mut last = site.lit(BEACON);
+    for _ in 0..30 {
+        site.step();
+        toggles += usize::from(site.lit(BEACON) != last);
+        last = site.lit(BEACON);
+    }
+    assert_eq!(toggles, 6, "1 Hz flash over 3 s");
+    site.set(Z_BUS, BUS, 0);
+    site.run_for(1.5);
+    assert_eq!(site.state("bus-coming"), GroupState::On, "held 2 s");
+    site.run_for(1.0);
+    assert_eq!(site.state("bus-coming"), GroupState::Dark);
+    assert!(!site.lit(BEACON));
+}
+
+#[test]
+fn time_of_day_plan_runs_fixed_time_at_night() {
+    let text = format!(
+        "{SITE}\n[[plans]]\nname = \"day\"\nstart = \"06:00\"\nmode = \"actuated\"\n\
+         [[plans]]\nname = \"night\"\nstart = \"22:00\"\nmode = \"fixed-time\"\nfixed_green_s = [10.0, 6.0, 4.0]\n"
+    );
+    let mut site = Site::new(&text, TICK_MS);
+    site.signals.set_time_of_day(21 * 3600 + 50 * 60);
+    site.run_for(300.0);
+    assert_eq!(
+        site.state("main"),
+        GroupState::Green,
+        "day plan: rest in main green"
+    );
+    site.run_for(300.0); // 22:00 passes
+    let green = site
+        .run_until(60.0, |s| s.state("minor") == GroupState::Green)
+        .expect("night plan cycles");
+    let amber = site
+        .run_until(30.0, |s| s.state("minor") == GroupState::Amber)
+        .unwrap();
+    // 6 s fixed green, but never less than walk + clearance (recalled in fixed-time).
+    assert!(
+        (amber - green - (WALK + PED_CLEARANCE)).abs() <= 2.0 * SLACK,
+        "{:.1}",
+        amber - green
+    );
+}
+
+#[test]
+fn summary_line_and_pin_names() {
+    let site = started();
+    let line = site.signals.to_string();
+    assert!(
+        line.starts_with(
+            "main=green minor=red ped=dont-walk bus-b=bus-stop turn=red bus-coming=dark"
+        ),
+        "{line}"
+    );
+    assert!(line.ends_with("[actuated green]"), "{line}");
+    assert_eq!(site.signals.lamp_of_pin(PED_WALK), Some(("ped", "walk")));
+    assert_eq!(site.signals.lamp_of_pin(99), None);
+}
+
+trait ClockNow {
+    fn clock_now(&self) -> std::time::Duration;
+}
+
+impl ClockNow for Site {
+    fn clock_now(&self) -> std::time::Duration {
+        use edgewatch::clock::Clock;
+        self.clock.now()
+    }
+}
