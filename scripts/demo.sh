@@ -12,4 +12,4 @@ if [ ! -f "$model_dir/ssd_mobilenet_v1_coco_quant.tflite" ]; then
   models/fetch.sh
 fi
 cargo build --release --locked
-exec target/release/edgewatch run --config board/demo.toml --frames "${DEMO_FRAMES:-60}" "$@"
+exec target/release/edgewatch run --config board/demo.toml --frames "${DEMO_FRAMES:-100}" "$@"

@@ -13,6 +13,16 @@ pub trait Clock: Send + Sync {
     fn sleep_until(&self, deadline: Duration);
 }
 
+impl<C: Clock + ?Sized> Clock for Arc<C> {
+    fn now(&self) -> Duration {
+        (**self).now()
+    }
+
+    fn sleep_until(&self, deadline: Duration) {
+        (**self).sleep_until(deadline)
+    }
+}
+
 /// The real monotonic clock.
 #[derive(Debug, Clone, Copy)]
 pub struct MonotonicClock {

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::capture::PixelFormat;
 use crate::geometry::{Point, Roi};
+use crate::signal::SignalConfig;
 use crate::vision::detection::MAX_DETECTIONS;
 
 /// Environment variable naming the folder models and labels are looked up in.
@@ -96,6 +97,75 @@ pub struct Config {
     /// Summary output.
     #[serde(default)]
     pub summary: SummaryConfig,
+    /// Signal control loop and output pins.
+    #[serde(default)]
+    pub control: ControlConfig,
+    /// Traffic and bus signals driven from the zone counts (optional).
+    #[serde(default)]
+    pub signals: Option<SignalConfig>,
+}
+
+/// Where signal outputs go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OutputBackend {
+    /// Simulated pins that record (and print) every transition: for the demo and tests.
+    Simulated,
+    /// Raspberry Pi GPIO through rppal (build with `--features rppal`).
+    Rppal,
+    /// The Linux GPIO character device (build with `--features gpio-cdev`).
+    GpioCdev,
+}
+
+/// The signal control loop, which ticks at its own period whatever the frame rate.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ControlConfig {
+    /// Controller tick in milliseconds (at most 250, so 1 Hz flash keeps its 50 % duty).
+    #[serde(default = "default_tick_ms")]
+    pub tick_ms: u64,
+    /// No fresh frame for this long marks the camera stale: the controller falls back to
+    /// fixed-time with recall.
+    #[serde(default = "default_stale_ms")]
+    pub camera_stale_ms: u64,
+    /// Output pins.
+    #[serde(default = "default_backend")]
+    pub outputs: OutputBackend,
+    /// GPIO character device for `outputs = "gpio-cdev"`.
+    #[serde(default = "default_gpio_chip")]
+    pub gpio_chip: PathBuf,
+    /// On shutdown, how long the running phase may take to clear (amber, all-red) before the
+    /// lamps are set to all red regardless.
+    #[serde(default = "default_shutdown_s")]
+    pub shutdown_limit_s: f32,
+}
+
+fn default_tick_ms() -> u64 {
+    100
+}
+fn default_stale_ms() -> u64 {
+    3000
+}
+fn default_backend() -> OutputBackend {
+    OutputBackend::Simulated
+}
+fn default_gpio_chip() -> PathBuf {
+    PathBuf::from("/dev/gpiochip0")
+}
+fn default_shutdown_s() -> f32 {
+    60.0
+}
+
+impl Default for ControlConfig {
+    fn default() -> Self {
+        Self {
+            tick_ms: default_tick_ms(),
+            camera_stale_ms: default_stale_ms(),
+            outputs: default_backend(),
+            gpio_chip: default_gpio_chip(),
+            shutdown_limit_s: default_shutdown_s(),
+        }
+    }
 }
 
 fn default_site() -> String {
@@ -390,6 +460,24 @@ impl Config {
                 "must be between 0.1 and 3600",
             ));
         }
+        check_range("control.tick_ms", self.control.tick_ms, 10, 250)?;
+        check_range(
+            "control.camera_stale_ms",
+            self.control.camera_stale_ms,
+            100,
+            600_000,
+        )?;
+        check_range(
+            "control.shutdown_limit_s",
+            self.control.shutdown_limit_s,
+            0.0,
+            600.0,
+        )?;
+        if let Some(signals) = &self.signals {
+            let zones: Vec<&str> = self.zones.iter().map(|z| z.name.as_str()).collect();
+            let classes: Vec<&str> = self.model.classes.iter().map(|c| c.as_str()).collect();
+            signals.validate(&zones, &classes)?;
+        }
         Ok(())
     }
 
@@ -497,7 +585,9 @@ impl CameraConfig {
     fn validate(&self, key: &str) -> Result<(), ConfigError> {
         check_range(format!("{key}.width"), self.width, 2, 8192)?;
         check_range(format!("{key}.height"), self.height, 2, 8192)?;
-        if self.pixel_format.needs_even_size() && (!self.width.is_multiple_of(2) || !self.height.is_multiple_of(2)) {
+        if self.pixel_format.needs_even_size()
+            && (!self.width.is_multiple_of(2) || !self.height.is_multiple_of(2))
+        {
             return Err(invalid(
                 format!("{key}.pixel_format"),
                 format!(

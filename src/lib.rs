@@ -2,15 +2,16 @@
 //! outputs, with every buffer sized at start-up and nothing allocated per frame.
 #![deny(missing_docs, missing_debug_implementations, rust_2018_idioms)]
 
+pub mod bench;
 pub mod capture;
 pub mod clock;
 pub mod config;
+pub mod control;
 pub mod geometry;
 pub mod health;
-pub mod scene;
-pub mod signal;
-pub mod vision;
-pub mod bench;
 pub mod pipeline;
 pub mod report;
+pub mod scene;
+pub mod signal;
 pub mod soak;
+pub mod vision;

@@ -12,6 +12,7 @@ use clap::{Parser, Subcommand};
 
 use edgewatch::clock::{Clock, MonotonicClock};
 use edgewatch::config::Config;
+use edgewatch::control::{self, SceneFeed};
 use edgewatch::pipeline::{Pipeline, PipelineError};
 use edgewatch::report::Reporter;
 use edgewatch::{bench, soak};
@@ -153,21 +154,27 @@ fn run(path: &Path, frames: Option<u64>, json: bool) -> Result<(), Failure> {
         signal_hook::flag::register(signal, stop.clone()).map_err(|e| fail(EXIT_RUNTIME, e))?;
     }
     let clock: Arc<dyn Clock> = Arc::new(MonotonicClock::new());
-    let mut pipeline = Pipeline::build(&config, clock).map_err(pipeline_fail)?;
+    let mut pipeline = Pipeline::build(&config, clock.clone()).map_err(pipeline_fail)?;
+    let feed = Arc::new(SceneFeed::new(config.zones.len()));
+    pipeline.set_feed(feed.clone());
+    let control = control::start(&config, feed, clock).map_err(|e| fail(EXIT_RUNTIME, e))?;
     log::info!("{}: running {}", config.site, path.display());
     let interval = Duration::from_secs_f32(config.summary.interval_secs);
-    let mut reporter = Reporter::new(json);
+    let mut reporter = Reporter::new(json, control.as_ref().map(|c| c.status().clone()));
     let stdout = std::io::stdout();
     let mut io_result = Ok(());
-    pipeline
-        .run(frames, interval, &stop, |p, now, last| {
-            let mut out = stdout.lock();
-            if io_result.is_ok() {
-                io_result = reporter
-                    .write(&mut out, p, now, last)
-                    .and_then(|()| out.flush());
-            }
-        })
-        .map_err(pipeline_fail)?;
+    let result = pipeline.run(frames, interval, &stop, |p, now, last| {
+        let mut out = stdout.lock();
+        if io_result.is_ok() {
+            io_result = reporter
+                .write(&mut out, p, now, last)
+                .and_then(|()| out.flush());
+        }
+    });
+    // Whatever ended the run, the signals clear to all red before the process exits.
+    if let Some(control) = control {
+        control.shut_down();
+    }
+    result.map_err(pipeline_fail)?;
     io_result.map_err(|e| fail(EXIT_RUNTIME, e))
 }

@@ -10,6 +10,7 @@ use crate::capture::replay::ReplaySource;
 use crate::capture::{CaptureError, FrameSource};
 use crate::clock::Clock;
 use crate::config::{Config, ConfigError, SourceKind};
+use crate::control::SceneFeed;
 use crate::geometry::Roi;
 use crate::health::stats::{PipelineStats, Stage};
 use crate::scene::Scene;
@@ -80,6 +81,7 @@ pub struct Pipeline {
     class_ids: Vec<u16>,
     zone_names: Vec<String>,
     line_names: Vec<String>,
+    feed: Option<Arc<SceneFeed>>,
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -132,7 +134,13 @@ impl Pipeline {
             class_ids: ids,
             zone_names: config.zones.iter().map(|z| z.name.clone()).collect(),
             line_names: config.lines.iter().map(|l| l.name.clone()).collect(),
+            feed: None,
         })
+    }
+
+    /// Publishes zone occupancy to `feed` after every frame, for the signal control loop.
+    pub fn set_feed(&mut self, feed: Arc<SceneFeed>) {
+        self.feed = Some(feed);
     }
 
     /// Counters and latencies, shareable with a reporting thread.
@@ -213,6 +221,9 @@ impl Pipeline {
         let t4 = self.clock.now();
         self.scene.update(&self.detections, timestamp);
         let t5 = self.clock.now();
+        if let Some(feed) = &self.feed {
+            feed.publish(self.scene.zone_occupancy(), t5);
+        }
 
         self.stats.record(Stage::Preprocess, t2 - t1);
         self.stats.record(Stage::Invoke, t3 - t2);

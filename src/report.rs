@@ -3,8 +3,10 @@
 
 use std::io::{self, Write};
 use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
 use std::time::Duration;
 
+use crate::control::SignalStatus;
 use crate::health::stats::{Histogram, PipelineStats, Stage};
 use crate::pipeline::Pipeline;
 
@@ -21,6 +23,7 @@ const SHOWN: [Stage; 5] = [
 #[derive(Debug)]
 pub struct Reporter {
     json: bool,
+    signals: Option<Arc<SignalStatus>>,
     last_time: Duration,
     last_frames: u64,
 }
@@ -44,10 +47,12 @@ fn json_str(w: &mut impl Write, s: &str) -> io::Result<()> {
 }
 
 impl Reporter {
-    /// A reporter writing text, or JSON lines when `json` is set.
-    pub fn new(json: bool) -> Reporter {
+    /// A reporter writing text, or JSON lines when `json` is set; with `signals`, each line
+    /// also shows what the signal lamps show.
+    pub fn new(json: bool, signals: Option<Arc<SignalStatus>>) -> Reporter {
         Reporter {
             json,
+            signals,
             last_time: Duration::ZERO,
             last_frames: 0,
         }
@@ -145,7 +150,19 @@ impl Reporter {
             }
         }
         let t = scene.stats();
-        writeln!(w, " | tracks {}", t.live)
+        write!(w, " | tracks {}", t.live)?;
+        if let Some(status) = &self.signals {
+            write!(w, " | signals")?;
+            for (name, state) in status.states() {
+                write!(w, " {name}={state}")?;
+            }
+            if status.fault_flash() {
+                write!(w, " [FAULT FLASH]")?;
+            } else if status.degraded() {
+                write!(w, " [degraded: fixed-time]")?;
+            }
+        }
+        writeln!(w)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -222,11 +239,24 @@ impl Reporter {
             w.write_all(b"}")?;
         }
         let t = scene.stats();
-        writeln!(
+        write!(
             w,
-            "}},\"tracker\":{{\"live\":{},\"created\":{},\"evicted\":{},\"dropped\":{}}}}}",
+            "}},\"tracker\":{{\"live\":{},\"created\":{},\"evicted\":{},\"dropped\":{}}}",
             t.live, t.created, t.evicted, t.dropped_full
-        )
+        )?;
+        if let Some(status) = &self.signals {
+            w.write_all(b",\"signals\":{\"groups\":{")?;
+            for (i, (name, state)) in status.states().enumerate() {
+                if i > 0 {
+                    w.write_all(b",")?;
+                }
+                json_str(w, name)?;
+                write!(w, ":\"{}\"", state.as_str())?;
+            }
+            let (fault, degraded) = (status.fault_flash(), status.degraded());
+            write!(w, "}},\"fault_flash\":{fault},\"degraded\":{degraded}}}")?;
+        }
+        writeln!(w, "}}")
     }
 }
 

@@ -68,7 +68,7 @@ fn demo_runs_and_prints_json_summaries() {
         "--json",
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
-    let text = String::from_utf8(out.stdout).unwrap();
+    let text = String::from_utf8(out.stdout.clone()).unwrap();
     let lines: Vec<serde_json::Value> = text
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
@@ -83,6 +83,16 @@ fn demo_runs_and_prints_json_summaries() {
     );
     assert!(last["latency_ms"]["invoke"]["p50"].as_f64().unwrap() > 0.0);
     assert!(last["lines"]["gantry"]["in"].is_object());
+    assert!(last["signals"]["groups"]["traffic"].is_string(), "{last}");
+    assert_eq!(last["signals"]["fault_flash"], false);
+    // Stopping leaves the simulated traffic head at steady red, printed as it happens.
+    let err = stderr(&out);
+    let last_red = err
+        .lines()
+        .rev()
+        .find(|l| l.contains("traffic red"))
+        .expect(&err);
+    assert!(last_red.ends_with("traffic red on"), "{err}");
 }
 
 #[test]

@@ -7,10 +7,10 @@ use std::time::Duration;
 use embedded_hal::digital::{InputPin, OutputPin};
 
 use super::controller::{Controller, Detections, Stage};
-use super::lamp::{GroupState, SignalCommand};
+use super::lamp::{GroupState, LampState, SignalCommand, DONT_WALK, RED, STOP};
 use super::monitor::{ConflictMonitor, Fault};
-use super::outputs::{InputBank, PinBackend, PinBank, PinError};
-use super::plan::{SignalConfig, SignalPlan};
+use super::outputs::{InputBank, PinBackend, PinBank, PinError, PinWriteError};
+use super::plan::{GroupKind, SignalConfig, SignalPlan};
 use crate::clock::Clock;
 use crate::config::{ConfigError, MAX_CLASSES};
 
@@ -120,6 +120,34 @@ impl<C: Clock, O: OutputPin, I: InputPin> SignalSystem<C, O, I> {
             degraded: self.controller.is_degraded(),
             stage: self.controller.stage(),
         }
+    }
+
+    /// The state the lamps are left in when edgewatch stops: steady red on vehicle heads, don't
+    /// walk on pedestrian heads, the stop bar on bus signals, beacons dark. Call it once the
+    /// controller has cleared the running phase (see [`SignalSystem::is_cleared`]), so no green
+    /// is cut short; the monitor does not check it, as it shows no green by construction.
+    pub fn show_all_red(&mut self) -> Result<(), PinWriteError> {
+        let mut cmd = SignalCommand::dark(self.plan.group_count());
+        for g in 0..self.plan.group_count() {
+            match self.plan.group_kind(g) {
+                GroupKind::Vehicle => cmd.set(g, RED, LampState::On),
+                GroupKind::Pedestrian => cmd.set(g, DONT_WALK, LampState::On),
+                GroupKind::Bus => cmd.set(g, STOP, LampState::On),
+                GroupKind::Beacon => {}
+            }
+        }
+        self.shown = cmd;
+        self.outputs.write(self.clock.now(), &self.shown)
+    }
+
+    /// True once no phase is running: the lamps show start-up all-red or flash, so switching
+    /// them to [`SignalSystem::show_all_red`] cuts nothing short.
+    pub fn is_cleared(&self) -> bool {
+        self.monitor.is_tripped()
+            || matches!(
+                self.controller.stage(),
+                Stage::Startup | Stage::MaintenanceFlash
+            )
     }
 
     /// Requests maintenance red/amber flash, or its end.

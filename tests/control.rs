@@ -1,0 +1,92 @@
+//! The signal control thread on the demo site's plan: it ticks on its own clock, falls back to
+//! fixed-time when the pipeline stops publishing frames, and leaves the lamps at all red when
+//! stopped. The test owns time: the loop's sleeps wait until the test moves the clock on.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use edgewatch::clock::Clock;
+use edgewatch::config::{Config, MAX_CLASSES};
+use edgewatch::control::{self, SceneFeed};
+use edgewatch::signal::GroupState;
+
+/// A clock that only the test moves; `sleep_until` waits (in real time, bounded) for it.
+#[derive(Debug, Default)]
+struct SteppedClock {
+    nanos: AtomicU64,
+}
+
+impl SteppedClock {
+    fn advance(&self, d: Duration) {
+        self.nanos.fetch_add(d.as_nanos() as u64, SeqCst);
+        // Let the control thread run the ticks that just fell due.
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+impl Clock for SteppedClock {
+    fn now(&self) -> Duration {
+        Duration::from_nanos(self.nanos.load(SeqCst))
+    }
+
+    fn sleep_until(&self, deadline: Duration) {
+        let start = Instant::now();
+        while self.now() < deadline && start.elapsed() < Duration::from_secs(30) {
+            std::thread::sleep(Duration::from_micros(200));
+        }
+    }
+}
+
+fn demo() -> Config {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("board/demo.toml");
+    let config = Config::parse(&std::fs::read_to_string(&path).unwrap(), &path).unwrap();
+    config.validate().unwrap();
+    config
+}
+
+#[test]
+fn stale_camera_degrades_and_shutdown_leaves_all_red() {
+    let config = demo();
+    let tick = Duration::from_millis(config.control.tick_ms);
+    let clock = Arc::new(SteppedClock::default());
+    let feed = Arc::new(SceneFeed::new(config.zones.len()));
+    let control = control::start(&config, feed.clone(), clock.clone())
+        .unwrap()
+        .expect("the demo has signals");
+    let status = control.status().clone();
+    let state_of = |group: &str| status.states().find(|(n, _)| *n == group).unwrap().1;
+
+    // Frames keep coming with cars on the road: after the start-up all-red the highway is
+    // green, and detection is trusted.
+    let mut occupancy = vec![[0u32; MAX_CLASSES]; config.zones.len()];
+    occupancy[0][0] = 3;
+    for _ in 0..40 {
+        feed.publish(&occupancy, clock.now());
+        clock.advance(tick);
+    }
+    assert!(!status.degraded(), "frames are fresh");
+    assert_eq!(state_of("traffic"), GroupState::Green);
+
+    // The pipeline stops: past camera_stale_ms the controller falls back to fixed-time.
+    let stale = Duration::from_millis(config.control.camera_stale_ms);
+    let steps = (stale + Duration::from_secs(1)).as_millis() / tick.as_millis();
+    for _ in 0..steps {
+        clock.advance(tick);
+    }
+    assert!(
+        status.degraded(),
+        "no frame for longer than camera_stale_ms"
+    );
+    assert!(!status.fault_flash());
+
+    // Stopping clears the running phase (amber, all-red) and leaves every head at red.
+    let stopper = std::thread::spawn(move || control.shut_down());
+    while !stopper.is_finished() {
+        clock.advance(tick);
+    }
+    stopper.join().unwrap();
+    assert_eq!(state_of("traffic"), GroupState::Red);
+    assert_eq!(state_of("walkers"), GroupState::DontWalk);
+}
