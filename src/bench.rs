@@ -1,6 +1,12 @@
 //! `edgewatch bench`: per-stage timings. Preprocessing is timed on synthetic 640x480 frames
 //! in every camera pixel format; the scene on 10 synthetic moving objects; then the whole
-//! pipeline runs on the configured source.
+//! pipeline runs on the configured source. For an SSD with the post-process tail, it then
+//! times the Rust detector head, compares inference modes (fps, latency, mallocs per frame)
+//! and counts people in the crowd clip with the TFLite op and with the Rust head.
+//!
+//! Mallocs per frame need the counter of `tools/malloc-count`, preloaded:
+//! `cargo build --release -p malloc-count` then
+//! `LD_PRELOAD=target/release/libmalloc_count.so edgewatch bench ...`.
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -8,13 +14,15 @@ use std::time::{Duration, Instant};
 
 use crate::capture::{FrameFormat, PixelFormat};
 use crate::clock::MonotonicClock;
-use crate::config::Config;
+use crate::config::{Config, HeadChoice, ModelConfig};
 use crate::geometry::{BBox, Roi};
 use crate::health::stats::{Histogram, Stage};
-use crate::pipeline::{Pipeline, PipelineError, Step};
+use crate::pipeline::{Pipeline, PipelineError};
 use crate::scene::Scene;
-use crate::vision::detection::{Detection, Detections};
+use crate::vision::detection::{Detection, Detections, MAX_DETECTIONS};
+use crate::vision::detector::Detector;
 use crate::vision::preprocess::{InputKind, InputSpec, InputTensor, Preprocessor};
+use crate::vision::tflite::TfliteDetector;
 
 fn us(d: Duration) -> f64 {
     d.as_secs_f64() * 1e6
@@ -121,14 +129,7 @@ pub fn run(config: &Config, frames: u64) -> Result<(), PipelineError> {
     let before = stats.frames.load(Relaxed);
     let detections_before = stats.detections.load(Relaxed);
     stats.reset_window();
-    let mut done = 0;
-    while done < frames {
-        match pipeline.step()? {
-            Step::Processed => done += 1,
-            Step::Skipped => {}
-            Step::End => break,
-        }
-    }
+    pipeline.run_frames(frames, |_| {})?;
     let processed = stats.frames.load(Relaxed) - before;
     let per_frame =
         (stats.detections.load(Relaxed) - detections_before) as f64 / processed.max(1) as f64;
@@ -155,5 +156,212 @@ pub fn run(config: &Config, frames: u64) -> Result<(), PipelineError> {
             1.0 / frame
         );
     }
+    drop(pipeline);
+    if let Err(e) = bench_ssd_head(&config, frames) {
+        println!("bench: detector head and inference modes skipped: {e}");
+    }
     Ok(())
+}
+
+/// `edgewatch_malloc_count` of a preloaded `tools/malloc-count`, if there is one.
+fn malloc_counter() -> Option<extern "C" fn() -> u64> {
+    // SAFETY: dlsym with a NUL-terminated name; RTLD_DEFAULT searches every loaded object.
+    let p = unsafe { libc::dlsym(libc::RTLD_DEFAULT, c"edgewatch_malloc_count".as_ptr()) };
+    // SAFETY: the symbol, when present, is tools/malloc-count's `extern "C" fn() -> u64`.
+    (!p.is_null())
+        .then(|| unsafe { std::mem::transmute::<*mut libc::c_void, extern "C" fn() -> u64>(p) })
+}
+
+/// Clips folder: `$EDGEWATCH_CLIPS_DIR` or `models/clips`.
+fn clips_dir() -> std::path::PathBuf {
+    std::env::var_os("EDGEWATCH_CLIPS_DIR")
+        .filter(|v| !v.is_empty())
+        .map(Into::into)
+        .unwrap_or_else(|| "models/clips".into())
+}
+
+/// Runs one RGB image through `detector`.
+fn detect(
+    detector: &mut TfliteDetector,
+    img: &image::RgbImage,
+    out: &mut Detections,
+) -> Result<(), String> {
+    let format = FrameFormat {
+        width: img.width(),
+        height: img.height(),
+        pixel_format: PixelFormat::Rgb24,
+    };
+    let mut pre =
+        Preprocessor::new(format, Roi::FULL, detector.input_spec()).map_err(|e| e.to_string())?;
+    pre.run(img.as_raw(), detector.input_tensor())
+        .map_err(|e| e.to_string())?;
+    detector.invoke().map_err(|e| e.to_string())?;
+    detector.decode(out).map_err(|e| e.to_string())
+}
+
+fn model_with(
+    cfg: &ModelConfig,
+    head: HeadChoice,
+    max: usize,
+    threads: u32,
+    interpreters: u32,
+) -> ModelConfig {
+    ModelConfig {
+        head,
+        max_detections: max,
+        threads,
+        interpreters,
+        ..cfg.clone()
+    }
+}
+
+/// The Rust head's decode time, the inference modes, and people counted op vs Rust head.
+fn bench_ssd_head(config: &Config, frames: u64) -> Result<(), String> {
+    let m = &config.model;
+    let mut rust = TfliteDetector::load(&model_with(m, HeadChoice::Auto, MAX_DETECTIONS, 1, 1))
+        .map_err(|e| e.to_string())?;
+    let mut op = TfliteDetector::load(&model_with(m, HeadChoice::TfliteOp, 10, 1, 1))
+        .map_err(|e| e.to_string())?;
+    if !rust.has_rust_head() {
+        return Err("the model has no SSD post-process tail the Rust head replaces".into());
+    }
+    let clip = std::fs::read(clips_dir().join("people.mjpeg"))
+        .map_err(|e| format!("people.mjpeg: {e}"))?;
+    let jpegs: Vec<&[u8]> = mjpeg_frames(&clip).collect();
+    let decode_jpeg = |j: &[u8]| {
+        image::load_from_memory_with_format(j, image::ImageFormat::Jpeg)
+            .map(|i| i.into_rgb8())
+            .map_err(|e| e.to_string())
+    };
+
+    // Head time on a crowded frame: decode + NMS over 1917 anchors x 90 classes.
+    let crowd = decode_jpeg(
+        jpegs
+            .get(jpegs.len() / 2)
+            .ok_or("people.mjpeg has no frames")?,
+    )?;
+    let mut out = Detections::new();
+    detect(&mut rust, &crowd, &mut out)?;
+    let kept = out.len();
+    let h = time(2000, || {
+        let _ = rust.decode(&mut out);
+    });
+    print_hist(&format!("Rust head decode+NMS ({kept} kept)"), &h);
+    let h = time(20, || {
+        let _ = rust.invoke();
+    });
+    print_hist("invoke, graph cut (Rust head)", &h);
+    let h = time(20, || {
+        let _ = op.invoke();
+    });
+    print_hist("invoke, whole graph (TFLite op)", &h);
+
+    bench_modes(config, frames)?;
+
+    // People per frame in the crowd clip: the op stops at 10, the Rust head at 128.
+    let person = rust
+        .labels()
+        .iter()
+        .position(|l| l == "person")
+        .ok_or("no `person` label")? as u16;
+    let (mut n_op, mut n_rust, mut n) = (0usize, 0usize, 0usize);
+    let mut theirs = Detections::new();
+    for j in jpegs.iter().step_by(10) {
+        let img = decode_jpeg(j)?;
+        detect(&mut op, &img, &mut theirs)?;
+        detect(&mut rust, &img, &mut out)?;
+        n_op += theirs.iter().filter(|d| d.class == person).count();
+        n_rust += out.iter().filter(|d| d.class == person).count();
+        n += 1;
+    }
+    println!(
+        "bench: people.mjpeg, {n} frames (every 10th), score >= {}: mean people per frame: \
+         TFLite op (max 10) {:.1}, Rust head (max {MAX_DETECTIONS}) {:.1}",
+        m.score_threshold,
+        n_op as f64 / n.max(1) as f64,
+        n_rust as f64 / n.max(1) as f64
+    );
+    Ok(())
+}
+
+/// fps, latency and mallocs per frame of the whole pipeline in each inference mode.
+fn bench_modes(config: &Config, frames: u64) -> Result<(), String> {
+    let counter = malloc_counter();
+    if counter.is_none() {
+        println!(
+            "bench: mallocs per frame: n/a (cargo build --release -p malloc-count; \
+             LD_PRELOAD=target/release/libmalloc_count.so edgewatch bench ...)"
+        );
+    }
+    let m = &config.model;
+    let modes = [
+        (
+            "TFLite op, 1 interpreter x 1 thread",
+            HeadChoice::TfliteOp,
+            1,
+            1,
+        ),
+        (
+            "TFLite op, 1 interpreter x 2 threads",
+            HeadChoice::TfliteOp,
+            2,
+            1,
+        ),
+        ("latency: 1 interpreter x 1 thread", HeadChoice::Auto, 1, 1),
+        ("latency: 1 interpreter x 2 threads", HeadChoice::Auto, 2, 1),
+        ("latency: 1 interpreter x 4 threads", HeadChoice::Auto, 4, 1),
+        (
+            "throughput: 2 interpreters x 1 thread",
+            HeadChoice::Auto,
+            1,
+            2,
+        ),
+        (
+            "throughput: 4 interpreters x 1 thread",
+            HeadChoice::Auto,
+            1,
+            4,
+        ),
+    ];
+    for (name, head, threads, interpreters) in modes {
+        let mut c = config.clone();
+        c.model = model_with(m, head, m.max_detections, threads, interpreters);
+        let mut p =
+            Pipeline::build(&c, Arc::new(MonotonicClock::new())).map_err(|e| e.to_string())?;
+        for _ in 0..5 {
+            p.step().map_err(|e| e.to_string())?;
+        }
+        let before = counter.map(|f| f());
+        let start = Instant::now();
+        p.stats().reset_window();
+        let done = p.run_frames(frames, |_| {}).map_err(|e| e.to_string())?;
+        let wall = start.elapsed().as_secs_f64();
+        let mallocs = match (counter, before) {
+            (Some(f), Some(b)) => format!("{:.1}", (f() - b) as f64 / done.max(1) as f64),
+            _ => "n/a".into(),
+        };
+        // A pool's frame comes out `interpreters` steps after it went in.
+        let latency = p.stats().window(Stage::Frame).mean().as_secs_f64() * interpreters as f64;
+        println!(
+            "bench: {name:<40} {:>5.1} fps  latency {:>6.1} ms  mallocs/frame {mallocs}",
+            done as f64 / wall,
+            latency * 1e3
+        );
+    }
+    Ok(())
+}
+
+/// The JPEG frames of an MJPEG elementary stream (each from SOI `FF D8` to EOI `FF D9`), as
+/// MJPEG cameras send them minus the HTTP framing. Bytes between frames are skipped.
+pub fn mjpeg_frames(stream: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut rest = stream;
+    std::iter::from_fn(move || {
+        let start = rest.windows(2).position(|w| w == [0xFF, 0xD8])?;
+        // Inside a baseline JPEG, 0xFF in entropy-coded data is stuffed (FF 00), so the first
+        // FF D9 after SOI ends the frame.
+        let len = rest[start..].windows(2).position(|w| w == [0xFF, 0xD9])? + 2;
+        let frame = &rest[start..start + len];
+        rest = &rest[start + len..];
+        Some(frame)
+    })
 }

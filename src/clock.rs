@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// A monotonic clock. `now` is the time since the clock's own epoch.
-pub trait Clock: Send + Sync {
+pub trait Clock: Send + Sync + std::fmt::Debug {
     /// Time elapsed since the clock started.
     fn now(&self) -> Duration;
     /// Waits until `deadline` (on this clock) has passed.

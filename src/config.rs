@@ -103,6 +103,114 @@ pub struct Config {
     /// Traffic and bus signals driven from the zone counts (optional).
     #[serde(default)]
     pub signals: Option<SignalConfig>,
+    /// Limits the watchdog enforces, and the restart budget.
+    #[serde(default)]
+    pub watchdog: WatchdogConfig,
+    /// The local health endpoint.
+    #[serde(default)]
+    pub health: HealthConfig,
+    /// Fault injection for the watchdog's integration tests. Never set on a real site.
+    #[serde(default)]
+    pub testing: TestingConfig,
+}
+
+/// What the watchdog checks, how often, and how often it may restart the process.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WatchdogConfig {
+    /// Check period in milliseconds.
+    pub period_ms: u64,
+    /// Longest one inference may take.
+    pub inference_limit_ms: u64,
+    /// Longest the pipeline may go without a frame.
+    pub camera_limit_ms: u64,
+    /// Longest the control loop may go without a tick.
+    pub control_limit_ms: u64,
+    /// Frame latency p99 budget, judged over `latency_window_s`.
+    pub latency_budget_ms: u64,
+    /// Window for the latency budget.
+    pub latency_window_s: u64,
+    /// Resident memory limit in MiB.
+    pub rss_limit_mib: u64,
+    /// Growth of resident memory (MiB) over the last `rss_trend_window_s` that counts as a
+    /// leak when every sample in the window rose or held.
+    pub rss_growth_limit_mib: u64,
+    /// Window of the RSS trend (sampled every tenth of it).
+    pub rss_trend_window_s: u64,
+    /// Restarts allowed within `restart_window_s`; past it the signals stay safe and the
+    /// process exits non-zero.
+    pub restart_budget: u32,
+    /// Window of the restart budget.
+    pub restart_window_s: u64,
+    /// Seconds between the health lines the watchdog logs.
+    pub log_interval_s: u64,
+    /// Video whose sampled pixels do not change for this long is frozen.
+    pub freeze_s: f32,
+    /// Video whose mean luma stays below `dark_luma` for this long is dark.
+    pub dark_s: f32,
+    /// Mean luma (0..255) below which a frame is dark.
+    pub dark_luma: u8,
+}
+
+impl Default for WatchdogConfig {
+    fn default() -> Self {
+        Self {
+            period_ms: 100,
+            inference_limit_ms: 2000,
+            camera_limit_ms: 5000,
+            control_limit_ms: 1000,
+            latency_budget_ms: 1000,
+            latency_window_s: 10,
+            rss_limit_mib: 64,
+            rss_growth_limit_mib: 8,
+            rss_trend_window_s: 600,
+            restart_budget: 3,
+            restart_window_s: 600,
+            log_interval_s: 30,
+            freeze_s: 10.0,
+            dark_s: 10.0,
+            dark_luma: 16,
+        }
+    }
+}
+
+/// The local health endpoint.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HealthConfig {
+    /// Serve `/health` and `/metrics`.
+    pub enabled: bool,
+    /// Address to listen on; keep it on loopback unless the unit's network is trusted.
+    pub bind: String,
+    /// Connections served at once; more are refused with 503.
+    pub max_connections: usize,
+}
+
+impl Default for HealthConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            bind: "127.0.0.1:8787".into(),
+            max_connections: 8,
+        }
+    }
+}
+
+/// Faults injected on purpose so tests can watch the watchdog act.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TestingConfig {
+    /// After this many frames, the next inference stalls for `stall_ms`.
+    pub stall_after_frames: Option<u64>,
+    /// How long the injected stall lasts.
+    pub stall_ms: u64,
+    /// After this many frames, allocate and touch `balloon_mib` of memory, 8 MiB a frame.
+    pub balloon_after_frames: Option<u64>,
+    /// Size of the memory balloon.
+    pub balloon_mib: u64,
+    /// Inject the faults again after a watchdog restart (a restart storm); by default only
+    /// the first process has them.
+    pub faults_on_restart: bool,
 }
 
 /// Where signal outputs go.
@@ -131,6 +239,9 @@ pub struct ControlConfig {
     /// Output pins.
     #[serde(default = "default_backend")]
     pub outputs: OutputBackend,
+    /// Simulated outputs: also append every transition to this file (for tests).
+    #[serde(default)]
+    pub sim_log: Option<PathBuf>,
     /// GPIO character device for `outputs = "gpio-cdev"`.
     #[serde(default = "default_gpio_chip")]
     pub gpio_chip: PathBuf,
@@ -163,6 +274,7 @@ impl Default for ControlConfig {
             camera_stale_ms: default_stale_ms(),
             outputs: default_backend(),
             gpio_chip: default_gpio_chip(),
+            sim_log: None,
             shutdown_limit_s: default_shutdown_s(),
         }
     }
@@ -257,6 +369,27 @@ pub struct ModelConfig {
     /// Anchor decoding for models without a post-processing op (e.g. BlazeFace).
     #[serde(default)]
     pub anchors: Option<AnchorConfig>,
+    /// Who turns an SSD's raw heads into detections: `auto` (the Rust head whenever the model
+    /// has the TF Object Detection API's post-process tail, which it then cuts off) or
+    /// `tflite-op` (always run the model's own `TFLite_Detection_PostProcess` op).
+    #[serde(default)]
+    pub head: HeadChoice,
+    /// Interpreters sharing the one loaded model (1 to 16). Above 1, frames go to
+    /// single-threaded interpreters in turn (throughput mode; `threads` must then be 1);
+    /// at 1, one interpreter runs each frame on `threads` threads (latency mode).
+    #[serde(default = "one")]
+    pub interpreters: u32,
+}
+
+/// Who decodes an SSD's outputs (`model.head`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum HeadChoice {
+    /// The Rust head when the graph has the recognised SSD tail, else the model as it is.
+    #[default]
+    Auto,
+    /// The model's own post-process op, as exported.
+    TfliteOp,
 }
 
 fn one() -> u32 {
@@ -473,6 +606,20 @@ impl Config {
             0.0,
             600.0,
         )?;
+        self.watchdog.validate()?;
+        if self.health.enabled && self.health.bind.parse::<std::net::SocketAddr>().is_err() {
+            let message = format!(
+                "`{}` is not an address like 127.0.0.1:8787",
+                self.health.bind
+            );
+            return Err(invalid("health.bind", message));
+        }
+        check_range(
+            "health.max_connections",
+            self.health.max_connections,
+            1,
+            256,
+        )?;
         if let Some(signals) = &self.signals {
             let zones: Vec<&str> = self.zones.iter().map(|z| z.name.as_str()).collect();
             let classes: Vec<&str> = self.model.classes.iter().map(|c| c.as_str()).collect();
@@ -658,6 +805,68 @@ impl ModelConfig {
             check_range("model.anchors.scale", a.scale, 1.0, 8192.0)?;
             check_range("model.anchors.nms_iou", a.nms_iou, 0.0, 1.0)?;
         }
+        check_range("model.interpreters", self.interpreters, 1, 16)?;
+        if self.interpreters > 1 && self.threads != 1 {
+            return Err(invalid(
+                "model.threads",
+                "must be 1 when model.interpreters > 1 (each interpreter of the pool runs on one thread)",
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl WatchdogConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        check_range("watchdog.period_ms", self.period_ms, 10, 10_000)?;
+        check_range(
+            "watchdog.inference_limit_ms",
+            self.inference_limit_ms,
+            100,
+            600_000,
+        )?;
+        check_range(
+            "watchdog.camera_limit_ms",
+            self.camera_limit_ms,
+            100,
+            600_000,
+        )?;
+        check_range(
+            "watchdog.control_limit_ms",
+            self.control_limit_ms,
+            100,
+            600_000,
+        )?;
+        check_range(
+            "watchdog.latency_budget_ms",
+            self.latency_budget_ms,
+            1,
+            600_000,
+        )?;
+        check_range("watchdog.latency_window_s", self.latency_window_s, 1, 3600)?;
+        check_range("watchdog.rss_limit_mib", self.rss_limit_mib, 8, 1 << 20)?;
+        check_range(
+            "watchdog.rss_growth_limit_mib",
+            self.rss_growth_limit_mib,
+            1,
+            1 << 20,
+        )?;
+        check_range(
+            "watchdog.rss_trend_window_s",
+            self.rss_trend_window_s,
+            10,
+            86_400,
+        )?;
+        check_range("watchdog.restart_budget", self.restart_budget, 0, 100)?;
+        check_range(
+            "watchdog.restart_window_s",
+            self.restart_window_s,
+            1,
+            86_400,
+        )?;
+        check_range("watchdog.log_interval_s", self.log_interval_s, 1, 86_400)?;
+        check_range("watchdog.freeze_s", self.freeze_s, 0.5, 3600.0)?;
+        check_range("watchdog.dark_s", self.dark_s, 0.5, 3600.0)?;
         Ok(())
     }
 }
@@ -820,5 +1029,31 @@ mod tests {
         });
         assert_eq!(c.model.file, Path::new("/m/m.tflite"));
         assert_eq!(c.cameras[0].path, Path::new("/f"));
+    }
+
+    #[test]
+    fn detector_head_and_interpreter_pool_keys() {
+        let c = load_str(MINIMAL).unwrap();
+        assert_eq!((c.model.head, c.model.interpreters), (HeadChoice::Auto, 1));
+        let with = |extra: &str| {
+            load_str(&MINIMAL.replace(
+                "labels = \"l.txt\"",
+                &format!("labels = \"l.txt\"\n{extra}"),
+            ))
+        };
+        let c = with("head = \"tflite-op\"\ninterpreters = 2").unwrap();
+        assert_eq!(
+            (c.model.head, c.model.interpreters),
+            (HeadChoice::TfliteOp, 2)
+        );
+        for (extra, key) in [
+            ("head = \"rust\"", "model.head"),
+            ("interpreters = 0", "model.interpreters"),
+            ("interpreters = 17", "model.interpreters"),
+            ("interpreters = 2\nthreads = 2", "model.threads"),
+        ] {
+            let err = with(extra).unwrap_err().to_string();
+            assert!(err.contains(key), "{extra}: {err}");
+        }
     }
 }

@@ -14,26 +14,100 @@ use embedded_hal::digital::{InputPin, OutputPin};
 
 use crate::clock::Clock;
 use crate::config::{Config, OutputBackend, MAX_CLASSES};
-use crate::signal::{GroupState, SignalError, SignalSystem, SimPins, TickReport};
+use crate::health::video::VideoState;
+use crate::health::watchdog::Heartbeats;
+use crate::scene::LineCount;
+use crate::signal::{GroupState, SafeState, SignalError, SignalSystem, SimPins, TickReport};
 
-/// Zone occupancy and the time of the latest processed frame, published by the pipeline.
+/// Zone occupancy, line counts, video state and the time of the latest processed frame,
+/// published by the pipeline for the control loop and the health endpoint.
 #[derive(Debug)]
 pub struct SceneFeed {
     occupancy: Box<[[AtomicU32; MAX_CLASSES]]>,
+    /// Per line: crossings in, then out, per class.
+    lines: Box<[[[AtomicU64; MAX_CLASSES]; 2]]>,
     /// Clock time of the latest frame in nanoseconds plus one; 0 before the first frame.
     last_frame: AtomicU64,
+    /// The video's [`VideoState`], as its index in [`VIDEO_STATES`].
+    video: AtomicU8,
+    /// Frozen or dark episodes so far.
+    video_incidents: AtomicU64,
 }
 
+/// Every [`VideoState`], indexed by the byte [`SceneFeed`] stores.
+const VIDEO_STATES: [VideoState; 3] = [VideoState::Ok, VideoState::Frozen, VideoState::Dark];
+
 impl SceneFeed {
-    /// A feed for `zones` zones, with no frame yet.
-    pub fn new(zones: usize) -> SceneFeed {
+    /// A feed for `zones` zones and `lines` lines, with no frame yet.
+    pub fn new(zones: usize, lines: usize) -> SceneFeed {
         let occupancy = (0..zones)
             .map(|_| std::array::from_fn(|_| AtomicU32::new(0)))
             .collect();
+        let lines = (0..lines)
+            .map(|_| std::array::from_fn(|_| std::array::from_fn(|_| AtomicU64::new(0))))
+            .collect();
         SceneFeed {
             occupancy,
+            lines,
             last_frame: AtomicU64::new(0),
+            video: AtomicU8::new(0),
+            video_incidents: AtomicU64::new(0),
         }
+    }
+
+    /// Publishes the cumulative line counts.
+    pub fn publish_lines(&self, counts: &[LineCount]) {
+        for (shared, c) in self.lines.iter().zip(counts) {
+            for (a, &n) in shared[0].iter().zip(&c.inbound) {
+                a.store(n, Relaxed);
+            }
+            for (a, &n) in shared[1].iter().zip(&c.outbound) {
+                a.store(n, Relaxed);
+            }
+        }
+    }
+
+    /// Publishes the video state and the number of frozen or dark episodes so far.
+    pub fn publish_video(&self, state: VideoState, incidents: u64) {
+        let i = VIDEO_STATES.iter().position(|&s| s == state).unwrap_or(0);
+        self.video.store(i as u8, Relaxed);
+        self.video_incidents.store(incidents, Relaxed);
+    }
+
+    /// Frozen or dark episodes so far.
+    pub fn video_incidents(&self) -> u64 {
+        self.video_incidents.load(Relaxed)
+    }
+
+    /// When the latest frame was processed.
+    pub fn last_frame(&self) -> Option<Duration> {
+        match self.last_frame.load(Relaxed) {
+            0 => None,
+            t => Some(Duration::from_nanos(t - 1)),
+        }
+    }
+
+    /// The video state last published.
+    pub fn video(&self) -> VideoState {
+        VIDEO_STATES[self.video.load(Relaxed) as usize % VIDEO_STATES.len()]
+    }
+
+    /// Objects now in zone `zone`, per class.
+    pub fn zone(&self, zone: usize) -> impl Iterator<Item = u32> + '_ {
+        self.occupancy
+            .get(zone)
+            .into_iter()
+            .flatten()
+            .map(|a| a.load(Relaxed))
+    }
+
+    /// Crossings of line `line` per class, inbound (`out == false`) or outbound.
+    pub fn line(&self, line: usize, out: bool) -> impl Iterator<Item = u64> + '_ {
+        let dir = usize::from(out);
+        self.lines
+            .get(line)
+            .into_iter()
+            .flat_map(move |l| l[dir].iter().map(|a| a.load(Relaxed)))
     }
 
     /// Publishes one frame's occupancy (`[zone][class]`), processed at clock time `at`.
@@ -152,6 +226,9 @@ pub enum ControlError {
     /// The configured output backend is not compiled into this binary.
     #[error("control.outputs: `{0}` needs a build with `--features {0}`")]
     NotBuilt(&'static str),
+    /// The simulated pins' log file could not be opened.
+    #[error("control.sim_log: {0}: {1}")]
+    SimLog(std::path::PathBuf, std::io::Error),
     /// The thread could not be started.
     #[error("cannot start the control thread: {0}")]
     Thread(std::io::Error),
@@ -163,12 +240,18 @@ pub struct ControlThread {
     stop: Arc<AtomicBool>,
     handle: JoinHandle<()>,
     status: Arc<SignalStatus>,
+    safe: Arc<dyn SafeState>,
 }
 
 impl ControlThread {
     /// What the lamps show now.
     pub fn status(&self) -> &Arc<SignalStatus> {
         &self.status
+    }
+
+    /// The outputs' safe-state handle, for the watchdog.
+    pub fn safe_state(&self) -> &Arc<dyn SafeState> {
+        &self.safe
     }
 
     /// Asks the loop to clear the running phase, leaves the lamps at all red and waits for it.
@@ -186,6 +269,7 @@ pub fn start(
     config: &Config,
     feed: Arc<SceneFeed>,
     clock: Arc<dyn Clock>,
+    beats: Arc<Heartbeats>,
 ) -> Result<Option<ControlThread>, ControlError> {
     let Some(signals) = &config.signals else {
         return Ok(None);
@@ -197,11 +281,24 @@ pub fn start(
         stale_after: Duration::from_millis(config.control.camera_stale_ms),
         shutdown_limit: Duration::from_secs_f32(config.control.shutdown_limit_s),
     };
+    let shared = Shared {
+        feed,
+        clock: clock.clone(),
+        beats,
+    };
     match config.control.outputs {
         OutputBackend::Simulated => {
             let mut pins = SimPins::new(clock.clone(), 4096);
-            let system = SignalSystem::new(signals, &zones, &classes, clock.clone(), &mut pins)?;
-            spawn(system, feed, clock, settings, move |system| {
+            if let Some(path) = &config.control.sim_log {
+                let file = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path);
+                file.and_then(|f| pins.log_to(f))
+                    .map_err(|e| ControlError::SimLog(path.clone(), e))?;
+            }
+            let system = SignalSystem::new(signals, &zones, &classes, clock, &mut pins)?;
+            spawn(system, shared, settings, move |system| {
                 pins.take_transitions(|t| print_transition(system, t.at, t.pin, t.high));
             })
         }
@@ -209,9 +306,8 @@ pub fn start(
             #[cfg(feature = "rppal")]
             {
                 let mut pins = crate::signal::rppal::RppalPins::new().map_err(SignalError::from)?;
-                let system =
-                    SignalSystem::new(signals, &zones, &classes, clock.clone(), &mut pins)?;
-                spawn(system, feed, clock, settings, |_| {})
+                let system = SignalSystem::new(signals, &zones, &classes, clock, &mut pins)?;
+                spawn(system, shared, settings, |_| {})
             }
             #[cfg(not(feature = "rppal"))]
             Err(ControlError::NotBuilt("rppal"))
@@ -220,9 +316,8 @@ pub fn start(
             #[cfg(feature = "gpio-cdev")]
             {
                 let mut pins = crate::signal::cdev::CdevPins::new(config.control.gpio_chip.clone());
-                let system =
-                    SignalSystem::new(signals, &zones, &classes, clock.clone(), &mut pins)?;
-                spawn(system, feed, clock, settings, |_| {})
+                let system = SignalSystem::new(signals, &zones, &classes, clock, &mut pins)?;
+                spawn(system, shared, settings, |_| {})
             }
             #[cfg(not(feature = "gpio-cdev"))]
             Err(ControlError::NotBuilt("gpio-cdev"))
@@ -245,6 +340,13 @@ fn print_transition<C: Clock, O: OutputPin, I: InputPin>(
     );
 }
 
+/// What the control loop shares with the other threads.
+struct Shared {
+    feed: Arc<SceneFeed>,
+    clock: Arc<dyn Clock>,
+    beats: Arc<Heartbeats>,
+}
+
 #[derive(Debug, Clone, Copy)]
 struct Settings {
     period: Duration,
@@ -254,18 +356,19 @@ struct Settings {
 
 fn spawn<C, O, I>(
     system: SignalSystem<C, O, I>,
-    feed: Arc<SceneFeed>,
-    clock: Arc<dyn Clock>,
+    shared: Shared,
     settings: Settings,
     after_tick: impl FnMut(&SignalSystem<C, O, I>) + Send + 'static,
 ) -> Result<Option<ControlThread>, ControlError>
 where
     C: Clock + 'static,
-    O: OutputPin + Send + 'static,
+    O: OutputPin + Send + std::fmt::Debug + 'static,
     I: InputPin + Send + 'static,
 {
     let status = Arc::new(SignalStatus::new(&system));
+    let safe = system.safe_state();
     let stop = Arc::new(AtomicBool::new(false));
+    let Shared { feed, clock, beats } = shared;
     let control = ControlLoop {
         occupancy: vec![[0; MAX_CLASSES]; feed.occupancy.len()],
         system,
@@ -274,6 +377,7 @@ where
         clock,
         status: status.clone(),
         settings,
+        beats,
     };
     let thread_stop = stop.clone();
     let handle = std::thread::Builder::new()
@@ -284,6 +388,7 @@ where
         stop,
         handle,
         status,
+        safe,
     }))
 }
 
@@ -294,6 +399,7 @@ struct ControlLoop<C, O, I> {
     status: Arc<SignalStatus>,
     occupancy: Vec<[u32; MAX_CLASSES]>,
     settings: Settings,
+    beats: Arc<Heartbeats>,
     /// When the loop started: until the first frame, the camera counts from here.
     started: Duration,
 }
@@ -305,7 +411,9 @@ impl<C: Clock, O: OutputPin, I: InputPin> ControlLoop<C, O, I> {
         // A camera is stale once it has gone `stale_after` without a frame, counting from the
         // start for the first one (the model is loaded by then; the first frame is due).
         let last_frame = last_frame.unwrap_or(self.started);
-        let camera_ok = now.saturating_sub(last_frame) <= self.settings.stale_after;
+        let fresh = now.saturating_sub(last_frame) <= self.settings.stale_after;
+        let camera_ok = fresh && self.feed.video() == VideoState::Ok;
+        self.beats.control(now);
         let report = self.system.tick(&self.occupancy, camera_ok);
         if let Some(fault) = &report.new_fault {
             log::error!("conflict monitor: {fault}; all-red flash latched until reset");
@@ -355,7 +463,7 @@ mod tests {
 
     #[test]
     fn feed_round_trips_occupancy_and_frame_time() {
-        let feed = SceneFeed::new(2);
+        let feed = SceneFeed::new(2, 1);
         let mut out = [[9u32; MAX_CLASSES]; 2];
         assert_eq!(feed.read(&mut out), None);
         assert_eq!(out, [[0; MAX_CLASSES]; 2]);

@@ -12,6 +12,7 @@ pub mod health;
 pub mod pipeline;
 pub mod report;
 pub mod scene;
+pub mod service;
 pub mod signal;
 pub mod soak;
 pub mod vision;

@@ -6,15 +6,14 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
-use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
 use edgewatch::clock::{Clock, MonotonicClock};
 use edgewatch::config::Config;
-use edgewatch::control::{self, SceneFeed};
-use edgewatch::pipeline::{Pipeline, PipelineError};
+use edgewatch::pipeline::PipelineError;
 use edgewatch::report::Reporter;
+use edgewatch::service::{Service, ServiceError};
 use edgewatch::{bench, soak};
 
 #[derive(Parser, Debug)]
@@ -154,16 +153,12 @@ fn run(path: &Path, frames: Option<u64>, json: bool) -> Result<(), Failure> {
         signal_hook::flag::register(signal, stop.clone()).map_err(|e| fail(EXIT_RUNTIME, e))?;
     }
     let clock: Arc<dyn Clock> = Arc::new(MonotonicClock::new());
-    let mut pipeline = Pipeline::build(&config, clock.clone()).map_err(pipeline_fail)?;
-    let feed = Arc::new(SceneFeed::new(config.zones.len()));
-    pipeline.set_feed(feed.clone());
-    let control = control::start(&config, feed, clock).map_err(|e| fail(EXIT_RUNTIME, e))?;
+    let mut service = Service::start(&config, clock).map_err(service_fail)?;
     log::info!("{}: running {}", config.site, path.display());
-    let interval = Duration::from_secs_f32(config.summary.interval_secs);
-    let mut reporter = Reporter::new(json, control.as_ref().map(|c| c.status().clone()));
+    let mut reporter = Reporter::new(json, service.signal_status());
     let stdout = std::io::stdout();
     let mut io_result = Ok(());
-    let result = pipeline.run(frames, interval, &stop, |p, now, last| {
+    let result = service.run(frames, &stop, |p, now, last| {
         let mut out = stdout.lock();
         if io_result.is_ok() {
             io_result = reporter
@@ -172,9 +167,14 @@ fn run(path: &Path, frames: Option<u64>, json: bool) -> Result<(), Failure> {
         }
     });
     // Whatever ended the run, the signals clear to all red before the process exits.
-    if let Some(control) = control {
-        control.shut_down();
-    }
+    service.shut_down();
     result.map_err(pipeline_fail)?;
     io_result.map_err(|e| fail(EXIT_RUNTIME, e))
+}
+
+fn service_fail(e: ServiceError) -> Failure {
+    match e {
+        ServiceError::Pipeline(e) => pipeline_fail(e),
+        other => fail(EXIT_RUNTIME, other),
+    }
 }

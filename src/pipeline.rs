@@ -9,13 +9,18 @@ use std::time::Duration;
 use crate::capture::replay::ReplaySource;
 use crate::capture::{CaptureError, FrameSource};
 use crate::clock::Clock;
+use crate::config::TestingConfig;
 use crate::config::{Config, ConfigError, SourceKind};
 use crate::control::SceneFeed;
 use crate::geometry::Roi;
+use crate::health::restart::RestartHistory;
 use crate::health::stats::{PipelineStats, Stage};
+use crate::health::video::VideoCheck;
+use crate::health::watchdog::Heartbeats;
 use crate::scene::Scene;
 use crate::vision::detection::Detections;
 use crate::vision::detector::{Detector, DetectorError};
+use crate::vision::pool::{DetectorPool, FrameLag};
 use crate::vision::preprocess::{InputSpec, PreprocessError, Preprocessor};
 use crate::vision::tflite::{class_ids, TfliteDetector};
 
@@ -72,6 +77,8 @@ pub struct Pipeline {
     source: Box<dyn FrameSource>,
     preprocessor: Preprocessor,
     detector: Box<dyn Detector>,
+    /// Which frame the detections belong to, when a pool's results trail the input.
+    lag: FrameLag,
     detections: Detections,
     filter: DetectionFilter,
     scene: Scene,
@@ -82,6 +89,9 @@ pub struct Pipeline {
     zone_names: Vec<String>,
     line_names: Vec<String>,
     feed: Option<Arc<SceneFeed>>,
+    beats: Arc<Heartbeats>,
+    video: VideoCheck,
+    faults: FaultInjection,
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -96,9 +106,13 @@ impl std::fmt::Debug for Pipeline {
 impl Pipeline {
     /// Opens the first camera, loads the model and sizes every buffer for `config`.
     pub fn build(config: &Config, clock: Arc<dyn Clock>) -> Result<Pipeline, PipelineError> {
-        let detector = TfliteDetector::load(&config.model)?;
+        // model.interpreters > 1: throughput mode (see vision::pool).
+        let detector: Box<dyn Detector> = match config.model.interpreters {
+            0 | 1 => Box::new(TfliteDetector::load(&config.model)?),
+            _ => Box::new(DetectorPool::load(&config.model)?),
+        };
         let source = open_source(config, clock.clone())?;
-        Self::assemble(config, Box::new(detector), source, clock)
+        Self::assemble(config, detector, source, clock)
     }
 
     /// Builds a pipeline around a detector and a source the caller opened.
@@ -116,7 +130,8 @@ impl Pipeline {
             counted[id as usize] = true;
         }
         let roi = config.model.roi.unwrap_or(Roi::FULL);
-        let preprocessor = Preprocessor::new(source.format(), roi, detector.input_spec())?;
+        let source_format = source.format();
+        let preprocessor = Preprocessor::new(source_format, roi, detector.input_spec())?;
         // The region snapped to whole pixels, so boxes map back exactly.
         let roi = preprocessor.roi();
         let scene = Scene::new(&config.tracker, &config.zones, &config.lines, &ids);
@@ -124,6 +139,7 @@ impl Pipeline {
         Ok(Pipeline {
             source,
             preprocessor,
+            lag: FrameLag::new(detector.latency()),
             detector,
             detections,
             filter: DetectionFilter { counted, roi },
@@ -135,12 +151,20 @@ impl Pipeline {
             zone_names: config.zones.iter().map(|z| z.name.clone()).collect(),
             line_names: config.lines.iter().map(|l| l.name.clone()).collect(),
             feed: None,
+            beats: Arc::new(Heartbeats::default()),
+            video: VideoCheck::new(source_format, &config.watchdog),
+            faults: FaultInjection::new(&config.testing),
         })
     }
 
     /// Publishes zone occupancy to `feed` after every frame, for the signal control loop.
     pub fn set_feed(&mut self, feed: Arc<SceneFeed>) {
         self.feed = Some(feed);
+    }
+
+    /// Liveness stamps the watchdog reads: frame arrivals and inference start/end.
+    pub fn heartbeats(&self) -> &Arc<Heartbeats> {
+        &self.beats
     }
 
     /// Counters and latencies, shareable with a reporting thread.
@@ -198,6 +222,11 @@ impl Pipeline {
         let (timestamp, frame_seq) = (frame.timestamp, frame.seq);
         let t1 = self.clock.now();
         self.stats.record(Stage::Capture, t1.saturating_sub(t0));
+        let video = self.video.observe(frame.data, t1);
+        self.beats.frame(t1);
+        self.beats.inference_started(t1);
+        self.faults
+            .before_inference(self.stats.frames.load(Relaxed));
 
         let pre = self
             .preprocessor
@@ -207,7 +236,10 @@ impl Pipeline {
             .map_err(PipelineError::from)
             .and_then(|()| Ok(self.detector.invoke()?));
         let t3 = self.clock.now();
+        // A pool's detections are of an earlier frame: the scene gets that frame's time.
+        let (timestamp, _) = self.lag.push(timestamp, frame_seq);
         let decoded = invoked.and_then(|()| Ok(self.detector.decode(&mut self.detections)?));
+        self.beats.inference_done();
         if let Err(e) = decoded {
             let errors = self.stats.errors.fetch_add(1, Relaxed) + 1;
             // Logged at 1, 2, 4, 8, ... so a persistent fault cannot flood the log.
@@ -223,6 +255,8 @@ impl Pipeline {
         let t5 = self.clock.now();
         if let Some(feed) = &self.feed {
             feed.publish(self.scene.zone_occupancy(), t5);
+            feed.publish_lines(self.scene.line_counts());
+            feed.publish_video(video, self.video.incidents());
         }
 
         self.stats.record(Stage::Preprocess, t2 - t1);
@@ -242,6 +276,28 @@ impl Pipeline {
         self.stats
             .dropped
             .store(self.source.stats().dropped, Relaxed);
+    }
+
+    /// Processes up to `frames` frames as fast as the source gives them, calling `each` with
+    /// the count after every processed frame; returns how many were processed (fewer when a
+    /// recording ends). For the bench and the soak.
+    pub fn run_frames(
+        &mut self,
+        frames: u64,
+        mut each: impl FnMut(u64),
+    ) -> Result<u64, PipelineError> {
+        let mut done = 0;
+        while done < frames {
+            match self.step()? {
+                Step::Processed => {
+                    done += 1;
+                    each(done);
+                }
+                Step::Skipped => {}
+                Step::End => break,
+            }
+        }
+        Ok(done)
     }
 
     /// Runs until `stop` is set, the recording ends, or `max_frames` frames were processed,
@@ -280,5 +336,47 @@ fn open_source(
     let cam = &config.cameras[0];
     match cam.source {
         SourceKind::Replay => Ok(Box::new(ReplaySource::open(cam, clock)?)),
+    }
+}
+
+/// Faults injected on purpose (`[testing]` in the config) so integration tests can watch the
+/// watchdog act. Inert unless configured.
+#[derive(Debug)]
+struct FaultInjection {
+    stall_after: Option<u64>,
+    stall: Duration,
+    balloon_after: Option<u64>,
+    balloon: Vec<Vec<u8>>,
+}
+
+impl FaultInjection {
+    fn new(cfg: &TestingConfig) -> FaultInjection {
+        let restarted = !RestartHistory::from_env().times.is_empty();
+        let active = !restarted || cfg.faults_on_restart;
+        let balloon_mib = match cfg.balloon_after_frames {
+            Some(_) if active => cfg.balloon_mib as usize,
+            _ => 0,
+        };
+        FaultInjection {
+            stall_after: cfg.stall_after_frames.filter(|_| active),
+            stall: Duration::from_millis(cfg.stall_ms),
+            balloon_after: cfg.balloon_after_frames.filter(|_| active),
+            balloon: Vec::with_capacity(balloon_mib),
+        }
+    }
+
+    fn before_inference(&mut self, frames: u64) {
+        if self.stall_after == Some(frames) {
+            log::warn!("testing: stalling inference for {:?}", self.stall);
+            std::thread::sleep(self.stall);
+        }
+        if self.balloon_after.is_some_and(|n| frames >= n)
+            && self.balloon.len() < self.balloon.capacity()
+        {
+            // 8 MiB a frame, written so the pages are resident.
+            for _ in 0..8.min(self.balloon.capacity() - self.balloon.len()) {
+                self.balloon.push(std::hint::black_box(vec![0x5a; 1 << 20]));
+            }
+        }
     }
 }

@@ -33,7 +33,7 @@ fn ms(d: Duration) -> f64 {
 }
 
 /// Writes `s` as a JSON string literal.
-fn json_str(w: &mut impl Write, s: &str) -> io::Result<()> {
+pub(crate) fn json_str<W: Write + ?Sized>(w: &mut W, s: &str) -> io::Result<()> {
     w.write_all(b"\"")?;
     for c in s.chars() {
         match c {
@@ -76,6 +76,7 @@ impl Reporter {
         };
         self.last_time = now;
         self.last_frames = frames;
+        stats.set_recent_fps(fps);
         // The final line summarizes the whole run, the others the last window.
         let hist = |s: Stage| {
             if last {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use crate::clock::MonotonicClock;
 use crate::config::Config;
 use crate::health::memory::{heap_in_use, peak_rss_bytes, rss_bytes};
-use crate::pipeline::{Pipeline, PipelineError, Step};
+use crate::pipeline::{Pipeline, PipelineError};
 
 /// Memory readings of one soak run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,18 +36,12 @@ pub fn run(config: &Config, frames: u64, checkpoint: u64) -> Result<SoakReport, 
     // The first print allocates stdout's buffer: do it before any reading is taken.
     println!("soak: {frames} frames, baseline after {checkpoint}");
     let mut at_checkpoint = (0, 0);
-    let mut done = 0;
-    while done < frames {
-        match pipeline.step()? {
-            Step::Processed => done += 1,
-            Step::Skipped => {}
-            Step::End => break,
-        }
+    let done = pipeline.run_frames(frames, |done| {
         if done == checkpoint {
             at_checkpoint = (rss_bytes().unwrap_or(0), heap_in_use().bytes);
             print_line(done, at_checkpoint.0, at_checkpoint.1);
         }
-    }
+    })?;
     let report = SoakReport {
         frames: done,
         rss_at_checkpoint: at_checkpoint.0,

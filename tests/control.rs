@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use edgewatch::clock::Clock;
 use edgewatch::config::{Config, MAX_CLASSES};
 use edgewatch::control::{self, SceneFeed};
+use edgewatch::health::watchdog::Heartbeats;
 use edgewatch::signal::GroupState;
 
 /// A clock that only the test moves; `sleep_until` waits (in real time, bounded) for it.
@@ -51,8 +52,9 @@ fn stale_camera_degrades_and_shutdown_leaves_all_red() {
     let config = demo();
     let tick = Duration::from_millis(config.control.tick_ms);
     let clock = Arc::new(SteppedClock::default());
-    let feed = Arc::new(SceneFeed::new(config.zones.len()));
-    let control = control::start(&config, feed.clone(), clock.clone())
+    let feed = Arc::new(SceneFeed::new(config.zones.len(), config.lines.len()));
+    let beats = Arc::new(Heartbeats::default());
+    let control = control::start(&config, feed.clone(), clock.clone(), beats)
         .unwrap()
         .expect("the demo has signals");
     let status = control.status().clone();

@@ -5,12 +5,9 @@ mod util;
 
 use std::path::Path;
 
-use edgewatch::capture::{FrameFormat, PixelFormat};
 use edgewatch::config::{AnchorConfig, ModelConfig};
-use edgewatch::geometry::Roi;
 use edgewatch::vision::detection::{Detection, Detections};
 use edgewatch::vision::detector::Detector;
-use edgewatch::vision::preprocess::Preprocessor;
 use edgewatch::vision::tflite::TfliteDetector;
 
 fn model_config(file: &Path, labels: &Path, threshold: f32) -> ModelConfig {
@@ -25,23 +22,14 @@ fn model_config(file: &Path, labels: &Path, threshold: f32) -> ModelConfig {
         input_std: None,
         roi: None,
         anchors: None,
+        head: Default::default(),
+        interpreters: 1,
     }
 }
 
 /// Runs `detector` on an RGB image file and returns its detections.
 fn detect(detector: &mut TfliteDetector, image: &Path) -> Detections {
-    let img = image::open(image).unwrap().into_rgb8();
-    let format = FrameFormat {
-        width: img.width(),
-        height: img.height(),
-        pixel_format: PixelFormat::Rgb24,
-    };
-    let mut pre = Preprocessor::new(format, Roi::FULL, detector.input_spec()).unwrap();
-    pre.run(img.as_raw(), detector.input_tensor()).unwrap();
-    detector.invoke().unwrap();
-    let mut out = Detections::new();
-    detector.decode(&mut out).unwrap();
-    out
+    util::detect(detector, &image::open(image).unwrap().into_rgb8())
 }
 
 #[derive(serde::Deserialize)]

@@ -160,6 +160,10 @@ pub struct PipelineStats {
     total: [Histogram; 6],
     /// Latency per stage since the last summary.
     window: [Histogram; 6],
+    /// Frame latency since the watchdog last judged it.
+    watchdog: Histogram,
+    /// Frames per second over the last summary window, as f64 bits.
+    recent_fps: AtomicU64,
 }
 
 impl PipelineStats {
@@ -167,6 +171,24 @@ impl PipelineStats {
     pub fn record(&self, stage: Stage, d: Duration) {
         self.total[stage as usize].record(d);
         self.window[stage as usize].record(d);
+        if stage == Stage::Frame {
+            self.watchdog.record(d);
+        }
+    }
+
+    /// Records the frame rate of the summary window that just ended.
+    pub fn set_recent_fps(&self, fps: f64) {
+        self.recent_fps.store(fps.to_bits(), Relaxed);
+    }
+
+    /// Frames per second over the last summary window.
+    pub fn recent_fps(&self) -> f64 {
+        f64::from_bits(self.recent_fps.load(Relaxed))
+    }
+
+    /// Frame latency since the watchdog last reset it.
+    pub fn watchdog_window(&self) -> &Histogram {
+        &self.watchdog
     }
 
     /// Latency of `stage` since start.

@@ -6,6 +6,8 @@
 //! One pin type per bank (no trait objects), all pins created at start-up; writing and reading
 //! never allocate.
 
+use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -149,6 +151,73 @@ impl<O: OutputPin> PinBank<O> {
     }
 }
 
+/// Something that can put every signal output into the safe state from any thread, without
+/// waiting on the control loop: the watchdog's way to the lamps.
+pub trait SafeState: Send + Sync + std::fmt::Debug {
+    /// Shows the safe state (steady red, don't walk) and ignores the controller from now on.
+    fn force_safe(&self, now: Duration) -> Result<(), PinWriteError>;
+    /// True once [`SafeState::force_safe`] was called.
+    fn is_forced(&self) -> bool;
+}
+
+/// The pin bank, shared by the control loop (which writes every tick) and the watchdog
+/// (which may force the safe state at any time). Once forced, the controller's commands are
+/// ignored until the process restarts.
+#[derive(Debug)]
+pub struct SharedOutputs<O> {
+    bank: Mutex<PinBank<O>>,
+    safe: SignalCommand,
+    forced: AtomicBool,
+}
+
+impl<O: OutputPin> SharedOutputs<O> {
+    /// Shares `bank`; `safe` is the command [`SafeState::force_safe`] shows.
+    pub fn new(bank: PinBank<O>, safe: SignalCommand) -> SharedOutputs<O> {
+        SharedOutputs {
+            bank: Mutex::new(bank),
+            safe,
+            forced: AtomicBool::new(false),
+        }
+    }
+
+    /// A poisoned lock only means a writer panicked mid-write: the pins are still there and
+    /// the next full write puts every one of them right, so carry on.
+    fn lock(&self) -> MutexGuard<'_, PinBank<O>> {
+        self.bank
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Writes `cmd`, unless the safe state was forced.
+    pub fn write(&self, now: Duration, cmd: &SignalCommand) -> Result<(), PinWriteError> {
+        if self.forced.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        self.lock().write(now, cmd)
+    }
+
+    /// The (group, lamp) index a pin drives.
+    pub fn lamp_of_pin(&self, pin: u32) -> Option<(usize, usize)> {
+        self.lock().lamp_of_pin(pin)
+    }
+
+    /// Failed writes since start-up.
+    pub fn write_errors(&self) -> u64 {
+        self.lock().write_errors()
+    }
+}
+
+impl<O: OutputPin + Send + std::fmt::Debug> SafeState for SharedOutputs<O> {
+    fn force_safe(&self, now: Duration) -> Result<(), PinWriteError> {
+        self.forced.store(true, Ordering::SeqCst);
+        self.lock().write(now, &self.safe)
+    }
+
+    fn is_forced(&self) -> bool {
+        self.forced.load(Ordering::SeqCst)
+    }
+}
+
 /// One debounced input.
 #[derive(Debug)]
 struct DebouncedInput<I> {
@@ -247,6 +316,8 @@ struct SimState {
     head: usize,
     len: usize,
     dropped: u64,
+    /// Every transition is also appended here as `<ms> <pin> <0|1>`, when set.
+    log_file: Option<std::fs::File>,
 }
 
 impl SimState {
@@ -263,6 +334,16 @@ impl SimState {
     }
 
     fn record(&mut self, t: Transition) {
+        if let Some(file) = &mut self.log_file {
+            // One write per line from a stack buffer, so lines from two processes appending to
+            // the same file do not interleave and nothing is allocated.
+            let mut line = [0u8; 64];
+            let mut cursor = std::io::Cursor::new(&mut line[..]);
+            let level = u8::from(t.high);
+            let _ = writeln!(cursor, "{} {} {level}", t.at.as_millis(), t.pin);
+            let n = cursor.position() as usize;
+            let _ = file.write_all(&line[..n]);
+        }
         let cap = self.ring.len();
         if cap == 0 {
             self.dropped += 1;
@@ -300,6 +381,7 @@ impl<C: Clock + Clone> SimPins<C> {
             head: 0,
             len: 0,
             dropped: 0,
+            log_file: None,
         };
         SimPins {
             clock,
@@ -337,6 +419,14 @@ impl<C: Clock + Clone> SimPins<C> {
         }
         state.head = 0;
         state.len = 0;
+    }
+
+    /// Also appends every transition to `file` (`<ms> <pin> <0|1>` a line), after a
+    /// `# start <pid>` line; tests read it to see what the lamps did across restarts.
+    pub fn log_to(&self, mut file: std::fs::File) -> std::io::Result<()> {
+        writeln!(file, "# start {}", std::process::id())?;
+        self.lock().log_file = Some(file);
+        Ok(())
     }
 
     /// Transitions pushed out of the full log since creation.

@@ -2,6 +2,7 @@
 //! the order the pipeline needs them each tick: inputs -> controller -> monitor -> pins.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use embedded_hal::digital::{InputPin, OutputPin};
@@ -9,7 +10,9 @@ use embedded_hal::digital::{InputPin, OutputPin};
 use super::controller::{Controller, Detections, Stage};
 use super::lamp::{GroupState, LampState, SignalCommand, DONT_WALK, RED, STOP};
 use super::monitor::{ConflictMonitor, Fault};
-use super::outputs::{InputBank, PinBackend, PinBank, PinError, PinWriteError};
+use super::outputs::{
+    InputBank, PinBackend, PinBank, PinError, PinWriteError, SafeState, SharedOutputs,
+};
 use super::plan::{GroupKind, SignalConfig, SignalPlan};
 use crate::clock::Clock;
 use crate::config::{ConfigError, MAX_CLASSES};
@@ -46,7 +49,7 @@ pub struct SignalSystem<C, O, I> {
     plan: SignalPlan,
     controller: Controller,
     monitor: ConflictMonitor,
-    outputs: PinBank<O>,
+    outputs: Arc<SharedOutputs<O>>,
     inputs: InputBank<I>,
     /// What was last written to the pins.
     shown: SignalCommand,
@@ -72,7 +75,8 @@ impl<C: Clock, O: OutputPin, I: InputPin> SignalSystem<C, O, I> {
         let controller = Controller::new(&plan, now);
         let monitor = ConflictMonitor::new(&plan);
         let shown = *controller.command();
-        let outputs = PinBank::new(&plan, backend, &shown)?;
+        let bank = PinBank::new(&plan, backend, &shown)?;
+        let outputs = Arc::new(SharedOutputs::new(bank, all_red(&plan)));
         let inputs = InputBank::new(&plan, backend)?;
         Ok(SignalSystem {
             clock,
@@ -127,17 +131,17 @@ impl<C: Clock, O: OutputPin, I: InputPin> SignalSystem<C, O, I> {
     /// controller has cleared the running phase (see [`SignalSystem::is_cleared`]), so no green
     /// is cut short; the monitor does not check it, as it shows no green by construction.
     pub fn show_all_red(&mut self) -> Result<(), PinWriteError> {
-        let mut cmd = SignalCommand::dark(self.plan.group_count());
-        for g in 0..self.plan.group_count() {
-            match self.plan.group_kind(g) {
-                GroupKind::Vehicle => cmd.set(g, RED, LampState::On),
-                GroupKind::Pedestrian => cmd.set(g, DONT_WALK, LampState::On),
-                GroupKind::Bus => cmd.set(g, STOP, LampState::On),
-                GroupKind::Beacon => {}
-            }
-        }
-        self.shown = cmd;
+        self.shown = all_red(&self.plan);
         self.outputs.write(self.clock.now(), &self.shown)
+    }
+
+    /// A handle that forces the outputs into the safe state from any thread (the watchdog's),
+    /// however the control loop is doing.
+    pub fn safe_state(&self) -> Arc<dyn SafeState>
+    where
+        O: Send + fmt::Debug + 'static,
+    {
+        self.outputs.clone()
     }
 
     /// True once no phase is running: the lamps show start-up all-red or flash, so switching
@@ -244,4 +248,19 @@ impl<C: Clock, O: OutputPin, I: InputPin> fmt::Display for SignalSystem<C, O, I>
             }
         }
     }
+}
+
+/// Steady red on vehicle heads, don't walk on pedestrian heads, the stop bar on bus signals,
+/// beacons dark: no green anywhere, by construction.
+fn all_red(plan: &SignalPlan) -> SignalCommand {
+    let mut cmd = SignalCommand::dark(plan.group_count());
+    for g in 0..plan.group_count() {
+        match plan.group_kind(g) {
+            GroupKind::Vehicle => cmd.set(g, RED, LampState::On),
+            GroupKind::Pedestrian => cmd.set(g, DONT_WALK, LampState::On),
+            GroupKind::Bus => cmd.set(g, STOP, LampState::On),
+            GroupKind::Beacon => {}
+        }
+    }
+    cmd
 }

@@ -22,6 +22,12 @@ pub trait Detector: Send {
     fn decode(&mut self, out: &mut Detections) -> Result<(), DetectorError>;
     /// Class labels, indexed by [`crate::vision::detection::Detection::class`].
     fn labels(&self) -> &[String];
+    /// How many invokes the detections of [`Detector::decode`] trail the frame just invoked:
+    /// 0 for one interpreter; `N - 1` for a pool of `N`, whose other frames are still in
+    /// flight (its first `N - 1` decodes give no detections).
+    fn latency(&self) -> usize {
+        0
+    }
 }
 
 /// Why a model could not be loaded or run.

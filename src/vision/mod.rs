@@ -2,6 +2,9 @@
 
 pub mod detection;
 pub mod detector;
+pub mod flexbuffer;
+pub mod pool;
 pub mod preprocess;
 pub mod ssd;
+pub mod ssd_head;
 pub mod tflite;

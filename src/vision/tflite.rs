@@ -1,6 +1,8 @@
 //! TensorFlow Lite backend of [`Detector`]: loads and verifies a `.tflite` model, allocates its
-//! tensor arena once, and decodes either the `TFLite_Detection_PostProcess` op's outputs or
-//! raw SSD outputs (anchor decoding + NMS in Rust).
+//! tensor arena once, and decodes the outputs one of three ways: the SSD heads in Rust
+//! ([`QuantizedSsdHead`], after cutting the `TFLite_Detection_PostProcess` tail off the graph),
+//! that op's own outputs (`model.head = "tflite-op"`, or a graph the cut does not recognise), or
+//! raw SSD outputs such as BlazeFace's (anchor decoding + NMS in Rust).
 //!
 //! Tensors are reached through `tensor_buffer`/`tensor_buffer_mut`, which hand out the arena's
 //! bytes without copying: the crate's `tensor_data*` build a `TensorInfo` (a `String` and a
@@ -16,10 +18,11 @@ use super::detection::{Detection, Detections};
 use super::detector::{Detector, DetectorError};
 use super::preprocess::{InputKind, InputSpec, InputTensor};
 use super::ssd::{generate_anchors, RawSsdDecoder};
-use crate::config::ModelConfig;
+use super::ssd_head::{self, QuantizedSsdHead, SsdGraph};
+use crate::config::{HeadChoice, ModelConfig};
 use crate::geometry::BBox;
 
-const POSTPROCESS_OP: &[u8] = b"TFLite_Detection_PostProcess";
+const POSTPROCESS_OP: &[u8] = ssd_head::POSTPROCESS_OP.as_bytes();
 
 /// A TFLite model ready to run, with every buffer allocated.
 pub struct TfliteDetector {
@@ -59,19 +62,36 @@ enum Head {
         scores: i32,
         decoder: Box<RawSsdDecoder>,
     },
+    /// The graph was cut before the post-process op: per-head uint8 box encodings and class
+    /// logits (tensor indices in anchor order), decoded by the Rust head.
+    QuantizedSsd {
+        tensors: Vec<(i32, i32)>,
+        head: Box<QuantizedSsdHead>,
+    },
 }
 
-/// What the flatbuffer says about the model, read before the interpreter is built.
-struct ModelInfo {
-    input_quant: Option<(f32, i32)>,
-    /// Classes of the post-process op (background excluded), if the graph has one.
-    postprocess_classes: Option<usize>,
+/// A model read, verified and, when its SSD tail is recognised and `model.head = "auto"`, cut
+/// before that tail: ready to build interpreters from (one, or a pool sharing it).
+pub struct PreparedModel {
+    /// The model TFLite runs (the cut one, if cut).
+    model: FlatBufferModel,
+    info: ModelInfo,
+    /// The SSD tail that was cut off, if it was.
+    ssd: Option<SsdGraph>,
 }
 
-impl TfliteDetector {
-    /// Loads `cfg.file`, verifies it, builds the interpreter with `cfg.threads` threads and
-    /// checks the labels file against the model's classes.
-    pub fn load(cfg: &ModelConfig) -> Result<TfliteDetector, DetectorError> {
+impl std::fmt::Debug for PreparedModel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PreparedModel")
+            .field("bytes", &self.model.buffer().len())
+            .field("rust_head", &self.ssd.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl PreparedModel {
+    /// Reads and verifies `cfg.file` and decides which head decodes it (logged).
+    pub fn read(cfg: &ModelConfig) -> Result<PreparedModel, DetectorError> {
         let path = cfg.file.as_path();
         let bad = |message: String| DetectorError::BadModel {
             path: path.into(),
@@ -86,23 +106,99 @@ impl TfliteDetector {
                 "not a TensorFlow Lite model (no TFL3 identifier at byte 4)".into(),
             ));
         }
-        let info = inspect(&bytes).map_err(bad)?;
-        let model = FlatBufferModel::build_from_buffer(bytes)
-            .map_err(|e| bad(format!("TensorFlow Lite rejected the model: {e}")))?;
-        let builder = InterpreterBuilder::new(model, BuiltinOpResolver::default())
-            .map_err(|e| bad(format!("cannot build an interpreter: {e}")))?;
+        let mut parsed = Model::from_buffer(&bytes)
+            .ok_or("corrupt or truncated model: flatbuffer verification failed")
+            .map_err(|e| bad(e.into()))?;
+        let info = inspect(&parsed).map_err(bad)?;
+        let ssd = match (cfg.head, ssd_head::recognise(&parsed)) {
+            (_, Ok(None)) => None,
+            (HeadChoice::TfliteOp, _) => {
+                log::info!("model.head = \"tflite-op\": the model's post-process op decodes");
+                None
+            }
+            (HeadChoice::Auto, Err(reason)) => {
+                log::info!(
+                    "SSD tail not recognised ({reason}): the model's post-process op decodes"
+                );
+                None
+            }
+            (HeadChoice::Auto, Ok(Some(ssd))) => Some(ssd),
+        };
+        let model = match &ssd {
+            Some(ssd) => {
+                log_rust_head(ssd, cfg);
+                // Each copy of the weights goes as soon as the next exists, to keep the
+                // load-time peak RSS (which the soak test budgets) low.
+                drop(bytes);
+                ssd_head::cut(&mut parsed, ssd);
+                let cut = parsed.to_buffer();
+                drop(parsed);
+                FlatBufferModel::build_from_buffer(cut)
+            }
+            None => {
+                drop(parsed);
+                FlatBufferModel::build_from_buffer(bytes)
+            }
+        }
+        .map_err(|e| bad(format!("TensorFlow Lite rejected the model: {e}")))?;
+        Ok(PreparedModel { model, info, ssd })
+    }
+}
+
+/// What the flatbuffer says about the model, read before the interpreter is built.
+#[derive(Debug, Clone, Copy)]
+struct ModelInfo {
+    input_quant: Option<(f32, i32)>,
+    /// Classes of the post-process op (background excluded), if the graph has one.
+    postprocess_classes: Option<usize>,
+}
+
+impl TfliteDetector {
+    /// Loads `cfg.file`, verifies it, builds the interpreter with `cfg.threads` threads and
+    /// checks the labels file against the model's classes.
+    pub fn load(cfg: &ModelConfig) -> Result<TfliteDetector, DetectorError> {
+        let prepared = PreparedModel::read(cfg)?;
+        let (info, ssd) = (prepared.info, prepared.ssd);
+        let builder = InterpreterBuilder::new(prepared.model, BuiltinOpResolver::default());
+        Self::build(builder, &info, ssd.as_ref(), cfg, cfg.threads)
+    }
+
+    /// One single-threaded interpreter on `model`, which interpreters of a pool share; the
+    /// model must outlive them all, hence `'static`.
+    pub fn on_shared(
+        model: &'static PreparedModel,
+        cfg: &ModelConfig,
+    ) -> Result<TfliteDetector, DetectorError> {
+        let builder = InterpreterBuilder::new(&model.model, BuiltinOpResolver::default());
+        Self::build(builder, &model.info, model.ssd.as_ref(), cfg, 1)
+    }
+
+    fn build(
+        builder: tflite::Result<InterpreterBuilder<'static, BuiltinOpResolver>>,
+        info: &ModelInfo,
+        ssd: Option<&SsdGraph>,
+        cfg: &ModelConfig,
+        threads: u32,
+    ) -> Result<TfliteDetector, DetectorError> {
+        let path = cfg.file.as_path();
+        let bad = |message: String| DetectorError::BadModel {
+            path: path.into(),
+            message,
+        };
+        let builder = builder.map_err(|e| bad(format!("cannot build an interpreter: {e}")))?;
         // build_with_threads, not set_num_threads: the latter prints to stdout, which would
         // corrupt `--json` output.
-        let interpreter = builder
-            .build_with_threads(cfg.threads as i32)
-            .map_err(|e| {
-                bad(format!(
-                    "cannot build an interpreter (unsupported op or inconsistent tensors): {e}"
-                ))
-            })?;
-        let input_spec = input_spec(&interpreter, &info, cfg).map_err(bad)?;
+        let interpreter = builder.build_with_threads(threads as i32).map_err(|e| {
+            bad(format!(
+                "cannot build an interpreter (unsupported op or inconsistent tensors): {e}"
+            ))
+        })?;
+        let input_spec = input_spec(&interpreter, info, cfg).map_err(bad)?;
         let input_index = interpreter.inputs()[0];
-        let (head, num_classes) = build_head(&interpreter, &info, cfg, &input_spec).map_err(bad)?;
+        let (head, num_classes) = match ssd {
+            Some(ssd) => rust_head(&interpreter, ssd, cfg).map_err(bad)?,
+            None => build_head(&interpreter, info, cfg, &input_spec).map_err(bad)?,
+        };
         let labels = load_labels(&cfg.labels, num_classes)?;
         let mut detector = TfliteDetector {
             interpreter,
@@ -126,6 +222,13 @@ impl TfliteDetector {
             libc::malloc_trim(0);
         }
         Ok(detector)
+    }
+}
+
+impl TfliteDetector {
+    /// Whether the Rust SSD head decodes (the graph was cut before its post-process op).
+    pub fn has_rust_head(&self) -> bool {
+        matches!(self.head, Head::QuantizedSsd { .. })
     }
 }
 
@@ -212,6 +315,16 @@ impl Detector for TfliteDetector {
                     .decode(regs, logits, out)
                     .map_err(|e| DetectorError::Decode(e.to_string()))
             }
+            Head::QuantizedSsd { tensors, head } => {
+                let it = &self.interpreter;
+                let tensors = &*tensors;
+                let outputs = |h: usize| {
+                    let &(boxes, scores) = tensors.get(h)?;
+                    Some((it.tensor_buffer(boxes)?, it.tensor_buffer(scores)?))
+                };
+                head.decode(outputs, out)
+                    .map_err(|e| DetectorError::Decode(e.to_string()))
+            }
         }
     }
 
@@ -220,11 +333,9 @@ impl Detector for TfliteDetector {
     }
 }
 
-/// Verifies the flatbuffer and reads what the interpreter does not expose: the input's
-/// quantization and whether the graph ends in the SSD post-process op.
-fn inspect(bytes: &[u8]) -> Result<ModelInfo, String> {
-    let model = Model::from_buffer(bytes)
-        .ok_or("corrupt or truncated model: flatbuffer verification failed")?;
+/// Reads what the interpreter does not expose: the input's quantization and whether the
+/// graph ends in the SSD post-process op.
+fn inspect(model: &Model) -> Result<ModelInfo, String> {
     let graph = model.subgraphs.first().ok_or("the model has no subgraph")?;
     if graph.inputs.len() != 1 {
         return Err(format!(
@@ -320,6 +431,67 @@ fn input_spec(
         mean: cfg.input_mean,
         std: cfg.input_std,
     })
+}
+
+/// The Rust head for a cut SSD: checks the interpreter's outputs are the heads the cut left.
+fn rust_head(
+    interpreter: &Interpreter<'static, BuiltinOpResolver>,
+    ssd: &SsdGraph,
+    cfg: &ModelConfig,
+) -> Result<(Head, usize), String> {
+    let tensors: Vec<(i32, i32)> = ssd.heads.iter().map(|h| (h.boxes, h.scores)).collect();
+    let expected: Vec<i32> = tensors
+        .iter()
+        .map(|t| t.0)
+        .chain(tensors.iter().map(|t| t.1))
+        .collect();
+    if interpreter.outputs() != expected.as_slice() {
+        return Err("the cut model's outputs are not its SSD heads".into());
+    }
+    for (h, &(boxes, scores)) in ssd.heads.iter().zip(&tensors) {
+        for (t, want) in [
+            (boxes, h.anchors * 4),
+            (scores, h.anchors * ssd.classes_with_background),
+        ] {
+            let info = interpreter
+                .tensor_info(t)
+                .ok_or("an SSD head tensor is missing")?;
+            let n: usize = info.dims.iter().product();
+            if info.element_kind != tflite::context::ElementKind::kTfLiteUInt8 || n != want {
+                return Err(format!(
+                    "SSD head `{}` is not {want} bytes of uint8",
+                    info.name
+                ));
+            }
+        }
+    }
+    let head = QuantizedSsdHead::new(ssd, cfg.score_threshold, cfg.max_detections)
+        .map_err(|e| e.to_string())?;
+    let classes = head.num_classes();
+    Ok((
+        Head::QuantizedSsd {
+            tensors,
+            head: Box::new(head),
+        },
+        classes,
+    ))
+}
+
+/// Logs the choice of the Rust head, once per loaded model.
+fn log_rust_head(ssd: &SsdGraph, cfg: &ModelConfig) {
+    let o = &ssd.options;
+    log::info!(
+        "SSD post-process in Rust: the graph is cut before {} (and its concatenations); \
+         {} heads, {} anchors, {} classes, {} NMS at IoU {}, up to {} detections (the op: {})",
+        ssd_head::POSTPROCESS_OP,
+        ssd.heads.len(),
+        ssd.anchors.len(),
+        o.num_classes,
+        if o.use_regular_nms { "regular" } else { "fast" },
+        o.iou_threshold,
+        cfg.max_detections,
+        o.max_detections
+    );
 }
 
 /// Chooses how to decode outputs and returns the number of classes the labels must cover.

@@ -87,3 +87,29 @@ pub fn config_from(text: &str) -> edgewatch::config::Config {
     config.validate().expect("config is valid");
     config
 }
+
+/// Runs `detector` on one RGB image (preprocess, invoke, decode) and returns its detections.
+pub fn detect(
+    detector: &mut edgewatch::vision::tflite::TfliteDetector,
+    img: &image::RgbImage,
+) -> edgewatch::vision::detection::Detections {
+    use edgewatch::capture::{FrameFormat, PixelFormat};
+    use edgewatch::vision::detector::Detector;
+    let format = FrameFormat {
+        width: img.width(),
+        height: img.height(),
+        pixel_format: PixelFormat::Rgb24,
+    };
+    let spec = detector.input_spec();
+    let mut pre = edgewatch::vision::preprocess::Preprocessor::new(
+        format,
+        edgewatch::geometry::Roi::FULL,
+        spec,
+    )
+    .unwrap();
+    pre.run(img.as_raw(), detector.input_tensor()).unwrap();
+    detector.invoke().unwrap();
+    let mut out = edgewatch::vision::detection::Detections::new();
+    detector.decode(&mut out).unwrap();
+    out
+}

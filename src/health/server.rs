@@ -1,0 +1,928 @@
+//! The local health endpoint: `GET /health` (JSON) and `GET /metrics` (Prometheus text), served
+//! over plain HTTP/1.1 from threads of its own, so that no client can stall the pipeline.
+//!
+//! Everything is bounded by construction, and every bound is set at [`HealthServer::start`]:
+//! - threads: one accept thread and `max_connections` workers, spawned once, never per client;
+//! - connections: `max_connections` being served plus as many waiting in a bounded queue; any
+//!   more are answered `503` by the accept thread and closed at once;
+//! - memory: each worker owns one request buffer and one response buffer, allocated at start and
+//!   reused; a request head that does not fit is answered `431`, a body that does not fit `500`;
+//! - time: the whole request head must arrive within `read_timeout` and the whole response leave
+//!   within `write_timeout`, so a client that trickles bytes (slowloris) or never reads is dropped.
+//!
+//! One request per connection (`Connection: close`): no keep-alive state to bound.
+
+use std::io::{self, ErrorKind, Read, Write};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+/// What the server serves; implemented by the lead over the pipeline's atomics.
+///
+/// Both methods write into the calling worker's reused response buffer, which refuses to grow
+/// past [`ServerLimits::max_response_bytes`]: a body that needs more is answered `500`.
+pub trait HealthSource: Send + Sync + 'static {
+    /// Writes the `/health` JSON body.
+    fn write_health(&self, out: &mut dyn Write) -> io::Result<()>;
+    /// Writes the `/metrics` body (Prometheus text exposition format 0.0.4).
+    fn write_metrics(&self, out: &mut dyn Write) -> io::Result<()>;
+}
+
+/// The server's bounds. Every field must be non-zero.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServerLimits {
+    /// Connections served at once (one worker thread each); as many more may wait in the queue.
+    pub max_connections: usize,
+    /// Largest request head (request line and headers) accepted; more is answered `431`.
+    pub max_request_bytes: usize,
+    /// Time allowed for the whole request head to arrive, from when a worker takes the
+    /// connection: a deadline, not a per-read timeout, so trickled bytes do not extend it.
+    pub read_timeout: Duration,
+    /// Time allowed for the whole response to be sent.
+    pub write_timeout: Duration,
+    /// Largest response body; a body that would need more is answered `500`.
+    pub max_response_bytes: usize,
+}
+
+impl Default for ServerLimits {
+    fn default() -> Self {
+        Self {
+            max_connections: 8,
+            max_request_bytes: 4096,
+            read_timeout: Duration::from_secs(2),
+            write_timeout: Duration::from_secs(2),
+            max_response_bytes: 256 * 1024,
+        }
+    }
+}
+
+/// Why the health server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// The listening socket could not be bound (address in use, not local, no permission).
+    #[error("health server: cannot bind {addr}: {source}")]
+    Bind {
+        /// The configured address.
+        addr: SocketAddr,
+        /// What the OS said.
+        source: io::Error,
+    },
+    /// A server thread could not be started.
+    #[error("health server: cannot start a thread: {0}")]
+    Thread(io::Error),
+    /// A limit is zero, which would make the server refuse everything (or the OS reject it).
+    #[error("health server: `{0}` must be greater than zero")]
+    ZeroLimit(&'static str),
+}
+
+/// What the server has done since it started; read with [`HealthServer::counters`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ServerCounters {
+    /// Requests answered `200`.
+    pub served: u64,
+    /// Requests answered with an error status by a worker (400, 404, 405, 431, 500).
+    pub rejected: u64,
+    /// Connections answered `503` by the accept thread because every worker and queue slot was
+    /// taken.
+    pub refused: u64,
+    /// Connections dropped because the request head or the response missed its deadline.
+    pub timed_out: u64,
+}
+
+/// The running health server. Dropping it stops it too; [`HealthServer::stop`] says so.
+#[derive(Debug)]
+pub struct HealthServer {
+    local_addr: SocketAddr,
+    shared: Arc<Shared>,
+    accept: Option<JoinHandle<()>>,
+    workers: Vec<JoinHandle<()>>,
+}
+
+impl HealthServer {
+    /// Binds `addr` and starts the accept thread and `max_connections` workers. Every buffer
+    /// the server uses is allocated here.
+    pub fn start(
+        addr: SocketAddr,
+        limits: ServerLimits,
+        source: Arc<dyn HealthSource>,
+    ) -> Result<HealthServer, ServerError> {
+        check_limits(&limits)?;
+        let listener =
+            TcpListener::bind(addr).map_err(|source| ServerError::Bind { addr, source })?;
+        let local_addr = listener
+            .local_addr()
+            .map_err(|source| ServerError::Bind { addr, source })?;
+        let shared = Arc::new(Shared::default());
+        let mut server = HealthServer {
+            local_addr,
+            shared: Arc::clone(&shared),
+            accept: None,
+            workers: Vec::with_capacity(limits.max_connections),
+        };
+        // The queue holds as many connections as there are workers: enough to absorb a burst
+        // while workers finish, small enough that a waiting client is answered within about
+        // one read deadline. A worker holds the lock only while it waits for a connection.
+        let (queue, inbox) = sync_channel::<TcpStream>(limits.max_connections);
+        let inbox = Arc::new(Mutex::new(inbox));
+        for index in 0..limits.max_connections {
+            let worker = Worker::new(limits, Arc::clone(&source), Arc::clone(&shared));
+            let inbox = Arc::clone(&inbox);
+            let spawned = thread::Builder::new()
+                .name(format!("health-worker-{index}"))
+                .spawn(move || worker.run(&inbox));
+            match spawned {
+                Ok(handle) => server.workers.push(handle),
+                // Dropping `server` stops and joins the workers spawned so far.
+                Err(e) => return Err(ServerError::Thread(e)),
+            }
+        }
+        let accept_shared = Arc::clone(&shared);
+        let spawned = thread::Builder::new()
+            .name("health-accept".into())
+            .spawn(move || accept_loop(&listener, &queue, &accept_shared));
+        server.accept = Some(spawned.map_err(ServerError::Thread)?);
+        log::info!("health server listening on http://{local_addr}");
+        Ok(server)
+    }
+
+    /// The address the server listens on (with the real port when started on port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// What the server has done so far.
+    pub fn counters(&self) -> ServerCounters {
+        self.shared.counters.snapshot()
+    }
+
+    /// Stops accepting, closes every connection (served or queued) and joins the threads.
+    /// Returns within about [`POLL`] plus the time to wake the accept thread.
+    pub fn stop(mut self) {
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        self.shared.stop.store(true, Ordering::SeqCst);
+        if let Some(accept) = self.accept.take() {
+            // The accept thread blocks in accept(): one connection to ourselves wakes it, and
+            // it sees the stop flag before doing anything with the socket.
+            match TcpStream::connect_timeout(&wake_addr(self.local_addr), WAKE_TIMEOUT) {
+                Ok(_wake) => join_quietly(accept),
+                // Joining would block forever; the thread exits at its next connection.
+                Err(e) => log::error!(
+                    "health server: cannot wake the accept thread on {}: {e}; leaving it",
+                    self.local_addr
+                ),
+            }
+        }
+        // Workers see the stop flag within POLL, or the closed queue once the accept thread
+        // (the only sender) has gone.
+        for worker in self.workers.drain(..) {
+            join_quietly(worker);
+        }
+    }
+}
+
+impl Drop for HealthServer {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// How often a blocked worker looks at the stop flag (and the granularity of its deadlines).
+pub const POLL: Duration = Duration::from_millis(100);
+/// Headers parsed per request; more is answered `431`.
+const MAX_HEADERS: usize = 32;
+/// Room kept before the body in the response buffer for the status line and headers, which are
+/// formatted after the body (they carry its length) and sent with it in one write.
+const HEAD_RESERVE: usize = 256;
+/// After an error answer, how long and how much unread input is drained before closing, so the
+/// close sends FIN rather than a reset that could discard the answer at the client.
+const LINGER_TIME: Duration = Duration::from_millis(500);
+const LINGER_BYTES: usize = 256 * 1024;
+const WAKE_TIMEOUT: Duration = Duration::from_secs(1);
+/// Pause after a failed accept (e.g. out of file descriptors), so the loop does not spin.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(20);
+/// What the accept thread sends when every worker and queue slot is taken.
+const BUSY_RESPONSE: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\n\
+Content-Type: text/plain; charset=utf-8\r\n\
+Content-Length: 5\r\n\
+Retry-After: 1\r\n\
+Connection: close\r\n\
+\r\n\
+busy\n";
+
+fn check_limits(limits: &ServerLimits) -> Result<(), ServerError> {
+    let zero = [
+        (limits.max_connections == 0, "max_connections"),
+        (limits.max_request_bytes == 0, "max_request_bytes"),
+        (limits.read_timeout.is_zero(), "read_timeout"),
+        (limits.write_timeout.is_zero(), "write_timeout"),
+        (limits.max_response_bytes == 0, "max_response_bytes"),
+    ];
+    match zero.iter().find(|(is_zero, _)| *is_zero) {
+        Some((_, name)) => Err(ServerError::ZeroLimit(name)),
+        None => Ok(()),
+    }
+}
+
+/// Where `stop` connects to wake the accept thread: the bound address, with an unspecified IP
+/// (listening on all interfaces) replaced by loopback.
+fn wake_addr(local: SocketAddr) -> SocketAddr {
+    let ip = match local.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    SocketAddr::new(ip, local.port())
+}
+
+fn join_quietly(handle: JoinHandle<()>) {
+    if handle.join().is_err() {
+        log::error!("health server: a server thread panicked");
+    }
+}
+
+/// State shared by the server handle and its threads.
+#[derive(Debug, Default)]
+struct Shared {
+    stop: AtomicBool,
+    counters: Counters,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    served: AtomicU64,
+    rejected: AtomicU64,
+    refused: AtomicU64,
+    timed_out: AtomicU64,
+}
+
+impl Counters {
+    fn snapshot(&self) -> ServerCounters {
+        ServerCounters {
+            served: self.served.load(Ordering::Relaxed),
+            rejected: self.rejected.load(Ordering::Relaxed),
+            refused: self.refused.load(Ordering::Relaxed),
+            timed_out: self.timed_out.load(Ordering::Relaxed),
+        }
+    }
+}
+
+fn bump(counter: &AtomicU64) {
+    counter.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Accepts connections and hands them to the workers; never blocks on a client.
+fn accept_loop(listener: &TcpListener, queue: &SyncSender<TcpStream>, shared: &Shared) {
+    let mut errors = 0u64;
+    loop {
+        let accepted = listener.accept();
+        if shared.stop.load(Ordering::SeqCst) {
+            return; // drops the wake-up connection, the listener and the queue's sender
+        }
+        match accepted {
+            Ok((stream, _peer)) => match queue.try_send(stream) {
+                Ok(()) => {}
+                Err(TrySendError::Full(stream) | TrySendError::Disconnected(stream)) => {
+                    bump(&shared.counters.refused);
+                    refuse(stream);
+                }
+            },
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    ErrorKind::Interrupted | ErrorKind::ConnectionAborted
+                ) => {}
+            Err(e) => {
+                // Logged sparsely: a persistent error (no file descriptors) repeats every pass.
+                errors += 1;
+                if errors.is_power_of_two() {
+                    log::warn!("health server: accept failed ({errors} times so far): {e}");
+                }
+                thread::sleep(ACCEPT_BACKOFF);
+            }
+        }
+    }
+}
+
+/// Answers `503` without ever waiting on the client: nonblocking, one pass, then close.
+fn refuse(mut stream: TcpStream) {
+    if stream.set_nonblocking(true).is_err() {
+        return;
+    }
+    // Read what has already arrived so that closing sends FIN, not a reset that could make the
+    // client discard the answer; what arrives later is the client's problem.
+    let mut scratch = [0u8; 1024];
+    for _ in 0..4 {
+        match stream.read(&mut scratch) {
+            Ok(n) if n > 0 => {}
+            _ => break,
+        }
+    }
+    // A fresh socket's send buffer is empty, so this short write completes or fails at once.
+    let _ = stream.write(BUSY_RESPONSE);
+    let _ = stream.shutdown(Shutdown::Write);
+}
+
+/// Which answer a request gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reply {
+    Health,
+    Metrics,
+    Error(Status),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Status {
+    BadRequest,
+    NotFound,
+    MethodNotAllowed,
+    HeadersTooLarge,
+    Internal,
+}
+
+impl Status {
+    fn line(self) -> &'static str {
+        match self {
+            Status::BadRequest => "400 Bad Request",
+            Status::NotFound => "404 Not Found",
+            Status::MethodNotAllowed => "405 Method Not Allowed",
+            Status::HeadersTooLarge => "431 Request Header Fields Too Large",
+            Status::Internal => "500 Internal Server Error",
+        }
+    }
+
+    fn body(self) -> &'static [u8] {
+        match self {
+            Status::BadRequest => b"bad request\n",
+            Status::NotFound => b"not found: try /health or /metrics\n",
+            Status::MethodNotAllowed => b"method not allowed: use GET\n",
+            Status::HeadersTooLarge => b"request too large\n",
+            Status::Internal => b"internal error\n",
+        }
+    }
+}
+
+/// What reading a request came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Incoming {
+    /// A complete request head. `unread` is set when the client sent more than the head.
+    Request {
+        reply: Reply,
+        head_only: bool,
+        unread: bool,
+    },
+    /// The client gets no answer: it closed, failed, missed the deadline, or we are stopping.
+    Drop { timed_out: bool },
+}
+
+/// The outcome of waiting for a socket under a deadline.
+enum Wait {
+    Done(usize),
+    Closed,
+    TimedOut,
+    Stopped,
+}
+
+/// One worker thread's buffers and handles.
+struct Worker {
+    limits: ServerLimits,
+    source: Arc<dyn HealthSource>,
+    shared: Arc<Shared>,
+    request: Box<[u8]>,
+    /// `HEAD_RESERVE` bytes for the head, then the body; never grown past its capacity.
+    response: Vec<u8>,
+}
+
+impl Worker {
+    fn new(limits: ServerLimits, source: Arc<dyn HealthSource>, shared: Arc<Shared>) -> Self {
+        Worker {
+            limits,
+            source,
+            shared,
+            request: vec![0u8; limits.max_request_bytes].into_boxed_slice(),
+            response: Vec::with_capacity(HEAD_RESERVE + limits.max_response_bytes),
+        }
+    }
+
+    fn stopping(&self) -> bool {
+        self.shared.stop.load(Ordering::Relaxed)
+    }
+
+    fn run(mut self, inbox: &Mutex<Receiver<TcpStream>>) {
+        loop {
+            // The lock is held only around `recv`, which cannot panic; recover it anyway. A
+            // timed wait rather than `recv`: workers must end at stop even if the accept thread
+            // (the queue's only sender) could not be woken and still holds the queue open.
+            let next = inbox
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .recv_timeout(POLL);
+            match next {
+                Ok(stream) if !self.stopping() => self.serve(stream),
+                Ok(_queued_at_stop) => {}
+                Err(_) if self.stopping() => return,
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return,
+            }
+        }
+    }
+
+    /// Serves one connection; the socket is closed when it goes out of scope on every path.
+    fn serve(&mut self, mut stream: TcpStream) {
+        // The answer goes out in one write; Nagle would only delay it.
+        let _ = stream.set_nodelay(true);
+        let (reply, head_only, unread) = match self.read_request(&mut stream) {
+            Incoming::Request {
+                reply,
+                head_only,
+                unread,
+            } => (reply, head_only, unread),
+            Incoming::Drop { timed_out } => {
+                if timed_out {
+                    bump(&self.shared.counters.timed_out);
+                }
+                return;
+            }
+        };
+        let (start, end, reply) = self.build_response(reply, head_only);
+        let counters = &self.shared.counters;
+        bump(match reply {
+            Reply::Error(_) => &counters.rejected,
+            Reply::Health | Reply::Metrics => &counters.served,
+        });
+        let deadline = Instant::now() + self.limits.write_timeout;
+        match send(
+            &mut stream,
+            &self.response[start..end],
+            deadline,
+            &self.shared.stop,
+        ) {
+            Wait::Done(_) => {}
+            Wait::TimedOut => return bump(&counters.timed_out),
+            Wait::Closed | Wait::Stopped => return,
+        }
+        let _ = stream.shutdown(Shutdown::Write);
+        if unread || matches!(reply, Reply::Error(_)) {
+            self.linger(&mut stream);
+        }
+    }
+
+    /// Reads until the request head is complete, too large, malformed, or out of time.
+    fn read_request(&mut self, stream: &mut TcpStream) -> Incoming {
+        let deadline = Instant::now() + self.limits.read_timeout;
+        let mut filled = 0;
+        loop {
+            if filled == self.request.len() {
+                return Incoming::Request {
+                    reply: Reply::Error(Status::HeadersTooLarge),
+                    head_only: false,
+                    unread: true,
+                };
+            }
+            let stop = &self.shared.stop;
+            match recv(stream, &mut self.request[filled..], deadline, stop) {
+                Wait::Done(n) => filled += n,
+                Wait::TimedOut => return Incoming::Drop { timed_out: true },
+                Wait::Closed | Wait::Stopped => return Incoming::Drop { timed_out: false },
+            }
+            if let Some(incoming) = parse_request(&self.request[..filled]) {
+                return incoming;
+            }
+        }
+    }
+
+    /// Formats the answer into the response buffer and returns the range to send, with the
+    /// reply actually given (a body that fails or does not fit turns into `500`).
+    fn build_response(&mut self, reply: Reply, head_only: bool) -> (usize, usize, Reply) {
+        let limit = HEAD_RESERVE + self.limits.max_response_bytes;
+        self.response.clear();
+        self.response.extend_from_slice(&[0u8; HEAD_RESERVE]);
+        let mut reply = reply;
+        let written = {
+            let mut body = BoundedBody {
+                buf: &mut self.response,
+                limit,
+            };
+            write_body(&*self.source, reply, &mut body)
+        };
+        if !written {
+            self.response.truncate(HEAD_RESERVE);
+            self.response.extend_from_slice(Status::Internal.body());
+            reply = Reply::Error(Status::Internal);
+        }
+        let body_len = self.response.len() - HEAD_RESERVE;
+        let mut head = [0u8; HEAD_RESERVE];
+        let head_len = format_head(&mut head, reply, body_len);
+        let start = HEAD_RESERVE - head_len;
+        self.response[start..HEAD_RESERVE].copy_from_slice(&head[..head_len]);
+        let end = if head_only {
+            HEAD_RESERVE
+        } else {
+            self.response.len()
+        };
+        (start, end, reply)
+    }
+
+    /// Reads and discards what the client still sends, for a bounded time and amount, so that
+    /// closing does not reset the connection under the answer just sent.
+    fn linger(&mut self, stream: &mut TcpStream) {
+        let deadline = Instant::now() + LINGER_TIME.min(self.limits.read_timeout);
+        let mut drained = 0;
+        while drained < LINGER_BYTES {
+            match recv(stream, &mut self.request, deadline, &self.shared.stop) {
+                Wait::Done(n) => drained += n,
+                Wait::Closed | Wait::TimedOut | Wait::Stopped => return,
+            }
+        }
+    }
+}
+
+/// Parses what has arrived; `None` while the head is incomplete.
+fn parse_request(bytes: &[u8]) -> Option<Incoming> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut request = httparse::Request::new(&mut headers);
+    let error = |status| Incoming::Request {
+        reply: Reply::Error(status),
+        head_only: false,
+        unread: true,
+    };
+    match request.parse(bytes) {
+        Ok(httparse::Status::Partial) => None,
+        Ok(httparse::Status::Complete(head_len)) => {
+            let method = request.method.unwrap_or("");
+            let path = request.path.unwrap_or("");
+            // A query string selects nothing here; Prometheus and probes may still send one.
+            let path = path.split_once('?').map_or(path, |(p, _)| p);
+            let known = match path {
+                "/health" => Some(Reply::Health),
+                "/metrics" => Some(Reply::Metrics),
+                _ => None,
+            };
+            let reply = match (known, method) {
+                (None, _) => Reply::Error(Status::NotFound),
+                (Some(reply), "GET" | "HEAD") => reply,
+                (Some(_), _) => Reply::Error(Status::MethodNotAllowed),
+            };
+            Some(Incoming::Request {
+                reply,
+                head_only: method == "HEAD",
+                unread: head_len < bytes.len(),
+            })
+        }
+        Err(httparse::Error::TooManyHeaders) => Some(error(Status::HeadersTooLarge)),
+        Err(_) => Some(error(Status::BadRequest)),
+    }
+}
+
+/// Writes the body of `reply`; `false` if the source failed, panicked or overflowed the buffer.
+fn write_body(source: &dyn HealthSource, reply: Reply, body: &mut BoundedBody<'_>) -> bool {
+    let result = match reply {
+        // A panic in the source must not take a worker (and so a slot of the pool) with it.
+        Reply::Health => catch_unwind(AssertUnwindSafe(|| source.write_health(body))),
+        Reply::Metrics => catch_unwind(AssertUnwindSafe(|| source.write_metrics(body))),
+        Reply::Error(status) => Ok(body.write_all(status.body())),
+    };
+    match result {
+        Ok(Ok(())) => true,
+        Ok(Err(e)) => {
+            log::warn!("health server: cannot write the {reply:?} body: {e}");
+            false
+        }
+        Err(_panic) => {
+            log::error!("health server: the {reply:?} body panicked");
+            false
+        }
+    }
+}
+
+/// Formats the status line and headers into `head`; returns the length used.
+fn format_head(head: &mut [u8; HEAD_RESERVE], reply: Reply, body_len: usize) -> usize {
+    let (status, content_type) = match reply {
+        Reply::Health => ("200 OK", "application/json"),
+        Reply::Metrics => ("200 OK", "text/plain; version=0.0.4; charset=utf-8"),
+        Reply::Error(status) => (status.line(), "text/plain; charset=utf-8"),
+    };
+    let allow = match reply {
+        Reply::Error(Status::MethodNotAllowed) => "Allow: GET, HEAD\r\n",
+        _ => "",
+    };
+    let mut cursor: &mut [u8] = &mut head[..];
+    // The longest head is about 200 bytes, so this cannot run out of room; if it ever did the
+    // client would get a truncated head and a closed connection, not a panic.
+    let _ = write!(
+        cursor,
+        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {body_len}\r\n\
+         Cache-Control: no-store\r\nConnection: close\r\n{allow}\r\n"
+    );
+    HEAD_RESERVE - cursor.len()
+}
+
+/// A writer into the response buffer that fails instead of growing it.
+struct BoundedBody<'a> {
+    buf: &'a mut Vec<u8>,
+    limit: usize,
+}
+
+impl Write for BoundedBody<'_> {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        if data.len() > self.limit - self.buf.len() {
+            // A bare kind carries no allocated message.
+            return Err(io::Error::from(ErrorKind::OutOfMemory));
+        }
+        self.buf.extend_from_slice(data);
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The time left before `deadline`, in slices of at most [`POLL`] so the stop flag is seen.
+fn next_slice(deadline: Instant, stop: &AtomicBool) -> Result<Duration, Wait> {
+    if stop.load(Ordering::Relaxed) {
+        return Err(Wait::Stopped);
+    }
+    match deadline.checked_duration_since(Instant::now()) {
+        Some(left) if !left.is_zero() => Ok(left.min(POLL)),
+        _ => Err(Wait::TimedOut),
+    }
+}
+
+/// One read of at least one byte before `deadline`.
+fn recv(stream: &mut TcpStream, buf: &mut [u8], deadline: Instant, stop: &AtomicBool) -> Wait {
+    loop {
+        let slice = match next_slice(deadline, stop) {
+            Ok(slice) => slice,
+            Err(wait) => return wait,
+        };
+        if stream.set_read_timeout(Some(slice)).is_err() {
+            return Wait::Closed;
+        }
+        match stream.read(buf) {
+            Ok(0) => return Wait::Closed,
+            Ok(n) => return Wait::Done(n),
+            Err(e) if is_transient(&e) => {}
+            Err(_) => return Wait::Closed,
+        }
+    }
+}
+
+/// Sends all of `data` before `deadline`.
+fn send(stream: &mut TcpStream, mut data: &[u8], deadline: Instant, stop: &AtomicBool) -> Wait {
+    let total = data.len();
+    while !data.is_empty() {
+        let slice = match next_slice(deadline, stop) {
+            Ok(slice) => slice,
+            Err(wait) => return wait,
+        };
+        if stream.set_write_timeout(Some(slice)).is_err() {
+            return Wait::Closed;
+        }
+        match stream.write(data) {
+            Ok(0) => return Wait::Closed,
+            Ok(n) => data = &data[n..],
+            Err(e) if is_transient(&e) => {}
+            Err(_) => return Wait::Closed,
+        }
+    }
+    Wait::Done(total)
+}
+
+/// A socket timeout (one slice passed) or a signal: try again while the deadline allows.
+fn is_transient(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parsed(bytes: &[u8]) -> Option<Incoming> {
+        parse_request(bytes)
+    }
+
+    fn answer(reply: Reply) -> Option<Incoming> {
+        Some(Incoming::Request {
+            reply,
+            head_only: false,
+            unread: false,
+        })
+    }
+
+    #[test]
+    fn routes_known_paths_and_methods() {
+        assert_eq!(
+            parsed(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n"),
+            answer(Reply::Health)
+        );
+        assert_eq!(
+            parsed(b"GET /metrics?x=1 HTTP/1.0\r\n\r\n"),
+            answer(Reply::Metrics)
+        );
+        assert_eq!(
+            parsed(b"HEAD /health HTTP/1.1\r\n\r\n"),
+            Some(Incoming::Request {
+                reply: Reply::Health,
+                head_only: true,
+                unread: false
+            })
+        );
+        assert_eq!(
+            parsed(b"GET /nope HTTP/1.1\r\n\r\n"),
+            answer(Reply::Error(Status::NotFound))
+        );
+        assert_eq!(
+            parsed(b"POST /health HTTP/1.1\r\n\r\n"),
+            answer(Reply::Error(Status::MethodNotAllowed))
+        );
+        assert_eq!(
+            parsed(b"GET /health HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc"),
+            Some(Incoming::Request {
+                reply: Reply::Health,
+                head_only: false,
+                unread: true
+            })
+        );
+    }
+
+    #[test]
+    fn incomplete_heads_wait_and_bad_ones_are_rejected() {
+        assert_eq!(parsed(b"GET /health HTTP/1.1\r\nHost:"), None);
+        assert_eq!(parsed(b""), None);
+        let bad = Some(Incoming::Request {
+            reply: Reply::Error(Status::BadRequest),
+            head_only: false,
+            unread: true,
+        });
+        assert_eq!(parsed(b"\x00\x01\x02garbage\r\n\r\n"), bad);
+        assert_eq!(parsed(b"GET /health HTTP/9.9\r\n\r\n"), bad);
+        assert_eq!(parsed(b"GET /health HTTP/1.1\r\nBad Header\r\n\r\n"), bad);
+        let mut many = b"GET /health HTTP/1.1\r\n".to_vec();
+        for i in 0..=MAX_HEADERS {
+            many.extend_from_slice(format!("X-{i}: y\r\n").as_bytes());
+        }
+        many.extend_from_slice(b"\r\n");
+        assert_eq!(
+            parsed(&many),
+            Some(Incoming::Request {
+                reply: Reply::Error(Status::HeadersTooLarge),
+                head_only: false,
+                unread: true
+            })
+        );
+    }
+
+    #[test]
+    fn the_longest_head_fits_its_reserve() {
+        let mut head = [0u8; HEAD_RESERVE];
+        for reply in [
+            Reply::Metrics,
+            Reply::Error(Status::HeadersTooLarge),
+            Reply::Error(Status::MethodNotAllowed),
+        ] {
+            let len = format_head(&mut head, reply, usize::MAX);
+            assert!(len < HEAD_RESERVE, "{reply:?}: {len} bytes");
+            assert!(head[..len].ends_with(b"\r\n\r\n"), "{reply:?} truncated");
+        }
+        let len = format_head(&mut head, Reply::Error(Status::MethodNotAllowed), 3);
+        let text = std::str::from_utf8(&head[..len]).unwrap();
+        assert!(
+            text.starts_with("HTTP/1.1 405 Method Not Allowed\r\n"),
+            "{text}"
+        );
+        assert!(text.contains("\r\nAllow: GET, HEAD\r\n"), "{text}");
+        assert!(text.contains("\r\nContent-Length: 3\r\n"), "{text}");
+    }
+
+    #[test]
+    fn bounded_body_fails_instead_of_growing() {
+        let mut buf = Vec::with_capacity(8);
+        let capacity = buf.capacity();
+        let mut body = BoundedBody {
+            buf: &mut buf,
+            limit: 8,
+        };
+        body.write_all(b"12345").unwrap();
+        let err = body.write_all(b"6789").unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::OutOfMemory);
+        body.write_all(b"678").unwrap();
+        assert_eq!(buf, b"12345678");
+        assert_eq!(buf.capacity(), capacity);
+    }
+
+    /// Writes `size` bytes of metrics, or panics, to drive the worker's error paths.
+    struct Source {
+        metrics_size: usize,
+        panic: bool,
+    }
+
+    impl HealthSource for Source {
+        fn write_health(&self, out: &mut dyn Write) -> io::Result<()> {
+            assert!(!self.panic, "source panicked on purpose");
+            out.write_all(b"{\"ok\":true}")
+        }
+        fn write_metrics(&self, out: &mut dyn Write) -> io::Result<()> {
+            for _ in 0..self.metrics_size {
+                out.write_all(b"x")?;
+            }
+            Ok(())
+        }
+    }
+
+    fn worker(source: Source, max_response_bytes: usize) -> Worker {
+        let limits = ServerLimits {
+            max_response_bytes,
+            ..ServerLimits::default()
+        };
+        Worker::new(limits, Arc::new(source), Arc::default())
+    }
+
+    fn built(worker: &mut Worker, reply: Reply, head_only: bool) -> (String, Reply) {
+        let (start, end, reply) = worker.build_response(reply, head_only);
+        let text = String::from_utf8_lossy(&worker.response[start..end]).into_owned();
+        (text, reply)
+    }
+
+    #[test]
+    fn responses_carry_length_and_reuse_the_buffer() {
+        let mut w = worker(
+            Source {
+                metrics_size: 100,
+                panic: false,
+            },
+            100,
+        );
+        let capacity = w.response.capacity();
+        let (text, reply) = built(&mut w, Reply::Health, false);
+        assert_eq!(reply, Reply::Health);
+        assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
+        assert!(
+            text.contains("Content-Type: application/json\r\n"),
+            "{text}"
+        );
+        assert!(text.ends_with("Content-Length: 11\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n{\"ok\":true}"), "{text}");
+        // Exactly at the limit is fine; HEAD gets the same length and no body.
+        let (text, reply) = built(&mut w, Reply::Metrics, true);
+        assert_eq!(reply, Reply::Metrics);
+        assert!(text.contains("Content-Length: 100\r\n"), "{text}");
+        assert!(text.ends_with("\r\n\r\n"), "{text}");
+        assert_eq!(w.response.capacity(), capacity);
+    }
+
+    #[test]
+    fn oversized_failing_or_panicking_bodies_become_500() {
+        let mut w = worker(
+            Source {
+                metrics_size: 101,
+                panic: true,
+            },
+            100,
+        );
+        let capacity = w.response.capacity();
+        for reply in [Reply::Metrics, Reply::Health] {
+            let (text, given) = built(&mut w, reply, false);
+            assert_eq!(given, Reply::Error(Status::Internal), "{reply:?}");
+            assert!(text.starts_with("HTTP/1.1 500 "), "{text}");
+            assert!(text.ends_with("\r\n\r\ninternal error\n"), "{text}");
+            assert_eq!(w.response.capacity(), capacity, "{reply:?} grew the buffer");
+        }
+    }
+
+    #[test]
+    fn zero_limits_are_named() {
+        let limits = ServerLimits {
+            read_timeout: Duration::ZERO,
+            ..ServerLimits::default()
+        };
+        let source = Arc::new(Source {
+            metrics_size: 0,
+            panic: false,
+        });
+        let err = HealthServer::start("127.0.0.1:0".parse().unwrap(), limits, source).unwrap_err();
+        assert!(
+            matches!(err, ServerError::ZeroLimit("read_timeout")),
+            "{err:?}"
+        );
+        assert!(check_limits(&ServerLimits::default()).is_ok());
+    }
+
+    #[test]
+    fn wakes_unspecified_addresses_on_loopback() {
+        let any: SocketAddr = "0.0.0.0:8080".parse().unwrap();
+        assert_eq!(wake_addr(any), "127.0.0.1:8080".parse().unwrap());
+        let any6: SocketAddr = "[::]:9".parse().unwrap();
+        assert_eq!(wake_addr(any6), "[::1]:9".parse().unwrap());
+        let lan: SocketAddr = "192.168.1.5:80".parse().unwrap();
+        assert_eq!(wake_addr(lan), lan);
+    }
+}

@@ -1,0 +1,439 @@
+//! What `/health` and `/metrics` report, read from the atomics the threads publish: status,
+//! uptime, restarts, memory, frame rate, latency per stage, counts, signal and camera state.
+
+use std::io::{self, Write};
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::memory::{peak_rss_bytes, rss_bytes};
+use super::restart::RestartHistory;
+use super::server::HealthSource;
+use super::stats::{PipelineStats, Stage};
+use crate::clock::Clock;
+use crate::control::{SceneFeed, SignalStatus};
+use crate::report::json_str;
+use crate::signal::SafeState;
+
+/// Stages reported (capture wait is idle time, not work).
+const STAGES: [Stage; 5] = [
+    Stage::Preprocess,
+    Stage::Invoke,
+    Stage::Decode,
+    Stage::Scene,
+    Stage::Frame,
+];
+
+/// Overall state, as `/health` reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    /// Everything works.
+    Ok,
+    /// Counting works less well: the camera is stale, frozen or dark, or the signals run
+    /// fixed-time for want of detection.
+    Degraded,
+    /// The signals are held safe: by the conflict monitor or by the watchdog.
+    Failsafe,
+}
+
+impl Status {
+    fn as_str(self) -> &'static str {
+        match self {
+            Status::Ok => "ok",
+            Status::Degraded => "degraded",
+            Status::Failsafe => "failsafe",
+        }
+    }
+}
+
+/// Names and handles the health endpoint reads; built once at start-up.
+#[derive(Debug)]
+pub struct HealthState {
+    /// The process clock.
+    pub clock: Arc<dyn Clock>,
+    /// Clock time at start-up.
+    pub started: Duration,
+    /// Pipeline counters.
+    pub stats: Arc<PipelineStats>,
+    /// Counts and video state.
+    pub feed: Arc<SceneFeed>,
+    /// Signal lamps, when the site has signals.
+    pub signals: Option<Arc<SignalStatus>>,
+    /// The outputs' safe-state latch, when the site has signals.
+    pub safe: Option<Arc<dyn SafeState>>,
+    /// Restarts that led to this process.
+    pub restarts: RestartHistory,
+    /// Counted class labels.
+    pub classes: Vec<String>,
+    /// Zone names.
+    pub zones: Vec<String>,
+    /// Line names.
+    pub lines: Vec<String>,
+    /// No frame for this long makes the camera stale.
+    pub camera_stale: Duration,
+}
+
+impl HealthState {
+    /// Camera state: stale (no recent frame) or what the video check says.
+    fn camera(&self) -> (&'static str, Option<Duration>) {
+        let age = self
+            .feed
+            .last_frame()
+            .map(|t| self.clock.now().saturating_sub(t));
+        let state = match (age, self.feed.video()) {
+            (None, _) => "waiting",
+            (Some(a), _) if a > self.camera_stale => "stale",
+            (_, v) => v.as_str(),
+        };
+        (state, age)
+    }
+
+    /// The overall status.
+    pub fn status(&self) -> Status {
+        let forced = self.safe.as_ref().is_some_and(|s| s.is_forced());
+        let flash = self.signals.as_ref().is_some_and(|s| s.fault_flash());
+        if forced || flash {
+            return Status::Failsafe;
+        }
+        let camera_ok = matches!(self.camera().0, "ok" | "waiting");
+        let degraded = self.signals.as_ref().is_some_and(|s| s.degraded());
+        if !camera_ok || degraded {
+            Status::Degraded
+        } else {
+            Status::Ok
+        }
+    }
+
+    fn write_counts(&self, w: &mut dyn Write, counts: impl Iterator<Item = u64>) -> io::Result<()> {
+        w.write_all(b"{")?;
+        for (i, (class, n)) in self.classes.iter().zip(counts).enumerate() {
+            if i > 0 {
+                w.write_all(b",")?;
+            }
+            json_str(w, class)?;
+            write!(w, ":{n}")?;
+        }
+        w.write_all(b"}")
+    }
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+impl HealthSource for HealthState {
+    fn write_health(&self, w: &mut dyn Write) -> io::Result<()> {
+        let s = &self.stats;
+        let uptime = self.clock.now().saturating_sub(self.started);
+        write!(
+            w,
+            "{{\"status\":\"{}\",\"uptime_s\":{:.1}",
+            self.status().as_str(),
+            uptime.as_secs_f64()
+        )?;
+        write!(
+            w,
+            ",\"restarts\":{},\"last_restart_reason\":",
+            self.restarts.count()
+        )?;
+        match &self.restarts.last_reason {
+            Some(r) => json_str(w, r)?,
+            None => w.write_all(b"null")?,
+        }
+        let (rss, peak) = (rss_bytes().unwrap_or(0), peak_rss_bytes().unwrap_or(0));
+        write!(
+            w,
+            ",\"rss_bytes\":{rss},\"peak_rss_bytes\":{peak},\"fps\":{:.2},\"frames\":{},\"dropped\":{},\"errors\":{}",
+            s.recent_fps(),
+            s.frames.load(Relaxed),
+            s.dropped.load(Relaxed),
+            s.errors.load(Relaxed)
+        )?;
+        w.write_all(b",\"latency_ms\":{")?;
+        for (i, stage) in STAGES.iter().enumerate() {
+            let h = s.total(*stage);
+            let sep = if i > 0 { "," } else { "" };
+            write!(
+                w,
+                "{sep}\"{}\":{{\"p50\":{:.3},\"p99\":{:.3}}}",
+                stage.name(),
+                ms(h.quantile(0.5)),
+                ms(h.quantile(0.99))
+            )?;
+        }
+        w.write_all(b"},\"zones\":{")?;
+        for (i, name) in self.zones.iter().enumerate() {
+            if i > 0 {
+                w.write_all(b",")?;
+            }
+            json_str(w, name)?;
+            w.write_all(b":")?;
+            self.write_counts(w, self.feed.zone(i).map(u64::from))?;
+        }
+        w.write_all(b"},\"lines\":{")?;
+        for (i, name) in self.lines.iter().enumerate() {
+            if i > 0 {
+                w.write_all(b",")?;
+            }
+            json_str(w, name)?;
+            w.write_all(b":{\"in\":")?;
+            self.write_counts(w, self.feed.line(i, false))?;
+            w.write_all(b",\"out\":")?;
+            self.write_counts(w, self.feed.line(i, true))?;
+            w.write_all(b"}")?;
+        }
+        w.write_all(b"},\"signals\":")?;
+        match &self.signals {
+            None => w.write_all(b"null")?,
+            Some(sig) => {
+                w.write_all(b"{\"groups\":{")?;
+                for (i, (name, state)) in sig.states().enumerate() {
+                    if i > 0 {
+                        w.write_all(b",")?;
+                    }
+                    json_str(w, name)?;
+                    write!(w, ":\"{}\"", state.as_str())?;
+                }
+                let forced = self.safe.as_ref().is_some_and(|s| s.is_forced());
+                write!(
+                    w,
+                    "}},\"fault_flash\":{},\"degraded\":{},\"forced_safe\":{forced}}}",
+                    sig.fault_flash(),
+                    sig.degraded()
+                )?;
+            }
+        }
+        let (camera, age) = self.camera();
+        w.write_all(b",\"camera\":{\"state\":")?;
+        json_str(w, camera)?;
+        match age {
+            Some(a) => write!(w, ",\"last_frame_age_ms\":{}}}", a.as_millis())?,
+            None => w.write_all(b",\"last_frame_age_ms\":null}")?,
+        }
+        write!(
+            w,
+            ",\"incidents\":{{\"video\":{}}}}}",
+            self.feed.video_incidents()
+        )
+    }
+
+    fn write_metrics(&self, w: &mut dyn Write) -> io::Result<()> {
+        let s = &self.stats;
+        let counter = |w: &mut dyn Write, name: &str, help: &str, v: u64| -> io::Result<()> {
+            writeln!(w, "# HELP edgewatch_{name} {help}\n# TYPE edgewatch_{name} counter\nedgewatch_{name} {v}")
+        };
+        let gauge = |w: &mut dyn Write, name: &str, help: &str, v: f64| -> io::Result<()> {
+            writeln!(w, "# HELP edgewatch_{name} {help}\n# TYPE edgewatch_{name} gauge\nedgewatch_{name} {v}")
+        };
+        counter(
+            w,
+            "frames_total",
+            "Frames processed.",
+            s.frames.load(Relaxed),
+        )?;
+        counter(
+            w,
+            "dropped_frames_total",
+            "Frames dropped for a newer one.",
+            s.dropped.load(Relaxed),
+        )?;
+        counter(
+            w,
+            "frame_errors_total",
+            "Frames that could not be processed.",
+            s.errors.load(Relaxed),
+        )?;
+        counter(
+            w,
+            "restarts_total",
+            "Watchdog restarts before this process.",
+            self.restarts.count() as u64,
+        )?;
+        counter(
+            w,
+            "video_incidents_total",
+            "Frozen or dark video episodes.",
+            self.feed.video_incidents(),
+        )?;
+        gauge(
+            w,
+            "fps",
+            "Frames per second over the last summary window.",
+            s.recent_fps(),
+        )?;
+        gauge(
+            w,
+            "rss_bytes",
+            "Resident memory.",
+            rss_bytes().unwrap_or(0) as f64,
+        )?;
+        gauge(
+            w,
+            "peak_rss_bytes",
+            "Peak resident memory.",
+            peak_rss_bytes().unwrap_or(0) as f64,
+        )?;
+        let uptime = self.clock.now().saturating_sub(self.started).as_secs_f64();
+        gauge(w, "uptime_seconds", "Seconds since start-up.", uptime)?;
+
+        writeln!(
+            w,
+            "# HELP edgewatch_stage_latency_seconds Latency per stage since start-up."
+        )?;
+        writeln!(w, "# TYPE edgewatch_stage_latency_seconds summary")?;
+        for stage in STAGES {
+            let h = s.total(stage);
+            for q in [0.5, 0.99] {
+                let v = h.quantile(q).as_secs_f64();
+                writeln!(
+                    w,
+                    "edgewatch_stage_latency_seconds{{stage=\"{}\",quantile=\"{q}\"}} {v}",
+                    stage.name()
+                )?;
+            }
+            writeln!(
+                w,
+                "edgewatch_stage_latency_seconds_count{{stage=\"{}\"}} {}",
+                stage.name(),
+                h.count()
+            )?;
+        }
+        writeln!(
+            w,
+            "# HELP edgewatch_zone_occupancy Objects now in each zone."
+        )?;
+        writeln!(w, "# TYPE edgewatch_zone_occupancy gauge")?;
+        for (i, zone) in self.zones.iter().enumerate() {
+            for (class, n) in self.classes.iter().zip(self.feed.zone(i)) {
+                write!(w, "edgewatch_zone_occupancy{{zone=")?;
+                label(w, zone)?;
+                write!(w, ",class=")?;
+                label(w, class)?;
+                writeln!(w, "}} {n}")?;
+            }
+        }
+        writeln!(
+            w,
+            "# HELP edgewatch_line_crossings_total Objects that crossed each line."
+        )?;
+        writeln!(w, "# TYPE edgewatch_line_crossings_total counter")?;
+        for (i, line) in self.lines.iter().enumerate() {
+            for (dir, out) in [("in", false), ("out", true)] {
+                for (class, n) in self.classes.iter().zip(self.feed.line(i, out)) {
+                    write!(w, "edgewatch_line_crossings_total{{line=")?;
+                    label(w, line)?;
+                    write!(w, ",class=")?;
+                    label(w, class)?;
+                    writeln!(w, ",direction=\"{dir}\"}} {n}")?;
+                }
+            }
+        }
+        if let Some(sig) = &self.signals {
+            writeln!(w, "# HELP edgewatch_signal_state What each signal group shows (1 for the state shown).")?;
+            writeln!(w, "# TYPE edgewatch_signal_state gauge")?;
+            for (name, state) in sig.states() {
+                write!(w, "edgewatch_signal_state{{group=")?;
+                label(w, name)?;
+                writeln!(w, ",state=\"{}\"}} 1", state.as_str())?;
+            }
+        }
+        writeln!(
+            w,
+            "# HELP edgewatch_status Overall status (1 for the current one)."
+        )?;
+        writeln!(w, "# TYPE edgewatch_status gauge")?;
+        let now = self.status();
+        for st in [Status::Ok, Status::Degraded, Status::Failsafe] {
+            writeln!(
+                w,
+                "edgewatch_status{{status=\"{}\"}} {}",
+                st.as_str(),
+                u8::from(st == now)
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// Writes a Prometheus label value in quotes, escaped.
+fn label(w: &mut dyn Write, value: &str) -> io::Result<()> {
+    w.write_all(b"\"")?;
+    for c in value.chars() {
+        match c {
+            '\\' => w.write_all(b"\\\\")?,
+            '"' => w.write_all(b"\\\"")?,
+            '\n' => w.write_all(b"\\n")?,
+            c => write!(w, "{c}")?,
+        }
+    }
+    w.write_all(b"\"")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::config::MAX_CLASSES;
+
+    fn state() -> (HealthState, ManualClock) {
+        let clock = ManualClock::new();
+        let feed = Arc::new(SceneFeed::new(1, 1));
+        let mut occ = [[0u32; MAX_CLASSES]; 1];
+        occ[0][1] = 2;
+        feed.publish(&occ, Duration::ZERO);
+        let s = HealthState {
+            clock: Arc::new(clock.clone()),
+            started: Duration::ZERO,
+            stats: Arc::new(PipelineStats::default()),
+            feed,
+            signals: None,
+            safe: None,
+            restarts: RestartHistory {
+                times: vec![1],
+                last_reason: Some("inference \"stuck\"".into()),
+            },
+            classes: vec!["car".into(), "bus".into()],
+            zones: vec!["road".into()],
+            lines: vec!["gantry".into()],
+            camera_stale: Duration::from_secs(3),
+        };
+        (s, clock)
+    }
+
+    #[test]
+    fn health_is_valid_json_with_the_counts() {
+        let (s, clock) = state();
+        let mut out = Vec::new();
+        s.write_health(&mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.starts_with("{\"status\":\"ok\""), "{text}");
+        assert!(
+            text.contains("\"zones\":{\"road\":{\"car\":0,\"bus\":2}}"),
+            "{text}"
+        );
+        assert!(
+            text.contains("\"last_restart_reason\":\"inference \\\"stuck\\\"\""),
+            "{text}"
+        );
+        // The camera goes stale without frames.
+        clock.advance(Duration::from_secs(4));
+        assert_eq!(s.status(), Status::Degraded);
+    }
+
+    #[test]
+    fn metrics_have_help_type_and_labels() {
+        let (s, _) = state();
+        let mut out = Vec::new();
+        s.write_metrics(&mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.contains("# TYPE edgewatch_frames_total counter\nedgewatch_frames_total 0"));
+        assert!(
+            text.contains("edgewatch_zone_occupancy{zone=\"road\",class=\"bus\"} 2"),
+            "{text}"
+        );
+        assert!(text.contains("edgewatch_status{status=\"ok\"} 1"));
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            assert_eq!(line.split(' ').count(), 2, "sample line `{line}`");
+        }
+    }
+}

@@ -1,0 +1,213 @@
+//! The running unit: the pipeline on the calling thread, the signal control loop, the
+//! watchdog and the health endpoint on theirs, wired through shared atomics, with systemd told
+//! when it is ready. `edgewatch run` is this and a summary printer.
+
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::control::{self, ControlError, ControlThread, SceneFeed};
+use crate::health::memory::{peak_rss_bytes, rss_bytes};
+use crate::health::notify::Notifier;
+use crate::health::restart::{self, RestartHistory};
+use crate::health::server::{HealthServer, ServerLimits};
+use crate::health::status::HealthState;
+use crate::health::watchdog::{self, Actions, Watchdog, WatchdogThread};
+use crate::pipeline::{Pipeline, PipelineError};
+
+/// Why the unit could not start or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    /// The pipeline could not be built or failed.
+    #[error(transparent)]
+    Pipeline(#[from] PipelineError),
+    /// The signal control loop could not start.
+    #[error(transparent)]
+    Control(#[from] ControlError),
+    /// A thread could not be started.
+    #[error("cannot start the {0} thread: {1}")]
+    Thread(&'static str, std::io::Error),
+}
+
+/// Everything `edgewatch run` runs.
+#[derive(Debug)]
+pub struct Service {
+    pipeline: Pipeline,
+    control: Option<ControlThread>,
+    watchdog: Option<WatchdogThread>,
+    health: Option<HealthServer>,
+    interval: Duration,
+}
+
+impl Service {
+    /// Builds the pipeline, starts the control loop, the health endpoint and the watchdog, and
+    /// tells systemd (when it started us) that the unit is ready.
+    pub fn start(config: &Config, clock: Arc<dyn Clock>) -> Result<Service, ServiceError> {
+        let restarts = RestartHistory::from_env();
+        if let Some(reason) = &restarts.last_reason {
+            log::warn!(
+                "restart {} after a watchdog breach: {reason}",
+                restarts.count()
+            );
+        }
+        let mut pipeline = Pipeline::build(config, clock.clone())?;
+        let feed = Arc::new(SceneFeed::new(config.zones.len(), config.lines.len()));
+        pipeline.set_feed(feed.clone());
+        let beats = pipeline.heartbeats().clone();
+        let control = control::start(config, feed.clone(), clock.clone(), beats.clone())?;
+        let notifier = match Notifier::from_env() {
+            Some(Ok(n)) => Some(Arc::new(n)),
+            Some(Err(e)) => {
+                log::error!("NOTIFY_SOCKET is set but cannot be reached: {e}");
+                None
+            }
+            None => None,
+        };
+        let state = HealthState {
+            clock: clock.clone(),
+            started: clock.now(),
+            stats: pipeline.stats().clone(),
+            feed: feed.clone(),
+            signals: control.as_ref().map(|c| c.status().clone()),
+            safe: control.as_ref().map(|c| c.safe_state().clone()),
+            restarts: restarts.clone(),
+            classes: config.model.classes.clone(),
+            zones: config.zones.iter().map(|z| z.name.clone()).collect(),
+            lines: config.lines.iter().map(|l| l.name.clone()).collect(),
+            camera_stale: Duration::from_millis(config.control.camera_stale_ms),
+        };
+        let health = start_health(config, Arc::new(state));
+        let watchdog = start_watchdog(
+            config,
+            &pipeline,
+            control.as_ref(),
+            notifier.clone(),
+            restarts,
+            clock,
+        )?;
+        if let Some(n) = &notifier {
+            if let Err(e) = n.send(b"READY=1") {
+                log::error!("systemd notify READY=1 failed: {e}");
+            }
+        }
+        let interval = Duration::from_secs_f32(config.summary.interval_secs);
+        Ok(Service {
+            pipeline,
+            control,
+            watchdog: Some(watchdog),
+            health,
+            interval,
+        })
+    }
+
+    /// What the signal lamps show, for summaries.
+    pub fn signal_status(&self) -> Option<Arc<crate::control::SignalStatus>> {
+        self.control.as_ref().map(|c| c.status().clone())
+    }
+
+    /// Where the health endpoint listens, if it started.
+    pub fn health_addr(&self) -> Option<std::net::SocketAddr> {
+        self.health.as_ref().map(|h| h.local_addr())
+    }
+
+    /// Runs the pipeline until `stop`, the end of a recording or `frames` frames; see
+    /// [`Pipeline::run`] for `report`.
+    pub fn run(
+        &mut self,
+        frames: Option<u64>,
+        stop: &AtomicBool,
+        report: impl FnMut(&Pipeline, Duration, bool),
+    ) -> Result<(), PipelineError> {
+        self.pipeline.run(frames, self.interval, stop, report)
+    }
+
+    /// Orderly stop: the watchdog first (the threads are about to go quiet on purpose), then
+    /// the signals clear to all red, then the health endpoint closes.
+    pub fn shut_down(mut self) {
+        if let Some(w) = self.watchdog.take() {
+            w.stop();
+        }
+        if let Some(c) = self.control.take() {
+            c.shut_down();
+        }
+        if let Some(h) = self.health.take() {
+            h.stop();
+        }
+    }
+}
+
+/// Starts the health endpoint. A failure to bind is logged, not fatal: the signals and the
+/// watchdog matter more than the endpoint.
+fn start_health(config: &Config, state: Arc<HealthState>) -> Option<HealthServer> {
+    if !config.health.enabled {
+        return None;
+    }
+    let addr = config.health.bind.parse().ok()?;
+    let limits = ServerLimits {
+        max_connections: config.health.max_connections,
+        ..ServerLimits::default()
+    };
+    match HealthServer::start(addr, limits, state) {
+        Ok(server) => {
+            log::info!("health endpoint on http://{}/health", server.local_addr());
+            Some(server)
+        }
+        Err(e) => {
+            log::error!("{e}; running without the health endpoint");
+            None
+        }
+    }
+}
+
+fn start_watchdog(
+    config: &Config,
+    pipeline: &Pipeline,
+    control: Option<&ControlThread>,
+    notifier: Option<Arc<Notifier>>,
+    restarts: RestartHistory,
+    clock: Arc<dyn Clock>,
+) -> Result<WatchdogThread, ServiceError> {
+    let cfg = &config.watchdog;
+    let stats = pipeline.stats().clone();
+    let dog = Watchdog::new(
+        cfg,
+        pipeline.heartbeats().clone(),
+        stats.clone(),
+        control.is_some(),
+        clock.now(),
+    );
+    let (budget, window) = (cfg.restart_budget, cfg.restart_window_s);
+    let breach_notifier = notifier.clone();
+    let mut last_rss = None;
+    let actions = Actions {
+        safe: control.map(|c| c.safe_state().clone()),
+        notifier,
+        // What the operators of the old Python units watched: memory, frames, trend.
+        log_line: Box::new(move || {
+            let rss = rss_bytes().unwrap_or(0);
+            let trend = last_rss.map_or(0, |l: u64| rss as i64 - l as i64) / 1024;
+            last_rss = Some(rss);
+            log::info!(
+                "health: rss {} KiB (peak {} KiB, {trend:+} KiB since last), frames {}, fps {:.1}, dropped {}, errors {}",
+                rss / 1024,
+                peak_rss_bytes().unwrap_or(0) / 1024,
+                stats.frames.load(std::sync::atomic::Ordering::Relaxed),
+                stats.recent_fps(),
+                stats.dropped.load(std::sync::atomic::Ordering::Relaxed),
+                stats.errors.load(std::sync::atomic::Ordering::Relaxed),
+            );
+        }),
+        on_breach: Box::new(move |breach| {
+            restart::restart(
+                &breach.to_string(),
+                &restarts,
+                budget,
+                window,
+                breach_notifier.as_deref(),
+            )
+        }),
+    };
+    watchdog::spawn(dog, clock, actions).map_err(|e| ServiceError::Thread("watchdog", e))
+}
