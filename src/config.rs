@@ -603,7 +603,7 @@ impl Config {
         check_range(
             "control.shutdown_limit_s",
             self.control.shutdown_limit_s,
-            0.0,
+            10.0,
             600.0,
         )?;
         self.watchdog.validate()?;

@@ -42,7 +42,7 @@ impl RestartHistory {
         }
     }
 
-    /// Restarts since start-up of the first process.
+    /// Restarts recorded in the environment: those within the restart window of the last one.
     pub fn count(&self) -> usize {
         self.times.len()
     }
@@ -54,7 +54,7 @@ impl RestartHistory {
             .times
             .iter()
             .copied()
-            .filter(|&t| t + window_s > now)
+            .filter(|&t| t.saturating_add(window_s) > now)
             .collect();
         recent.push(now);
         recent
@@ -74,8 +74,7 @@ pub fn restart(
     window_s: u64,
     notifier: Option<&Notifier>,
 ) -> ! {
-    use std::io::Write;
-    let _ = std::io::stdout().flush();
+    // No stdout flush here: a pipeline stuck writing to a full stdout pipe holds its lock.
     if let Some(n) = notifier {
         let _ = n.send(b"WATCHDOG=trigger");
         log::error!("restart: asking systemd to restart edgewatch ({reason})");

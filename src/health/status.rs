@@ -81,6 +81,9 @@ impl HealthState {
             .last_frame()
             .map(|t| self.clock.now().saturating_sub(t));
         let state = match (age, self.feed.video()) {
+            (None, _) if self.clock.now().saturating_sub(self.started) > self.camera_stale => {
+                "stale"
+            }
             (None, _) => "waiting",
             (Some(a), _) if a > self.camera_stale => "stale",
             (_, v) => v.as_str(),

@@ -309,13 +309,10 @@ pub fn spawn(
             while !thread_stop.load(Relaxed) {
                 let now = clock.now();
                 if let Err(breach) = dog.check(now, rss_bytes()) {
-                    // The lamps first: nothing below may wait on the thread that is stuck.
+                    // The lamps first; force_safe waits at most a moment for a stuck control loop.
                     if let Some(safe) = &actions.safe {
                         if let Err(e) = safe.force_safe(now) {
-                            log::error!(
-                                "watchdog: forcing the signals safe failed on pin {}",
-                                e.pin
-                            );
+                            log::error!("watchdog: forcing the signals safe failed: {e}");
                         }
                     }
                     log::error!("watchdog: {breach}; signals forced to all red, restarting");

@@ -38,8 +38,8 @@ pub use controller::{Controller, Detections, Stage};
 pub use lamp::{GroupState, Head, LampState, SignalCommand};
 pub use monitor::{ConflictMonitor, Fault};
 pub use outputs::{
-    InputBank, PinBackend, PinBank, PinError, PinWriteError, SafeState, SharedOutputs, SimInput,
-    SimOutput, SimPins, Transition,
+    ForceSafeError, InputBank, PinBackend, PinBank, PinError, PinWriteError, SafeState,
+    SharedOutputs, SimInput, SimOutput, SimPins, Transition,
 };
 pub use plan::{
     BusPriorityConfig, ControlMode, DemandConfig, FlashColor, GroupConfig, GroupKind, InputConfig,

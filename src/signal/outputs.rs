@@ -151,11 +151,22 @@ impl<O: OutputPin> PinBank<O> {
     }
 }
 
+/// Why the safe state could not be shown.
+#[derive(Debug, thiserror::Error)]
+pub enum ForceSafeError {
+    /// The control loop held the outputs past the wait (stuck inside a pin write).
+    #[error("the outputs stayed locked by the control loop")]
+    Busy,
+    /// A pin refused the write.
+    #[error("pin {} could not be written", .0.pin)]
+    Pin(PinWriteError),
+}
+
 /// Something that can put every signal output into the safe state from any thread, without
 /// waiting on the control loop: the watchdog's way to the lamps.
 pub trait SafeState: Send + Sync + std::fmt::Debug {
     /// Shows the safe state (steady red, don't walk) and ignores the controller from now on.
-    fn force_safe(&self, now: Duration) -> Result<(), PinWriteError>;
+    fn force_safe(&self, now: Duration) -> Result<(), ForceSafeError>;
     /// True once [`SafeState::force_safe`] was called.
     fn is_forced(&self) -> bool;
 }
@@ -190,15 +201,13 @@ impl<O: OutputPin> SharedOutputs<O> {
 
     /// Writes `cmd`, unless the safe state was forced.
     pub fn write(&self, now: Duration, cmd: &SignalCommand) -> Result<(), PinWriteError> {
+        // The flag is read under the lock, so a command cannot land after a forced safe
+        // state that was written between the check and the write.
+        let mut bank = self.lock();
         if self.forced.load(Ordering::SeqCst) {
             return Ok(());
         }
-        self.lock().write(now, cmd)
-    }
-
-    /// The (group, lamp) index a pin drives.
-    pub fn lamp_of_pin(&self, pin: u32) -> Option<(usize, usize)> {
-        self.lock().lamp_of_pin(pin)
+        bank.write(now, cmd)
     }
 
     /// Failed writes since start-up.
@@ -207,10 +216,34 @@ impl<O: OutputPin> SharedOutputs<O> {
     }
 }
 
+/// How long [`SafeState::force_safe`] waits for a control loop that holds the outputs.
+const FORCE_WAIT: Duration = Duration::from_millis(200);
+
 impl<O: OutputPin + Send + std::fmt::Debug> SafeState for SharedOutputs<O> {
-    fn force_safe(&self, now: Duration) -> Result<(), PinWriteError> {
+    fn force_safe(&self, now: Duration) -> Result<(), ForceSafeError> {
+        // From here on the controller's writes are ignored.
         self.forced.store(true, Ordering::SeqCst);
-        self.lock().write(now, &self.safe)
+        // The control loop may be stuck inside a pin write holding the lock: wait a bounded
+        // time, never forever, so the watchdog can still restart the process (whose start-up
+        // claims every pin at all red).
+        let deadline = std::time::Instant::now() + FORCE_WAIT;
+        loop {
+            match self.bank.try_lock() {
+                Ok(mut bank) => return bank.write(now, &self.safe).map_err(ForceSafeError::Pin),
+                Err(std::sync::TryLockError::Poisoned(p)) => {
+                    return p
+                        .into_inner()
+                        .write(now, &self.safe)
+                        .map_err(ForceSafeError::Pin)
+                }
+                Err(std::sync::TryLockError::WouldBlock)
+                    if std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                Err(std::sync::TryLockError::WouldBlock) => return Err(ForceSafeError::Busy),
+            }
+        }
     }
 
     fn is_forced(&self) -> bool {

@@ -191,7 +191,15 @@ impl<C: Clock, O: OutputPin, I: InputPin> SignalSystem<C, O, I> {
 
     /// The group and lamp names a pin drives, to print pin transitions.
     pub fn lamp_of_pin(&self, pin: u32) -> Option<(&str, &'static str)> {
-        let (g, lamp) = self.outputs.lamp_of_pin(pin)?;
+        // From the plan, which never changes: no lock, so printing transitions while the
+        // simulated pins are locked cannot deadlock with a watchdog forcing the outputs.
+        let (g, lamp) = self.plan.groups.iter().enumerate().find_map(|(g, group)| {
+            let lamp = group
+                .lamps
+                .iter()
+                .position(|p| p.is_some_and(|p| p.pin == pin))?;
+            Some((g, lamp))
+        })?;
         Some((
             self.plan.group_name(g),
             self.plan.group_kind(g).lamp_names()[lamp],
