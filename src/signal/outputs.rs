@@ -615,6 +615,38 @@ mod tests {
     }
 
     #[test]
+    fn forced_safe_state_wins_over_later_commands_and_waits_only_a_moment() {
+        let clock = ManualClock::new();
+        let mut sim = SimPins::new(clock.clone(), 64);
+        let plan = plan();
+        let mut safe = SignalCommand::dark(plan.group_count());
+        safe.set(0, RED, LampState::On);
+        let mut green = SignalCommand::dark(plan.group_count());
+        green.set(0, GREEN, LampState::On);
+        let shared = SharedOutputs::new(PinBank::new(&plan, &mut sim, &green).unwrap(), safe);
+        assert_eq!(
+            (sim.level(17), sim.level(22)),
+            (Some(true), Some(true)),
+            "red dark, green lit"
+        );
+        shared.force_safe(clock.now()).unwrap();
+        assert!(shared.is_forced());
+        shared.write(clock.now(), &green).unwrap();
+        assert_eq!(
+            (sim.level(17), sim.level(22)),
+            (Some(false), Some(false)),
+            "red lit, green dark"
+        );
+        // A control loop stuck holding the outputs delays the watchdog, but not forever.
+        let held = shared.bank.lock().unwrap();
+        assert!(matches!(
+            shared.force_safe(clock.now()),
+            Err(ForceSafeError::Busy)
+        ));
+        drop(held);
+    }
+
+    #[test]
     fn transition_log_is_bounded_and_counts_drops() {
         let clock = ManualClock::new();
         let mut sim = SimPins::new(clock.clone(), 4);
