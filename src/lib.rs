@@ -9,6 +9,7 @@ pub mod config;
 pub mod control;
 pub mod geometry;
 pub mod health;
+pub mod json;
 pub mod pipeline;
 pub mod report;
 pub mod scene;

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use crate::control::SignalStatus;
 use crate::health::stats::{Histogram, PipelineStats, Stage};
+use crate::json;
 use crate::pipeline::Pipeline;
 
 /// Stages shown in summaries (capture wait is left out: it is idle time, not work).
@@ -30,20 +31,6 @@ pub struct Reporter {
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
-}
-
-/// Writes `s` as a JSON string literal.
-pub(crate) fn json_str<W: Write + ?Sized>(w: &mut W, s: &str) -> io::Result<()> {
-    w.write_all(b"\"")?;
-    for c in s.chars() {
-        match c {
-            '"' => w.write_all(b"\\\"")?,
-            '\\' => w.write_all(b"\\\\")?,
-            c if (c as u32) < 0x20 => write!(w, "\\u{:04x}", c as u32)?,
-            c => write!(w, "{c}")?,
-        }
-    }
-    w.write_all(b"\"")
 }
 
 impl Reporter {
@@ -187,88 +174,45 @@ impl Reporter {
             stats.errors.load(Relaxed),
             stats.detections.load(Relaxed)
         )?;
-        w.write_all(b",\"latency_ms\":{")?;
-        for (i, s) in SHOWN.iter().enumerate() {
-            let h = hist(*s);
-            let sep = if i > 0 { "," } else { "" };
-            write!(
-                w,
-                "{sep}\"{}\":{{\"p50\":{:.3},\"p99\":{:.3}}}",
-                s.name(),
-                ms(h.quantile(0.5)),
-                ms(h.quantile(0.99))
-            )?;
-        }
         let classes = p.class_names();
         let scene = p.scene();
-        let write_counts =
-            |mut w: &mut dyn Write, counts: &mut dyn Iterator<Item = u64>| -> io::Result<()> {
-                w.write_all(b"{")?;
-                for (i, (class, n)) in classes.iter().zip(counts).enumerate() {
-                    if i > 0 {
-                        w.write_all(b",")?;
-                    }
-                    json_str(&mut w, class)?;
-                    write!(w, ":{n}")?;
-                }
-                w.write_all(b"}")
-            };
-        w.write_all(b"},\"zones\":{")?;
-        for (i, (name, counts)) in p
+        w.write_all(b",\"latency_ms\":")?;
+        json::latency(w, &SHOWN, hist)?;
+        w.write_all(b",\"zones\":")?;
+        let zones = p
             .zone_names()
             .iter()
-            .zip(scene.zone_occupancy())
-            .enumerate()
-        {
-            if i > 0 {
-                w.write_all(b",")?;
-            }
-            json_str(w, name)?;
-            w.write_all(b":")?;
-            write_counts(w, &mut counts.iter().map(|&n| u64::from(n)))?;
-        }
-        w.write_all(b"},\"lines\":{")?;
-        for (i, (name, counts)) in p.line_names().iter().zip(scene.line_counts()).enumerate() {
-            if i > 0 {
-                w.write_all(b",")?;
-            }
-            json_str(w, name)?;
-            w.write_all(b":{\"in\":")?;
-            write_counts(w, &mut counts.inbound.iter().copied())?;
-            w.write_all(b",\"out\":")?;
-            write_counts(w, &mut counts.outbound.iter().copied())?;
-            w.write_all(b"}")?;
-        }
+            .map(String::as_str)
+            .zip(scene.zone_occupancy());
+        json::object(w, zones, |w, counts| {
+            json::class_counts(w, classes, counts.iter().map(|&n| u64::from(n)))
+        })?;
+        w.write_all(b",\"lines\":")?;
+        let lines = p
+            .line_names()
+            .iter()
+            .map(String::as_str)
+            .zip(scene.line_counts());
+        json::object(w, lines, |w, c| {
+            json::line_counts(
+                w,
+                classes,
+                c.inbound.iter().copied(),
+                c.outbound.iter().copied(),
+            )
+        })?;
         let t = scene.stats();
         write!(
             w,
-            "}},\"tracker\":{{\"live\":{},\"created\":{},\"evicted\":{},\"dropped\":{}}}",
+            ",\"tracker\":{{\"live\":{},\"created\":{},\"evicted\":{},\"dropped\":{}}}",
             t.live, t.created, t.evicted, t.dropped_full
         )?;
         if let Some(status) = &self.signals {
-            w.write_all(b",\"signals\":{\"groups\":{")?;
-            for (i, (name, state)) in status.states().enumerate() {
-                if i > 0 {
-                    w.write_all(b",")?;
-                }
-                json_str(w, name)?;
-                write!(w, ":\"{}\"", state.as_str())?;
-            }
+            w.write_all(b",\"signals\":{\"groups\":")?;
+            json::signal_groups(w, status)?;
             let (fault, degraded) = (status.fault_flash(), status.degraded());
-            write!(w, "}},\"fault_flash\":{fault},\"degraded\":{degraded}}}")?;
+            write!(w, ",\"fault_flash\":{fault},\"degraded\":{degraded}}}")?;
         }
         writeln!(w, "}}")
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn json_strings_are_escaped() {
-        let mut out = Vec::new();
-        json_str(&mut out, "a\"b\\c\nd").unwrap();
-        assert_eq!(String::from_utf8(out).unwrap(), r#""a\"b\\c\u000ad""#);
     }
 }

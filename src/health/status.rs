@@ -12,7 +12,7 @@ use super::server::HealthSource;
 use super::stats::{PipelineStats, Stage};
 use crate::clock::Clock;
 use crate::control::{SceneFeed, SignalStatus};
-use crate::report::json_str;
+use crate::json;
 use crate::signal::SafeState;
 
 /// Stages reported (capture wait is idle time, not work).
@@ -106,22 +106,6 @@ impl HealthState {
             Status::Ok
         }
     }
-
-    fn write_counts(&self, w: &mut dyn Write, counts: impl Iterator<Item = u64>) -> io::Result<()> {
-        w.write_all(b"{")?;
-        for (i, (class, n)) in self.classes.iter().zip(counts).enumerate() {
-            if i > 0 {
-                w.write_all(b",")?;
-            }
-            json_str(w, class)?;
-            write!(w, ":{n}")?;
-        }
-        w.write_all(b"}")
-    }
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e3
 }
 
 impl HealthSource for HealthState {
@@ -140,7 +124,7 @@ impl HealthSource for HealthState {
             self.restarts.count()
         )?;
         match &self.restarts.last_reason {
-            Some(r) => json_str(w, r)?,
+            Some(r) => json::string(w, r)?,
             None => w.write_all(b"null")?,
         }
         let (rss, peak) = (rss_bytes().unwrap_or(0), peak_rss_bytes().unwrap_or(0));
@@ -152,55 +136,44 @@ impl HealthSource for HealthState {
             s.dropped.load(Relaxed),
             s.errors.load(Relaxed)
         )?;
-        w.write_all(b",\"latency_ms\":{")?;
-        for (i, stage) in STAGES.iter().enumerate() {
-            let h = s.total(*stage);
-            let sep = if i > 0 { "," } else { "" };
-            write!(
+        let classes = &self.classes;
+        w.write_all(b",\"latency_ms\":")?;
+        json::latency(w, &STAGES, |stage| s.total(stage))?;
+        w.write_all(b",\"zones\":")?;
+        let zones = self
+            .zones
+            .iter()
+            .map(String::as_str)
+            .enumerate()
+            .map(|(i, n)| (n, i));
+        json::object(w, zones, |w, i| {
+            json::class_counts(w, classes, self.feed.zone(i).map(u64::from))
+        })?;
+        w.write_all(b",\"lines\":")?;
+        let lines = self
+            .lines
+            .iter()
+            .map(String::as_str)
+            .enumerate()
+            .map(|(i, n)| (n, i));
+        json::object(w, lines, |w, i| {
+            json::line_counts(
                 w,
-                "{sep}\"{}\":{{\"p50\":{:.3},\"p99\":{:.3}}}",
-                stage.name(),
-                ms(h.quantile(0.5)),
-                ms(h.quantile(0.99))
-            )?;
-        }
-        w.write_all(b"},\"zones\":{")?;
-        for (i, name) in self.zones.iter().enumerate() {
-            if i > 0 {
-                w.write_all(b",")?;
-            }
-            json_str(w, name)?;
-            w.write_all(b":")?;
-            self.write_counts(w, self.feed.zone(i).map(u64::from))?;
-        }
-        w.write_all(b"},\"lines\":{")?;
-        for (i, name) in self.lines.iter().enumerate() {
-            if i > 0 {
-                w.write_all(b",")?;
-            }
-            json_str(w, name)?;
-            w.write_all(b":{\"in\":")?;
-            self.write_counts(w, self.feed.line(i, false))?;
-            w.write_all(b",\"out\":")?;
-            self.write_counts(w, self.feed.line(i, true))?;
-            w.write_all(b"}")?;
-        }
-        w.write_all(b"},\"signals\":")?;
+                classes,
+                self.feed.line(i, false),
+                self.feed.line(i, true),
+            )
+        })?;
+        w.write_all(b",\"signals\":")?;
         match &self.signals {
             None => w.write_all(b"null")?,
             Some(sig) => {
-                w.write_all(b"{\"groups\":{")?;
-                for (i, (name, state)) in sig.states().enumerate() {
-                    if i > 0 {
-                        w.write_all(b",")?;
-                    }
-                    json_str(w, name)?;
-                    write!(w, ":\"{}\"", state.as_str())?;
-                }
+                w.write_all(b"{\"groups\":")?;
+                json::signal_groups(w, sig)?;
                 let forced = self.safe.as_ref().is_some_and(|s| s.is_forced());
                 write!(
                     w,
-                    "}},\"fault_flash\":{},\"degraded\":{},\"forced_safe\":{forced}}}",
+                    ",\"fault_flash\":{},\"degraded\":{},\"forced_safe\":{forced}}}",
                     sig.fault_flash(),
                     sig.degraded()
                 )?;
@@ -208,7 +181,7 @@ impl HealthSource for HealthState {
         }
         let (camera, age) = self.camera();
         w.write_all(b",\"camera\":{\"state\":")?;
-        json_str(w, camera)?;
+        json::string(w, camera)?;
         match age {
             Some(a) => write!(w, ",\"last_frame_age_ms\":{}}}", a.as_millis())?,
             None => w.write_all(b",\"last_frame_age_ms\":null}")?,
