@@ -1,6 +1,7 @@
 //! Frame sources: where pixels come from, in the formats real cameras produce.
 
 pub mod convert;
+pub mod jpeg;
 pub mod replay;
 pub mod y4m;
 
