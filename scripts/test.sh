@@ -10,5 +10,7 @@ scripts/setup.sh
 [ -f "$HOME/.cargo/env" ] && . "$HOME/.cargo/env"
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
 cargo fmt --all -- --check
-cargo clippy --release --locked --all-targets --features rppal,gpio-cdev -- -D warnings
-cargo test --release --locked --features rppal,gpio-cdev "$@"
+# The whole workspace: the product and its test-only tools (malloc counter, fake V4L2 camera).
+features="edgewatch/rppal,edgewatch/gpio-cdev"
+cargo clippy --release --locked --workspace --all-targets --features "$features" -- -D warnings
+cargo test --release --locked --workspace --features "$features" "$@"

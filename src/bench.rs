@@ -12,6 +12,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::capture::jpeg::{self, JpegDecoder};
 use crate::capture::{FrameFormat, PixelFormat};
 use crate::clock::MonotonicClock;
 use crate::config::{Config, HeadChoice, ModelConfig};
@@ -120,6 +121,7 @@ pub fn run(config: &Config, frames: u64) -> Result<(), PipelineError> {
     bench_preprocess(&spec)?;
     let ids: Vec<u16> = pipeline.counted_class_ids().to_vec();
     bench_scene(&config, &ids);
+    bench_mjpeg();
 
     // Warm up the interpreter and caches, then measure the steady state.
     for _ in 0..3 {
@@ -161,6 +163,39 @@ pub fn run(config: &Config, frames: u64) -> Result<(), PipelineError> {
         println!("bench: detector head and inference modes skipped: {e}");
     }
     Ok(())
+}
+
+/// Decodes every frame of the MJPEG clips (as MJPEG cameras send them) into NV12.
+fn bench_mjpeg() {
+    for name in ["traffic.mjpeg", "people.mjpeg"] {
+        let path = clips_dir().join(name);
+        let Ok(stream) = std::fs::read(&path) else {
+            println!(
+                "bench: mjpeg decode skipped: cannot read {}",
+                path.display()
+            );
+            continue;
+        };
+        let frames: Vec<&[u8]> = mjpeg_frames(&stream).collect();
+        let Some(Ok((w, h))) = frames.first().map(|f| jpeg::frame_size(f)) else {
+            println!("bench: mjpeg decode skipped: no JPEG in {}", path.display());
+            continue;
+        };
+        let Ok(mut decoder) = JpegDecoder::try_new(w, h) else {
+            println!("bench: mjpeg decode skipped: {w}x{h} is not an NV12 size");
+            continue;
+        };
+        let mut nv12 = vec![0; decoder.nv12_len()];
+        let (mut i, mut errors) = (0, 0);
+        let h_ = time(frames.len() as u32, || {
+            errors += u32::from(decoder.decode(frames[i % frames.len()], &mut nv12).is_err());
+            i += 1;
+        });
+        print_hist(&format!("mjpeg decode {w}x{h} -> nv12 ({name})"), &h_);
+        if errors > 0 {
+            println!("bench: {errors} frames of {name} failed to decode");
+        }
+    }
 }
 
 /// `edgewatch_malloc_count` of a preloaded `tools/malloc-count`, if there is one.

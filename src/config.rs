@@ -81,7 +81,7 @@ pub struct Config {
     /// Site name, shown in summaries.
     #[serde(default = "default_site")]
     pub site: String,
-    /// Cameras (one for now; the first one is used).
+    /// Cameras; zones and lines name the one they are drawn on.
     pub cameras: Vec<CameraConfig>,
     /// The detector.
     pub model: ModelConfig,
@@ -122,7 +122,9 @@ pub struct WatchdogConfig {
     pub period_ms: u64,
     /// Longest one inference may take.
     pub inference_limit_ms: u64,
-    /// Longest the pipeline may go without a frame.
+    /// Longest the capture side may go without delivering a frame or reporting that every
+    /// camera is waiting (a capture call that hangs). A camera that is merely absent is
+    /// reconnected by its source and shows as stale or offline, without a restart.
     pub camera_limit_ms: u64,
     /// Longest the control loop may go without a tick.
     pub control_limit_ms: u64,
@@ -290,6 +292,17 @@ fn default_site() -> String {
 pub enum SourceKind {
     /// A directory of images (BMP, PNG, JPEG, PPM) or a raw Y4M video file.
     Replay,
+    /// A Video4Linux2 camera (USB, CSI through libcamera's V4L2 compatibility, capture cards).
+    V4l2,
+    /// A network camera serving Motion JPEG over HTTP (`multipart/x-mixed-replace`).
+    Http,
+}
+
+impl SourceKind {
+    /// Whether the source is a live camera that can go away and come back.
+    pub fn is_live(self) -> bool {
+        !matches!(self, SourceKind::Replay)
+    }
 }
 
 /// One camera.
@@ -302,18 +315,29 @@ pub struct CameraConfig {
     pub source: SourceKind,
     /// Replay: a directory of images or a `.y4m` file. Relative paths are looked up in
     /// `$EDGEWATCH_FRAMES_DIR` (default `models/frames`).
+    #[serde(default)]
     pub path: PathBuf,
+    /// V4L2: the device, `/dev/videoN` or a stable name from `/dev/v4l/by-id/` (either the
+    /// full path or just the name).
+    #[serde(default)]
+    pub device: String,
+    /// HTTP: the stream's URL, `http://host[:port]/path` (no TLS; keep cameras on a closed
+    /// network).
+    #[serde(default)]
+    pub url: String,
     /// Frame width in pixels.
     pub width: u32,
     /// Frame height in pixels.
     pub height: u32,
-    /// Frames per second the source delivers; 0 replays as fast as the pipeline takes frames
-    /// (lock-step, nothing dropped).
+    /// Frames per second: for replay the rate it plays at (0 replays as fast as the pipeline
+    /// takes frames, lock-step, nothing dropped); for V4L2 the rate asked of the driver (0
+    /// keeps the driver's default); ignored for HTTP, where the camera sets the rate.
     #[serde(default)]
     pub fps: f32,
-    /// Pixel format the source delivers, as a camera driver would.
-    #[serde(default = "default_pixel_format")]
-    pub pixel_format: PixelFormat,
+    /// Pixel format: for replay what it delivers, as a driver would; for V4L2 the format asked
+    /// of the driver. Defaults: `rgb24` for replay, `yuyv` for V4L2, `mjpeg` for HTTP.
+    #[serde(default)]
+    pub pixel_format: Option<CaptureFormat>,
     /// Replay: start again at the end instead of stopping.
     #[serde(default = "yes", rename = "loop")]
     pub looping: bool,
@@ -324,10 +348,121 @@ pub struct CameraConfig {
     /// run of characters), e.g. `traffic_*.bmp`.
     #[serde(default)]
     pub pattern: Option<String>,
+    /// V4L2: driver buffers to stream with (2..=32); they are the frame ring.
+    #[serde(default = "default_buffers")]
+    pub buffers: u32,
+    /// Live cameras: a camera that delivers no frame for this long is stale, and is closed
+    /// and reopened.
+    #[serde(default = "default_frame_timeout_ms")]
+    pub timeout_ms: u64,
+    /// Live cameras: the first wait before reopening a camera; it doubles on every failed
+    /// attempt up to `reconnect_max_ms`.
+    #[serde(default = "default_reconnect_min_ms")]
+    pub reconnect_min_ms: u64,
+    /// Live cameras: the longest wait between attempts to reopen.
+    #[serde(default = "default_reconnect_max_ms")]
+    pub reconnect_max_ms: u64,
+    /// HTTP: how long connecting may take.
+    #[serde(default = "default_connect_timeout_ms")]
+    pub connect_timeout_ms: u64,
+    /// MJPEG (V4L2 or HTTP): the largest compressed frame accepted, in KiB; larger frames
+    /// are rejected and counted as corrupt. Buffers of this size are allocated at start-up.
+    #[serde(default = "default_max_frame_kib")]
+    pub max_frame_kib: u32,
+    /// Share of the detector: with several cameras, each round gives this camera `weight`
+    /// frames before moving on (1..=16).
+    #[serde(default = "one")]
+    pub weight: u32,
 }
 
-fn default_pixel_format() -> PixelFormat {
-    PixelFormat::Rgb24
+/// Pixel formats a camera can be asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CaptureFormat {
+    /// Packed 8-bit R, G, B (V4L2 `RGB3`).
+    Rgb24,
+    /// Packed 4:2:2 (V4L2 `YUYV`).
+    Yuyv,
+    /// Planar 4:2:0 with interleaved chroma (V4L2 `NV12`).
+    Nv12,
+    /// Planar 4:2:0 with separate U and V planes (V4L2 `YU12`, I420).
+    Yu12,
+    /// 8-bit luma only (V4L2 `GREY`).
+    Grey,
+    /// Motion JPEG: one JPEG a frame (V4L2 `MJPG`, and every HTTP camera).
+    Mjpeg,
+}
+
+impl CaptureFormat {
+    /// The layout frames reach the preprocessor in: formats the preprocessor reads are passed
+    /// as they are, the others are converted (or decoded) into NV12.
+    pub fn delivered(self) -> PixelFormat {
+        match self {
+            CaptureFormat::Rgb24 => PixelFormat::Rgb24,
+            CaptureFormat::Yuyv => PixelFormat::Yuyv,
+            CaptureFormat::Nv12
+            | CaptureFormat::Yu12
+            | CaptureFormat::Grey
+            | CaptureFormat::Mjpeg => PixelFormat::Nv12,
+        }
+    }
+}
+
+impl fmt::Display for CaptureFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            CaptureFormat::Rgb24 => "rgb24",
+            CaptureFormat::Yuyv => "yuyv",
+            CaptureFormat::Nv12 => "nv12",
+            CaptureFormat::Yu12 => "yu12",
+            CaptureFormat::Grey => "grey",
+            CaptureFormat::Mjpeg => "mjpeg",
+        })
+    }
+}
+
+impl CameraConfig {
+    /// The pixel format asked for, or the source's default.
+    pub fn capture_format(&self) -> CaptureFormat {
+        self.pixel_format.unwrap_or(match self.source {
+            SourceKind::Replay => CaptureFormat::Rgb24,
+            SourceKind::V4l2 => CaptureFormat::Yuyv,
+            SourceKind::Http => CaptureFormat::Mjpeg,
+        })
+    }
+
+    /// The format of the frames the camera hands the pipeline.
+    pub fn frame_format(&self) -> crate::capture::FrameFormat {
+        crate::capture::FrameFormat {
+            width: self.width,
+            height: self.height,
+            pixel_format: self.capture_format().delivered(),
+        }
+    }
+
+    /// The largest compressed frame accepted, in bytes.
+    pub fn max_frame_bytes(&self) -> usize {
+        self.max_frame_kib as usize * 1024
+    }
+}
+
+fn default_buffers() -> u32 {
+    4
+}
+fn default_frame_timeout_ms() -> u64 {
+    2000
+}
+fn default_reconnect_min_ms() -> u64 {
+    250
+}
+fn default_reconnect_max_ms() -> u64 {
+    30_000
+}
+fn default_connect_timeout_ms() -> u64 {
+    3000
+}
+fn default_max_frame_kib() -> u32 {
+    1024
 }
 fn yes() -> bool {
     true
@@ -469,6 +604,9 @@ impl Default for TrackerConfig {
 pub struct ZoneConfig {
     /// Zone name.
     pub name: String,
+    /// The camera it is drawn on, by name; the first camera when left out.
+    #[serde(default)]
+    pub camera: Option<String>,
     /// Corners in normalized coordinates, `[[x, y], ...]`, at least 3.
     pub points: Vec<[f32; 2]>,
 }
@@ -489,6 +627,9 @@ pub enum InSide {
 pub struct LineConfig {
     /// Line name.
     pub name: String,
+    /// The camera it is drawn on, by name; the first camera when left out.
+    #[serde(default)]
+    pub camera: Option<String>,
     /// First end point `[x, y]`.
     pub from: [f32; 2],
     /// Second end point `[x, y]`.
@@ -561,6 +702,14 @@ impl Config {
         })
     }
 
+    /// The index of the camera named `name`; the first camera for `None`.
+    pub fn camera_index(&self, name: Option<&str>) -> Option<usize> {
+        match name {
+            None => (!self.cameras.is_empty()).then_some(0),
+            Some(name) => self.cameras.iter().position(|c| c.name == name),
+        }
+    }
+
     /// Checks every value and bound; the error names the first offending key.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.cameras.is_empty() {
@@ -586,6 +735,24 @@ impl Config {
         check_unique_names("zones", self.zones.iter().map(|z| z.name.as_str()))?;
         check_unique_names("lines", self.lines.iter().map(|l| l.name.as_str()))?;
         check_unique_names("cameras", self.cameras.iter().map(|c| c.name.as_str()))?;
+        let drawn_on = self
+            .zones
+            .iter()
+            .enumerate()
+            .map(|(i, z)| (format!("zones[{i}].camera"), z.camera.as_deref()))
+            .chain(
+                self.lines
+                    .iter()
+                    .enumerate()
+                    .map(|(i, l)| (format!("lines[{i}].camera"), l.camera.as_deref())),
+            );
+        for (key, camera) in drawn_on {
+            if let Some(name) = camera {
+                if self.camera_index(Some(name)).is_none() {
+                    return Err(invalid(key, format!("no camera is named `{name}`")));
+                }
+            }
+        }
         let s = self.summary.interval_secs;
         if !(0.1..=3600.0).contains(&s) {
             return Err(invalid(
@@ -732,22 +899,90 @@ impl CameraConfig {
     fn validate(&self, key: &str) -> Result<(), ConfigError> {
         check_range(format!("{key}.width"), self.width, 2, 8192)?;
         check_range(format!("{key}.height"), self.height, 2, 8192)?;
-        if self.pixel_format.needs_even_size()
+        let format = self.capture_format();
+        if format.delivered().needs_even_size()
             && (!self.width.is_multiple_of(2) || !self.height.is_multiple_of(2))
         {
             return Err(invalid(
                 format!("{key}.pixel_format"),
                 format!(
-                    "{} needs an even width and height, got {}x{}",
-                    self.pixel_format, self.width, self.height
+                    "{format} needs an even width and height, got {}x{}",
+                    self.width, self.height
                 ),
             ));
         }
         check_range(format!("{key}.fps"), self.fps, 0.0, 240.0)?;
-        check_range(format!("{key}.max_frames"), self.max_frames, 1, 4096)?;
-        if self.path.as_os_str().is_empty() {
-            return Err(invalid(format!("{key}.path"), "must not be empty"));
+        let (field, empty, formats): (&str, bool, &[CaptureFormat]) = match self.source {
+            SourceKind::Replay => (
+                "path",
+                self.path.as_os_str().is_empty(),
+                &[
+                    CaptureFormat::Rgb24,
+                    CaptureFormat::Yuyv,
+                    CaptureFormat::Nv12,
+                ],
+            ),
+            SourceKind::V4l2 => (
+                "device",
+                self.device.is_empty(),
+                &[
+                    CaptureFormat::Rgb24,
+                    CaptureFormat::Yuyv,
+                    CaptureFormat::Nv12,
+                    CaptureFormat::Yu12,
+                    CaptureFormat::Grey,
+                    CaptureFormat::Mjpeg,
+                ],
+            ),
+            SourceKind::Http => ("url", self.url.is_empty(), &[CaptureFormat::Mjpeg]),
+        };
+        if empty {
+            return Err(invalid(format!("{key}.{field}"), "must not be empty"));
         }
+        if !formats.contains(&format) {
+            let names: Vec<String> = formats.iter().map(|f| f.to_string()).collect();
+            return Err(invalid(
+                format!("{key}.pixel_format"),
+                format!(
+                    "{format} is not available from this source; use one of {}",
+                    names.join(", ")
+                ),
+            ));
+        }
+        if self.source == SourceKind::Http && !self.url.starts_with("http://") {
+            return Err(invalid(
+                format!("{key}.url"),
+                "must start with http:// (TLS is not supported; keep cameras on a closed network)",
+            ));
+        }
+        check_range(format!("{key}.max_frames"), self.max_frames, 1, 4096)?;
+        check_range(format!("{key}.buffers"), self.buffers, 2, 32)?;
+        check_range(format!("{key}.timeout_ms"), self.timeout_ms, 50, 600_000)?;
+        check_range(
+            format!("{key}.reconnect_min_ms"),
+            self.reconnect_min_ms,
+            1,
+            600_000,
+        )?;
+        check_range(
+            format!("{key}.reconnect_max_ms"),
+            self.reconnect_max_ms,
+            self.reconnect_min_ms,
+            3_600_000,
+        )?;
+        check_range(
+            format!("{key}.connect_timeout_ms"),
+            self.connect_timeout_ms,
+            10,
+            600_000,
+        )?;
+        check_range(
+            format!("{key}.max_frame_kib"),
+            self.max_frame_kib,
+            16,
+            65_536,
+        )?;
+        check_range(format!("{key}.weight"), self.weight, 1, 16)?;
         Ok(())
     }
 }
@@ -945,7 +1180,7 @@ mod tests {
         let c = load_str(MINIMAL).unwrap();
         assert_eq!(c.model.threads, 1);
         assert_eq!(c.tracker.capacity, 64);
-        assert_eq!(c.cameras[0].pixel_format, PixelFormat::Rgb24);
+        assert_eq!(c.cameras[0].capture_format(), CaptureFormat::Rgb24);
         assert!(c.cameras[0].looping);
     }
 

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use embedded_hal::digital::{InputPin, OutputPin};
 
+use crate::capture::CaptureStats;
 use crate::clock::Clock;
 use crate::config::{Config, OutputBackend, MAX_CLASSES};
 use crate::health::video::VideoState;
@@ -19,27 +20,85 @@ use crate::health::watchdog::Heartbeats;
 use crate::scene::LineCount;
 use crate::signal::{GroupState, SafeState, SignalError, SignalSystem, SimPins, TickReport};
 
-/// Zone occupancy, line counts, video state and the time of the latest processed frame,
-/// published by the pipeline for the control loop and the health endpoint.
+/// Zone occupancy, line counts, and per camera the time of the latest processed frame, the
+/// video state and the capture counters, published by the pipeline for the control loop and
+/// the health endpoint.
 #[derive(Debug)]
 pub struct SceneFeed {
     occupancy: Box<[[AtomicU32; MAX_CLASSES]]>,
     /// Per line: crossings in, then out, per class.
     lines: Box<[[[AtomicU64; MAX_CLASSES]; 2]]>,
+    cameras: Box<[CameraFeed]>,
+}
+
+/// What one camera last published.
+#[derive(Debug, Default)]
+pub struct CameraFeed {
     /// Clock time of the latest frame in nanoseconds plus one; 0 before the first frame.
     last_frame: AtomicU64,
     /// The video's [`VideoState`], as its index in [`VIDEO_STATES`].
     video: AtomicU8,
     /// Frozen or dark episodes so far.
     video_incidents: AtomicU64,
+    frames: AtomicU64,
+    delivered: AtomicU64,
+    dropped: AtomicU64,
+    corrupt: AtomicU64,
+    reconnects: AtomicU64,
+    online: AtomicBool,
 }
 
 /// Every [`VideoState`], indexed by the byte [`SceneFeed`] stores.
 const VIDEO_STATES: [VideoState; 3] = [VideoState::Ok, VideoState::Frozen, VideoState::Dark];
 
+fn decode_time(t: u64) -> Option<Duration> {
+    match t {
+        0 => None,
+        t => Some(Duration::from_nanos(t - 1)),
+    }
+}
+
+impl CameraFeed {
+    /// When this camera's latest frame was processed.
+    pub fn last_frame(&self) -> Option<Duration> {
+        decode_time(self.last_frame.load(Relaxed))
+    }
+
+    /// The video state last published.
+    pub fn video(&self) -> VideoState {
+        VIDEO_STATES[self.video.load(Relaxed) as usize % VIDEO_STATES.len()]
+    }
+
+    /// Frozen or dark episodes so far.
+    pub fn video_incidents(&self) -> u64 {
+        self.video_incidents.load(Relaxed)
+    }
+
+    /// Frames of this camera processed end to end.
+    pub fn frames(&self) -> u64 {
+        self.frames.load(Relaxed)
+    }
+
+    /// The source's counters, as last published.
+    pub fn capture(&self) -> CaptureStats {
+        CaptureStats {
+            delivered: self.delivered.load(Relaxed),
+            dropped: self.dropped.load(Relaxed),
+            corrupt: self.corrupt.load(Relaxed),
+            reconnects: self.reconnects.load(Relaxed),
+            online: self.online.load(Relaxed),
+        }
+    }
+}
+
 impl SceneFeed {
-    /// A feed for `zones` zones and `lines` lines, with no frame yet.
+    /// A feed for one camera, `zones` zones and `lines` lines, with no frame yet.
     pub fn new(zones: usize, lines: usize) -> SceneFeed {
+        SceneFeed::with_cameras(zones, lines, 1)
+    }
+
+    /// A feed for `cameras` cameras, `zones` zones and `lines` lines, with no frame yet.
+    pub fn with_cameras(zones: usize, lines: usize, cameras: usize) -> SceneFeed {
         let occupancy = (0..zones)
             .map(|_| std::array::from_fn(|_| AtomicU32::new(0)))
             .collect();
@@ -49,15 +108,22 @@ impl SceneFeed {
         SceneFeed {
             occupancy,
             lines,
-            last_frame: AtomicU64::new(0),
-            video: AtomicU8::new(0),
-            video_incidents: AtomicU64::new(0),
+            cameras: (0..cameras.max(1))
+                .map(|_| CameraFeed {
+                    // Online until a source says otherwise.
+                    online: AtomicBool::new(true),
+                    ..CameraFeed::default()
+                })
+                .collect(),
         }
     }
 
-    /// Publishes the cumulative line counts.
-    pub fn publish_lines(&self, counts: &[LineCount]) {
-        for (shared, c) in self.lines.iter().zip(counts) {
+    /// Publishes cumulative counts of the lines `lines` (indexes into the site's lines).
+    pub fn publish_lines(&self, lines: &[usize], counts: &[LineCount]) {
+        for (&line, c) in lines.iter().zip(counts) {
+            let Some(shared) = self.lines.get(line) else {
+                continue;
+            };
             for (a, &n) in shared[0].iter().zip(&c.inbound) {
                 a.store(n, Relaxed);
             }
@@ -67,29 +133,53 @@ impl SceneFeed {
         }
     }
 
-    /// Publishes the video state and the number of frozen or dark episodes so far.
-    pub fn publish_video(&self, state: VideoState, incidents: u64) {
-        let i = VIDEO_STATES.iter().position(|&s| s == state).unwrap_or(0);
-        self.video.store(i as u8, Relaxed);
-        self.video_incidents.store(incidents, Relaxed);
-    }
-
-    /// Frozen or dark episodes so far.
-    pub fn video_incidents(&self) -> u64 {
-        self.video_incidents.load(Relaxed)
-    }
-
-    /// When the latest frame was processed.
-    pub fn last_frame(&self) -> Option<Duration> {
-        match self.last_frame.load(Relaxed) {
-            0 => None,
-            t => Some(Duration::from_nanos(t - 1)),
+    /// Publishes `camera`'s video state and its frozen or dark episodes so far.
+    pub fn publish_video(&self, camera: usize, state: VideoState, incidents: u64) {
+        if let Some(c) = self.cameras.get(camera) {
+            let i = VIDEO_STATES.iter().position(|&s| s == state).unwrap_or(0);
+            c.video.store(i as u8, Relaxed);
+            c.video_incidents.store(incidents, Relaxed);
         }
     }
 
-    /// The video state last published.
+    /// Publishes `camera`'s capture counters and the frames of it processed so far.
+    pub fn publish_capture(&self, camera: usize, stats: CaptureStats, frames: u64) {
+        if let Some(c) = self.cameras.get(camera) {
+            c.frames.store(frames, Relaxed);
+            c.delivered.store(stats.delivered, Relaxed);
+            c.dropped.store(stats.dropped, Relaxed);
+            c.corrupt.store(stats.corrupt, Relaxed);
+            c.reconnects.store(stats.reconnects, Relaxed);
+            c.online.store(stats.online, Relaxed);
+        }
+    }
+
+    /// Every camera's feed, in config order.
+    pub fn cameras(&self) -> &[CameraFeed] {
+        &self.cameras
+    }
+
+    /// Frozen or dark episodes so far, all cameras together.
+    pub fn video_incidents(&self) -> u64 {
+        self.cameras.iter().map(CameraFeed::video_incidents).sum()
+    }
+
+    /// When the stalest camera's latest frame was processed; `None` while any camera has
+    /// had none. Counting needs every camera, so the stalest one decides.
+    pub fn last_frame(&self) -> Option<Duration> {
+        self.cameras
+            .iter()
+            .map(CameraFeed::last_frame)
+            .try_fold(Duration::MAX, |oldest, t| t.map(|t| oldest.min(t)))
+    }
+
+    /// The worst video state of any camera (frozen or dark before ok).
     pub fn video(&self) -> VideoState {
-        VIDEO_STATES[self.video.load(Relaxed) as usize % VIDEO_STATES.len()]
+        self.cameras
+            .iter()
+            .map(CameraFeed::video)
+            .find(|&v| v != VideoState::Ok)
+            .unwrap_or(VideoState::Ok)
     }
 
     /// Objects now in zone `zone`, per class.
@@ -110,27 +200,50 @@ impl SceneFeed {
             .flat_map(move |l| l[dir].iter().map(|a| a.load(Relaxed)))
     }
 
-    /// Publishes one frame's occupancy (`[zone][class]`), processed at clock time `at`.
+    /// Publishes one frame's occupancy of every zone (`[zone][class]`), as camera 0,
+    /// processed at clock time `at`. For single-camera callers.
     pub fn publish(&self, occupancy: &[[u32; MAX_CLASSES]], at: Duration) {
         for (shared, counts) in self.occupancy.iter().zip(occupancy) {
             for (a, &n) in shared.iter().zip(counts) {
                 a.store(n, Relaxed);
             }
         }
-        self.last_frame.store(at.as_nanos() as u64 + 1, Relaxed);
+        self.cameras[0]
+            .last_frame
+            .store(at.as_nanos() as u64 + 1, Relaxed);
     }
 
-    /// Copies the occupancy into `into` and returns when the latest frame was processed.
+    /// Publishes the occupancy of `camera`'s zones (`zones[i]` is the site index of
+    /// `occupancy[i]`) from its frame processed at clock time `at`.
+    pub fn publish_zones(
+        &self,
+        camera: usize,
+        zones: &[usize],
+        occupancy: &[[u32; MAX_CLASSES]],
+        at: Duration,
+    ) {
+        for (&zone, counts) in zones.iter().zip(occupancy) {
+            let Some(shared) = self.occupancy.get(zone) else {
+                continue;
+            };
+            for (a, &n) in shared.iter().zip(counts) {
+                a.store(n, Relaxed);
+            }
+        }
+        if let Some(c) = self.cameras.get(camera) {
+            c.last_frame.store(at.as_nanos() as u64 + 1, Relaxed);
+        }
+    }
+
+    /// Copies the occupancy into `into` and returns when the stalest camera's latest frame
+    /// was processed (see [`SceneFeed::last_frame`]).
     pub fn read(&self, into: &mut [[u32; MAX_CLASSES]]) -> Option<Duration> {
         for (counts, shared) in into.iter_mut().zip(self.occupancy.iter()) {
             for (n, a) in counts.iter_mut().zip(shared) {
                 *n = a.load(Relaxed);
             }
         }
-        match self.last_frame.load(Relaxed) {
-            0 => None,
-            t => Some(Duration::from_nanos(t - 1)),
-        }
+        self.last_frame()
     }
 }
 

@@ -67,6 +67,11 @@ enum Command {
         #[arg(long, default_value_t = 1_000)]
         checkpoint: u64,
     },
+    /// List what a V4L2 camera offers: driver, capabilities, formats, sizes and frame rates.
+    Probe {
+        /// The device: `/dev/videoN`, a `/dev/v4l/by-id/` path, or just the by-id name.
+        device: String,
+    },
 }
 
 /// Exit status for a configuration the program refuses.
@@ -98,6 +103,7 @@ fn main() -> ExitCode {
                 .map(|_| ())
                 .map_err(pipeline_fail)
         }),
+        Command::Probe { device } => probe(&device),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -144,6 +150,12 @@ fn check_config(path: &Path) -> Result<(), Failure> {
     print!("{}", config.to_toml());
     eprintln!("{}: ok", path.display());
     Ok(())
+}
+
+fn probe(device: &str) -> Result<(), Failure> {
+    let mut out = std::io::stdout().lock();
+    edgewatch::capture::v4l2::probe(device, &mut out).map_err(|e| fail(EXIT_RUNTIME, e))?;
+    out.flush().map_err(|e| fail(EXIT_RUNTIME, e))
 }
 
 fn run(path: &Path, frames: Option<u64>, json: bool) -> Result<(), Failure> {

@@ -1,23 +1,27 @@
-//! The frame loop: newest frame -> preprocess into the input tensor -> invoke -> decode ->
-//! scene. Every buffer it touches is allocated in [`Pipeline::build`]; [`Pipeline::step`]
+//! The frame loop: newest frame of the next camera -> preprocess into the input tensor ->
+//! invoke -> decode -> that camera's scene. Cameras share one detector in weighted
+//! round-robin (`cameras[].weight` frames a turn); a camera with no frame is skipped. Every buffer it touches is allocated in [`Pipeline::build`]; [`Pipeline::step`]
 //! allocates nothing, which `tests/zero_alloc.rs` proves.
 
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::capture::mjpeg_http::HttpMjpegSource;
 use crate::capture::replay::ReplaySource;
-use crate::capture::{CaptureError, FrameSource};
+use crate::capture::v4l2::V4l2Source;
+use crate::capture::{CaptureError, CaptureStats, FrameSource, Next};
 use crate::clock::Clock;
 use crate::config::TestingConfig;
-use crate::config::{Config, ConfigError, SourceKind};
+use crate::config::{CameraConfig, Config, ConfigError, SourceKind, MAX_CLASSES};
 use crate::control::SceneFeed;
 use crate::geometry::Roi;
 use crate::health::restart::RestartHistory;
 use crate::health::stats::{PipelineStats, Stage};
 use crate::health::video::VideoCheck;
 use crate::health::watchdog::Heartbeats;
-use crate::scene::Scene;
+use crate::scene::tracker::TrackerStats;
+use crate::scene::{LineCount, Scene};
 use crate::vision::detection::Detections;
 use crate::vision::detector::{Detector, DetectorError};
 use crate::vision::pool::{DetectorPool, FrameLag};
@@ -48,80 +52,151 @@ pub enum Step {
     Processed,
     /// A frame arrived but could not be processed (counted in `errors`).
     Skipped,
+    /// No camera had a frame (stale or reconnecting).
+    Waiting,
     /// The recording ended.
     End,
 }
 
-/// Keeps the detections of counted classes and maps their boxes from the region of interest
-/// into the full frame.
-#[derive(Debug)]
-struct DetectionFilter {
-    /// `counted[class]`: whether the model class is counted.
-    counted: Vec<bool>,
-    roi: Roi,
+/// Keeps the detections of counted classes: `counted[class]` says whether a model class is
+/// counted.
+fn keep_counted(counted: &[bool], detections: &mut Detections) {
+    detections.retain(|d| counted.get(d.class as usize).copied().unwrap_or(false));
 }
 
-impl DetectionFilter {
-    fn apply(&self, detections: &mut Detections) {
-        detections.retain(|d| self.counted.get(d.class as usize).copied().unwrap_or(false));
-        if self.roi != Roi::FULL {
-            for d in detections.iter_mut() {
-                d.bbox = self.roi.to_frame(d.bbox);
-            }
+/// Maps detection boxes from the region of interest into the full frame.
+fn to_frame(roi: Roi, detections: &mut Detections) {
+    if roi != Roi::FULL {
+        for d in detections.iter_mut() {
+            d.bbox = roi.to_frame(d.bbox);
         }
     }
 }
 
-/// One camera's frame loop with everything it owns.
-pub struct Pipeline {
+/// One camera's lane: its source, its preprocessing, its scene and its video check.
+struct Lane {
+    name: String,
     source: Box<dyn FrameSource>,
     preprocessor: Preprocessor,
+    /// The region of interest snapped to this camera's pixels, so boxes map back exactly.
+    roi: Roi,
+    scene: Scene,
+    /// Site indexes of this camera's zones and lines, in its scene's order.
+    zones: Vec<usize>,
+    lines: Vec<usize>,
+    video: VideoCheck,
+    /// Frames per turn at the detector.
+    weight: u32,
+    /// Frames of this camera processed end to end.
+    frames: u64,
+    /// The recording ended (never for a live camera).
+    ended: bool,
+}
+
+/// Which frame a detector result belongs to.
+#[derive(Debug, Clone, Copy)]
+struct FrameTag {
+    lane: usize,
+    timestamp: Duration,
+    seq: u64,
+}
+
+/// The frame loop over every camera, with everything it owns.
+pub struct Pipeline {
+    lanes: Vec<Lane>,
+    /// The lane whose turn it is, and the frames left in its turn.
+    turn: usize,
+    turn_left: u32,
     detector: Box<dyn Detector>,
     /// Which frame the detections belong to, when a pool's results trail the input.
-    lag: FrameLag,
+    lag: FrameLag<FrameTag>,
     detections: Detections,
-    filter: DetectionFilter,
-    scene: Scene,
+    /// `counted[class]`: whether the model class is counted.
+    counted: Vec<bool>,
     stats: Arc<PipelineStats>,
     clock: Arc<dyn Clock>,
     class_names: Vec<String>,
     class_ids: Vec<u16>,
     zone_names: Vec<String>,
     line_names: Vec<String>,
+    /// For each site zone (line): its lane and its index in that lane's scene.
+    zone_slots: Vec<(usize, usize)>,
+    line_slots: Vec<(usize, usize)>,
     feed: Option<Arc<SceneFeed>>,
     beats: Arc<Heartbeats>,
-    video: VideoCheck,
     faults: FaultInjection,
 }
 
 impl std::fmt::Debug for Pipeline {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let cameras: Vec<&str> = self.lanes.iter().map(|l| l.name.as_str()).collect();
         f.debug_struct("Pipeline")
-            .field("source", &self.source.format())
-            .field("scene", &self.scene)
+            .field("cameras", &cameras)
             .finish_non_exhaustive()
     }
 }
 
+/// One camera as summaries see it.
+#[derive(Debug, Clone, Copy)]
+pub struct CameraView<'a> {
+    /// The camera's name.
+    pub name: &'a str,
+    /// Frames of it processed end to end.
+    pub frames: u64,
+    /// Its source's counters.
+    pub capture: CaptureStats,
+    /// Its tracks, zones and lines.
+    pub scene: &'a Scene,
+}
+
+/// How long the loop rests when no camera had a frame (all reconnecting or stale).
+const IDLE: Duration = Duration::from_millis(20);
+
 impl Pipeline {
-    /// Opens the first camera, loads the model and sizes every buffer for `config`.
+    /// Opens every camera, loads the model and sizes every buffer for `config`.
     pub fn build(config: &Config, clock: Arc<dyn Clock>) -> Result<Pipeline, PipelineError> {
         // model.interpreters > 1: throughput mode (see vision::pool).
         let detector: Box<dyn Detector> = match config.model.interpreters {
             0 | 1 => Box::new(TfliteDetector::load(&config.model)?),
             _ => Box::new(DetectorPool::load(&config.model)?),
         };
-        let source = open_source(config, clock.clone())?;
-        Self::assemble(config, detector, source, clock)
+        let sources = config
+            .cameras
+            .iter()
+            .map(|cam| open_source(cam, clock.clone()))
+            .collect::<Result<Vec<_>, _>>()?;
+        Self::assemble_cameras(config, detector, sources, clock)
     }
 
-    /// Builds a pipeline around a detector and a source the caller opened.
+    /// Builds a pipeline around a detector and the first camera's source, opened by the
+    /// caller (a single-camera site).
     pub fn assemble(
         config: &Config,
         detector: Box<dyn Detector>,
         source: Box<dyn FrameSource>,
         clock: Arc<dyn Clock>,
     ) -> Result<Pipeline, PipelineError> {
+        Self::assemble_cameras(config, detector, vec![source], clock)
+    }
+
+    /// Builds a pipeline around a detector and one source per camera of `config`, in order.
+    pub fn assemble_cameras(
+        config: &Config,
+        detector: Box<dyn Detector>,
+        sources: Vec<Box<dyn FrameSource>>,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Pipeline, PipelineError> {
+        if sources.len() != config.cameras.len() {
+            return Err(ConfigError::invalid(
+                "cameras",
+                format!(
+                    "{} cameras but {} sources",
+                    config.cameras.len(),
+                    sources.len()
+                ),
+            )
+            .into());
+        }
         let labels = detector.labels();
         let ids = class_ids(labels, &config.model.classes)
             .map_err(|m| ConfigError::invalid("model.classes", m))?;
@@ -130,39 +205,79 @@ impl Pipeline {
             counted[id as usize] = true;
         }
         let roi = config.model.roi.unwrap_or(Roi::FULL);
-        let source_format = source.format();
-        let preprocessor = Preprocessor::new(source_format, roi, detector.input_spec())?;
-        // The region snapped to whole pixels, so boxes map back exactly.
-        let roi = preprocessor.roi();
-        let scene = Scene::new(&config.tracker, &config.zones, &config.lines, &ids);
-        let detections = Detections::new();
+        let zone_lane: Vec<usize> = config
+            .zones
+            .iter()
+            .map(|z| config.camera_index(z.camera.as_deref()).unwrap_or(0))
+            .collect();
+        let line_lane: Vec<usize> = config
+            .lines
+            .iter()
+            .map(|l| config.camera_index(l.camera.as_deref()).unwrap_or(0))
+            .collect();
+        let mut zone_slots = vec![(0, 0); config.zones.len()];
+        let mut line_slots = vec![(0, 0); config.lines.len()];
+        let mut lanes = Vec::with_capacity(sources.len());
+        for (i, (cam, source)) in config.cameras.iter().zip(sources).enumerate() {
+            let format = source.format();
+            let preprocessor = Preprocessor::new(format, roi, detector.input_spec())?;
+            let zones: Vec<usize> = (0..config.zones.len())
+                .filter(|&z| zone_lane[z] == i)
+                .collect();
+            let lines: Vec<usize> = (0..config.lines.len())
+                .filter(|&l| line_lane[l] == i)
+                .collect();
+            for (local, &z) in zones.iter().enumerate() {
+                zone_slots[z] = (i, local);
+            }
+            for (local, &l) in lines.iter().enumerate() {
+                line_slots[l] = (i, local);
+            }
+            let zone_cfgs: Vec<_> = zones.iter().map(|&z| config.zones[z].clone()).collect();
+            let line_cfgs: Vec<_> = lines.iter().map(|&l| config.lines[l].clone()).collect();
+            lanes.push(Lane {
+                name: cam.name.clone(),
+                roi: preprocessor.roi(),
+                preprocessor,
+                scene: Scene::new(&config.tracker, &zone_cfgs, &line_cfgs, &ids),
+                zones,
+                lines,
+                video: VideoCheck::new(format, &config.watchdog),
+                weight: cam.weight.max(1),
+                frames: 0,
+                ended: false,
+                source,
+            });
+        }
         Ok(Pipeline {
-            source,
-            preprocessor,
+            turn: 0,
+            turn_left: lanes.first().map_or(1, |l| l.weight),
+            lanes,
             lag: FrameLag::new(detector.latency()),
             detector,
-            detections,
-            filter: DetectionFilter { counted, roi },
-            scene,
+            detections: Detections::new(),
+            counted,
             stats: Arc::new(PipelineStats::default()),
             clock,
             class_names: config.model.classes.clone(),
             class_ids: ids,
             zone_names: config.zones.iter().map(|z| z.name.clone()).collect(),
             line_names: config.lines.iter().map(|l| l.name.clone()).collect(),
+            zone_slots,
+            line_slots,
             feed: None,
             beats: Arc::new(Heartbeats::default()),
-            video: VideoCheck::new(source_format, &config.watchdog),
             faults: FaultInjection::new(&config.testing),
         })
     }
 
-    /// Publishes zone occupancy to `feed` after every frame, for the signal control loop.
+    /// Publishes zone occupancy, line counts and camera state to `feed` after every frame,
+    /// for the signal control loop and the health endpoint.
     pub fn set_feed(&mut self, feed: Arc<SceneFeed>) {
         self.feed = Some(feed);
     }
 
-    /// Liveness stamps the watchdog reads: frame arrivals and inference start/end.
+    /// Liveness stamps the watchdog reads: capture progress and inference start/end.
     pub fn heartbeats(&self) -> &Arc<Heartbeats> {
         &self.beats
     }
@@ -172,9 +287,51 @@ impl Pipeline {
         &self.stats
     }
 
-    /// Tracks, zone occupancy and line counts.
+    /// The first camera's tracks, zone occupancy and line counts.
     pub fn scene(&self) -> &Scene {
-        &self.scene
+        &self.lanes[0].scene
+    }
+
+    /// Every camera: name, frames, capture counters and scene, in config order.
+    pub fn cameras(&self) -> impl Iterator<Item = CameraView<'_>> + '_ {
+        self.lanes.iter().map(|l| CameraView {
+            name: &l.name,
+            frames: l.frames,
+            capture: l.source.stats(),
+            scene: &l.scene,
+        })
+    }
+
+    /// Every site zone with its occupancy per counted class, in config order.
+    pub fn zones(&self) -> impl Iterator<Item = (&str, &[u32; MAX_CLASSES])> + '_ {
+        self.zone_names
+            .iter()
+            .zip(&self.zone_slots)
+            .map(|(name, &(lane, i))| (name.as_str(), &self.lanes[lane].scene.zone_occupancy()[i]))
+    }
+
+    /// Every counting line with its crossings, in config order.
+    pub fn lines(&self) -> impl Iterator<Item = (&str, &LineCount)> + '_ {
+        self.line_names
+            .iter()
+            .zip(&self.line_slots)
+            .map(|(name, &(lane, i))| (name.as_str(), &self.lanes[lane].scene.line_counts()[i]))
+    }
+
+    /// Tracker counters summed over every camera.
+    pub fn tracker_stats(&self) -> TrackerStats {
+        self.lanes
+            .iter()
+            .map(|l| l.scene.stats())
+            .fold(TrackerStats::default(), |a, b| TrackerStats {
+                live: a.live + b.live,
+                capacity: a.capacity + b.capacity,
+                created: a.created + b.created,
+                evicted: a.evicted + b.evicted,
+                dropped_full: a.dropped_full + b.dropped_full,
+                dropped_overflow: a.dropped_overflow + b.dropped_overflow,
+                ignored: a.ignored + b.ignored,
+            })
     }
 
     /// The latest frame's detections, boxes in full-frame coordinates.
@@ -212,23 +369,68 @@ impl Pipeline {
         self.detector.labels()
     }
 
-    /// Takes the newest frame and runs it through every stage. Allocates nothing.
+    /// Moves the detector to the next camera once this one's turn is used up (`used`) or it
+    /// had no frame.
+    fn next_turn(&mut self, used: bool) {
+        if used && self.turn_left > 1 {
+            self.turn_left -= 1;
+            return;
+        }
+        self.turn = (self.turn + 1) % self.lanes.len();
+        self.turn_left = self.lanes[self.turn].weight;
+    }
+
+    /// Takes the newest frame of the next camera that has one (weighted round-robin) and
+    /// runs it through every stage. Allocates nothing.
     pub fn step(&mut self) -> Result<Step, PipelineError> {
+        for _ in 0..self.lanes.len() {
+            let lane = self.turn;
+            if self.lanes[lane].ended {
+                self.next_turn(false);
+                continue;
+            }
+            let step = self.step_lane(lane)?;
+            self.next_turn(step != Step::Waiting && step != Step::End);
+            match step {
+                Step::End => self.lanes[lane].ended = true,
+                Step::Waiting => {}
+                done => return Ok(done),
+            }
+        }
+        if self.lanes.iter().all(|l| l.ended) {
+            return Ok(Step::End);
+        }
+        // Every camera is waiting: the capture side is alive (the sources reconnect on their
+        // own), so the watchdog hears from it, and the loop rests instead of spinning.
+        self.beats.frame(self.clock.now());
+        self.publish_capture();
+        std::thread::sleep(IDLE);
+        Ok(Step::Waiting)
+    }
+
+    /// One frame of camera `i`.
+    fn step_lane(&mut self, i: usize) -> Result<Step, PipelineError> {
         let t0 = self.clock.now();
-        let frame = match self.source.next_frame()? {
-            Some(frame) => frame,
-            None => return Ok(Step::End),
+        let lane = &mut self.lanes[i];
+        let frame = match lane.source.next_frame()? {
+            Next::Frame(frame) => frame,
+            Next::Waiting => return Ok(Step::Waiting),
+            Next::End => return Ok(Step::End),
         };
-        let (timestamp, frame_seq) = (frame.timestamp, frame.seq);
+        let tag = FrameTag {
+            lane: i,
+            timestamp: frame.timestamp,
+            seq: frame.seq,
+        };
         let t1 = self.clock.now();
         self.stats.record(Stage::Capture, t1.saturating_sub(t0));
-        let video = self.video.observe(frame.data, t1);
+        let video = lane.video.observe(frame.data, t1);
         self.beats.frame(t1);
         self.beats.inference_started(t1);
         self.faults
             .before_inference(self.stats.frames.load(Relaxed));
 
-        let pre = self
+        let pre = lane
             .preprocessor
             .run(frame.data, self.detector.input_tensor());
         let t2 = self.clock.now();
@@ -236,27 +438,36 @@ impl Pipeline {
             .map_err(PipelineError::from)
             .and_then(|()| Ok(self.detector.invoke()?));
         let t3 = self.clock.now();
-        // A pool's detections are of an earlier frame: the scene gets that frame's time.
-        let (timestamp, _) = self.lag.push(timestamp, frame_seq);
+        // A pool's detections are of an earlier frame, maybe of another camera.
+        let tag = self.lag.push(tag);
         let decoded = invoked.and_then(|()| Ok(self.detector.decode(&mut self.detections)?));
         self.beats.inference_done();
+        if let Some(feed) = &self.feed {
+            feed.publish_video(i, video, lane.video.incidents());
+        }
         if let Err(e) = decoded {
             let errors = self.stats.errors.fetch_add(1, Relaxed) + 1;
             // Logged at 1, 2, 4, 8, ... so a persistent fault cannot flood the log.
             if errors.is_power_of_two() {
-                log::warn!("frame {} skipped ({errors} so far): {e}", frame_seq);
+                log::warn!(
+                    "camera {} frame {} skipped ({errors} so far): {e}",
+                    self.lanes[i].name,
+                    tag.seq
+                );
             }
-            self.sync_source_stats();
+            self.publish_capture();
             return Ok(Step::Skipped);
         }
-        self.filter.apply(&mut self.detections);
+        let lane = &mut self.lanes[tag.lane];
+        keep_counted(&self.counted, &mut self.detections);
+        to_frame(lane.roi, &mut self.detections);
         let t4 = self.clock.now();
-        self.scene.update(&self.detections, timestamp);
+        lane.scene.update(&self.detections, tag.timestamp);
+        lane.frames += 1;
         let t5 = self.clock.now();
         if let Some(feed) = &self.feed {
-            feed.publish(self.scene.zone_occupancy(), t5);
-            feed.publish_lines(self.scene.line_counts());
-            feed.publish_video(video, self.video.incidents());
+            feed.publish_zones(tag.lane, &lane.zones, lane.scene.zone_occupancy(), t5);
+            feed.publish_lines(&lane.lines, lane.scene.line_counts());
         }
 
         self.stats.record(Stage::Preprocess, t2 - t1);
@@ -268,14 +479,21 @@ impl Pipeline {
         self.stats
             .detections
             .fetch_add(self.detections.len() as u64, Relaxed);
-        self.sync_source_stats();
+        self.publish_capture();
         Ok(Step::Processed)
     }
 
-    fn sync_source_stats(&self) {
-        self.stats
-            .dropped
-            .store(self.source.stats().dropped, Relaxed);
+    /// Copies every source's counters to the stats and the feed.
+    fn publish_capture(&self) {
+        let mut dropped = 0;
+        for (i, lane) in self.lanes.iter().enumerate() {
+            let capture = lane.source.stats();
+            dropped += capture.dropped;
+            if let Some(feed) = &self.feed {
+                feed.publish_capture(i, capture, lane.frames);
+            }
+        }
+        self.stats.dropped.store(dropped, Relaxed);
     }
 
     /// Processes up to `frames` frames as fast as the source gives them, calling `each` with
@@ -293,7 +511,7 @@ impl Pipeline {
                     done += 1;
                     each(done);
                 }
-                Step::Skipped => {}
+                Step::Skipped | Step::Waiting => {}
                 Step::End => break,
             }
         }
@@ -315,7 +533,7 @@ impl Pipeline {
             match self.step()? {
                 Step::End => break,
                 Step::Processed => processed += 1,
-                Step::Skipped => {}
+                Step::Skipped | Step::Waiting => {}
             }
             let now = self.clock.now();
             if now >= next_report {
@@ -330,12 +548,13 @@ impl Pipeline {
 }
 
 fn open_source(
-    config: &Config,
+    cam: &CameraConfig,
     clock: Arc<dyn Clock>,
 ) -> Result<Box<dyn FrameSource>, PipelineError> {
-    let cam = &config.cameras[0];
     match cam.source {
         SourceKind::Replay => Ok(Box::new(ReplaySource::open(cam, clock)?)),
+        SourceKind::V4l2 => Ok(Box::new(V4l2Source::open(cam, clock)?)),
+        SourceKind::Http => Ok(Box::new(HttpMjpegSource::open(cam, clock)?)),
     }
 }
 

@@ -110,9 +110,25 @@ impl Reporter {
                 ms(h.quantile(0.99))
             )?;
         }
+        let many = p.cameras().nth(1).is_some();
+        for cam in p.cameras() {
+            let c = cam.capture;
+            if many {
+                write!(
+                    w,
+                    " | cam {}: frames {} dropped {}",
+                    cam.name, cam.frames, c.dropped
+                )?;
+            }
+            if c.corrupt > 0 || c.reconnects > 0 {
+                write!(w, " corrupt {} reconnects {}", c.corrupt, c.reconnects)?;
+            }
+            if !c.online {
+                write!(w, " OFFLINE")?;
+            }
+        }
         let classes = p.class_names();
-        let scene = p.scene();
-        for (name, counts) in p.zone_names().iter().zip(scene.zone_occupancy()) {
+        for (name, counts) in p.zones() {
             write!(w, " | zone {name}:")?;
             let mut any = false;
             for (class, &n) in classes.iter().zip(counts.iter()).filter(|(_, &n)| n > 0) {
@@ -123,7 +139,7 @@ impl Reporter {
                 write!(w, " empty")?;
             }
         }
-        for (name, counts) in p.line_names().iter().zip(scene.line_counts()) {
+        for (name, counts) in p.lines() {
             write!(w, " | line {name}:")?;
             let mut any = false;
             for (i, class) in classes.iter().enumerate() {
@@ -137,8 +153,7 @@ impl Reporter {
                 write!(w, " none")?;
             }
         }
-        let t = scene.stats();
-        write!(w, " | tracks {}", t.live)?;
+        write!(w, " | tracks {}", p.tracker_stats().live)?;
         if let Some(status) = &self.signals {
             write!(w, " | signals")?;
             for (name, state) in status.states() {
@@ -175,25 +190,29 @@ impl Reporter {
             stats.detections.load(Relaxed)
         )?;
         let classes = p.class_names();
-        let scene = p.scene();
         w.write_all(b",\"latency_ms\":")?;
         json::latency(w, &SHOWN, hist)?;
+        w.write_all(b",\"cameras\":")?;
+        json::object(w, p.cameras().map(|c| (c.name, c)), |w, cam| {
+            let c = cam.capture;
+            write!(
+                w,
+                "{{\"frames\":{},\"delivered\":{},\"dropped\":{},\"corrupt\":{},\"reconnects\":{},\"online\":{},\"tracks\":{}}}",
+                cam.frames,
+                c.delivered,
+                c.dropped,
+                c.corrupt,
+                c.reconnects,
+                c.online,
+                cam.scene.stats().live
+            )
+        })?;
         w.write_all(b",\"zones\":")?;
-        let zones = p
-            .zone_names()
-            .iter()
-            .map(String::as_str)
-            .zip(scene.zone_occupancy());
-        json::object(w, zones, |w, counts| {
+        json::object(w, p.zones(), |w, counts| {
             json::class_counts(w, classes, counts.iter().map(|&n| u64::from(n)))
         })?;
         w.write_all(b",\"lines\":")?;
-        let lines = p
-            .line_names()
-            .iter()
-            .map(String::as_str)
-            .zip(scene.line_counts());
-        json::object(w, lines, |w, c| {
+        json::object(w, p.lines(), |w, c| {
             json::line_counts(
                 w,
                 classes,
@@ -201,7 +220,7 @@ impl Reporter {
                 c.outbound.iter().copied(),
             )
         })?;
-        let t = scene.stats();
+        let t = p.tracker_stats();
         write!(
             w,
             ",\"tracker\":{{\"live\":{},\"created\":{},\"evicted\":{},\"dropped\":{}}}",

@@ -53,7 +53,11 @@ impl Service {
             );
         }
         let mut pipeline = Pipeline::build(config, clock.clone())?;
-        let feed = Arc::new(SceneFeed::new(config.zones.len(), config.lines.len()));
+        let feed = Arc::new(SceneFeed::with_cameras(
+            config.zones.len(),
+            config.lines.len(),
+            config.cameras.len(),
+        ));
         pipeline.set_feed(feed.clone());
         let beats = pipeline.heartbeats().clone();
         let control = control::start(config, feed.clone(), clock.clone(), beats.clone())?;
@@ -74,6 +78,7 @@ impl Service {
             safe: control.as_ref().map(|c| c.safe_state().clone()),
             restarts: restarts.clone(),
             classes: config.model.classes.clone(),
+            cameras: config.cameras.iter().map(|c| c.name.clone()).collect(),
             zones: config.zones.iter().map(|z| z.name.clone()).collect(),
             lines: config.lines.iter().map(|l| l.name.clone()).collect(),
             camera_stale: Duration::from_millis(config.control.camera_stale_ms),

@@ -286,3 +286,18 @@ fn sigterm_stops_cleanly_with_a_final_summary() {
     let last = rest.last().expect("a final summary after SIGTERM");
     assert!(last.contains("final"), "{last}");
 }
+
+#[test]
+fn every_board_config_validates() {
+    let board = Path::new(env!("CARGO_MANIFEST_DIR")).join("board");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&board).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            let out = edgewatch(&["check-config", path.to_str().unwrap()]);
+            assert!(out.status.success(), "{}: {}", path.display(), stderr(&out));
+            checked += 1;
+        }
+    }
+    assert!(checked >= 2, "demo.toml and pi4-intersection.toml at least");
+}

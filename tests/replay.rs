@@ -7,33 +7,32 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use edgewatch::capture::replay::ReplaySource;
-use edgewatch::capture::{FrameSource, PixelFormat};
+use edgewatch::capture::FrameSource;
 use edgewatch::clock::{Clock, ManualClock};
-use edgewatch::config::{CameraConfig, SourceKind};
+use edgewatch::config::{CameraConfig, CaptureFormat};
 
 fn camera(
     path: std::path::PathBuf,
     w: u32,
     h: u32,
-    pf: PixelFormat,
+    pf: CaptureFormat,
     fps: f32,
     looping: bool,
 ) -> CameraConfig {
-    CameraConfig {
-        name: "cam".into(),
-        source: SourceKind::Replay,
-        path,
-        width: w,
-        height: h,
-        fps,
-        pixel_format: pf,
-        looping,
-        max_frames: 16,
-        pattern: Some("traffic_*".into()),
-    }
+    let mut cam: CameraConfig =
+        toml::from_str("name = \"cam\"\nsource = \"replay\"\nwidth = 2\nheight = 2").unwrap();
+    cam.path = path;
+    (cam.width, cam.height, cam.fps, cam.looping) = (w, h, fps, looping);
+    cam.pixel_format = Some(pf);
+    cam.pattern = Some("traffic_*".into());
+    cam
 }
 
-const FORMATS: [PixelFormat; 3] = [PixelFormat::Rgb24, PixelFormat::Yuyv, PixelFormat::Nv12];
+const FORMATS: [CaptureFormat; 3] = [
+    CaptureFormat::Rgb24,
+    CaptureFormat::Yuyv,
+    CaptureFormat::Nv12,
+];
 
 #[test]
 fn image_folder_in_every_format_once_and_looping() {
@@ -43,8 +42,8 @@ fn image_folder_in_every_format_once_and_looping() {
         let cam = camera(frames.clone(), 256, 256, pf, 0.0, false);
         let mut src = ReplaySource::open(&cam, clock.clone()).unwrap();
         let mut firsts = Vec::new();
-        while let Some(f) = src.next_frame().unwrap() {
-            assert_eq!(f.data.len(), pf.frame_len(256, 256));
+        while let Some(f) = src.next_frame().unwrap().frame() {
+            assert_eq!(f.data.len(), pf.delivered().frame_len(256, 256));
             firsts.push((f.seq, f.data[1000]));
         }
         assert_eq!(firsts.len(), 3, "{pf}: three images, played once");
@@ -54,7 +53,7 @@ fn image_folder_in_every_format_once_and_looping() {
         let cam = camera(frames.clone(), 256, 256, pf, 0.0, true);
         let mut src = ReplaySource::open(&cam, clock).unwrap();
         let seen: Vec<u8> = (0..7)
-            .map(|_| src.next_frame().unwrap().unwrap().data[1000])
+            .map(|_| src.next_frame().unwrap().frame().unwrap().data[1000])
             .collect();
         assert_eq!(seen[0], seen[3], "{pf}: looping starts again");
         assert_eq!(seen[1], seen[4]);
@@ -66,24 +65,26 @@ fn paced_replay_delivers_the_newest_frame_and_counts_drops() {
     let frames = util::frames_dir();
     let clock = ManualClock::new();
     let shared: Arc<dyn Clock> = Arc::new(clock.clone());
-    let cam = camera(frames, 256, 256, PixelFormat::Yuyv, 10.0, true);
+    let cam = camera(frames, 256, 256, CaptureFormat::Yuyv, 10.0, true);
     let mut src = ReplaySource::open(&cam, shared).unwrap();
 
     // On time: frame 0 at t=0, frame 1 waits (the manual clock jumps) until t=100 ms.
-    assert_eq!(src.next_frame().unwrap().unwrap().seq, 0);
-    let f = src.next_frame().unwrap().unwrap();
+    assert_eq!(src.next_frame().unwrap().frame().unwrap().seq, 0);
+    let f = src.next_frame().unwrap().frame().unwrap();
     assert_eq!((f.seq, f.timestamp), (1, Duration::from_millis(100)));
 
     // The pipeline was busy until t=550 ms: frames 2 to 5 fell due meanwhile. The newest, 5,
     // is delivered; 2, 3 and 4 are dropped and counted.
     clock.advance(Duration::from_millis(450));
-    let f = src.next_frame().unwrap().unwrap();
+    let f = src.next_frame().unwrap().frame().unwrap();
     assert_eq!(f.seq, 5, "newest due frame at 550 ms");
     assert_eq!(
         src.stats(),
         edgewatch::capture::CaptureStats {
             delivered: 3,
-            dropped: 3
+            dropped: 3,
+            online: true,
+            ..Default::default()
         }
     );
 }
@@ -97,8 +98,8 @@ fn y4m_clip_in_every_format() {
             ReplaySource::open(&camera(clip.clone(), 320, 180, pf, 0.0, false), clock).unwrap();
         let mut n = 0;
         let mut first_mean = 0.0;
-        while let Some(f) = src.next_frame().unwrap() {
-            assert_eq!(f.data.len(), pf.frame_len(320, 180));
+        while let Some(f) = src.next_frame().unwrap().frame() {
+            assert_eq!(f.data.len(), pf.delivered().frame_len(320, 180));
             if n == 0 {
                 first_mean = f.data.iter().map(|&b| b as f64).sum::<f64>() / f.data.len() as f64;
             }
@@ -118,15 +119,15 @@ fn y4m_loops_and_skips_what_the_pipeline_missed() {
     let clock = ManualClock::new();
     let shared: Arc<dyn Clock> = Arc::new(clock.clone());
     let mut src = ReplaySource::open(
-        &camera(clip.clone(), 320, 180, PixelFormat::Rgb24, 24.0, true),
+        &camera(clip.clone(), 320, 180, CaptureFormat::Rgb24, 24.0, true),
         shared,
     )
     .unwrap();
-    let first = src.next_frame().unwrap().unwrap().data.to_vec();
+    let first = src.next_frame().unwrap().frame().unwrap().data.to_vec();
     // Three loops and a bit later (72 frames a loop at 24 fps = 3 s): frame 3*72 is the
     // first picture again.
     clock.set(Duration::from_secs_f64(3.0 * 72.0 / 24.0 + 0.01));
-    let f = src.next_frame().unwrap().unwrap();
+    let f = src.next_frame().unwrap().frame().unwrap();
     assert_eq!(f.seq, 216);
     assert_eq!(f.data, &first[..], "frame 216 is picture 0 of the loop");
     assert_eq!(src.stats().dropped, 215);
@@ -137,13 +138,13 @@ fn replay_with_the_wrong_size_or_too_many_images_is_refused() {
     let frames = util::frames_dir();
     let clock: Arc<dyn Clock> = Arc::new(ManualClock::new());
     let err = ReplaySource::open(
-        &camera(frames.clone(), 320, 240, PixelFormat::Rgb24, 0.0, true),
+        &camera(frames.clone(), 320, 240, CaptureFormat::Rgb24, 0.0, true),
         clock.clone(),
     )
     .unwrap_err()
     .to_string();
     assert!(err.contains("256x256") && err.contains("320x240"), "{err}");
-    let mut cam = camera(frames, 256, 256, PixelFormat::Rgb24, 0.0, true);
+    let mut cam = camera(frames, 256, 256, CaptureFormat::Rgb24, 0.0, true);
     cam.max_frames = 2;
     let err = ReplaySource::open(&cam, clock).unwrap_err().to_string();
     assert!(err.contains("max_frames"), "{err}");

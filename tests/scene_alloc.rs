@@ -110,10 +110,12 @@ fn scene_update_never_allocates() {
     let zones = [
         ZoneConfig {
             name: "kerb".into(),
+            camera: None,
             points: vec![[0.0, 0.0], [0.4, 0.0], [0.4, 1.0], [0.0, 1.0]],
         },
         ZoneConfig {
             name: "junction".into(),
+            camera: None,
             points: vec![
                 [0.5, 0.1],
                 [0.9, 0.1],
@@ -127,18 +129,21 @@ fn scene_update_never_allocates() {
     let lines = [
         LineConfig {
             name: "west".into(),
+            camera: None,
             from: [0.3, 0.0],
             to: [0.3, 1.0],
             in_side: InSide::Left,
         },
         LineConfig {
             name: "east".into(),
+            camera: None,
             from: [0.7, 0.1],
             to: [0.7, 0.7],
             in_side: InSide::Right,
         },
         LineConfig {
             name: "diag".into(),
+            camera: None,
             from: [0.2, 0.2],
             to: [0.8, 0.9],
             in_side: InSide::Left,

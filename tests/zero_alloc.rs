@@ -18,6 +18,9 @@ mod util;
 #[path = "../tools/malloc-count/src/lib.rs"]
 mod malloc_count;
 
+#[path = "../tools/fake-v4l2/src/lib.rs"]
+mod fake_v4l2;
+
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
@@ -26,6 +29,7 @@ use edgewatch::clock::MonotonicClock;
 use edgewatch::config::{Config, HeadChoice};
 use edgewatch::health::memory::{heap_in_use, HeapUsage};
 use edgewatch::pipeline::{Pipeline, Step};
+use util::mjpeg_server::{Behaviour, MjpegServer};
 
 struct CountingAllocator;
 
@@ -64,8 +68,9 @@ fn main() {
     malloc_counter_sees_the_cpp_post_process_op();
     steady_state_allocates_nothing();
     interpreter_pool_allocates_nothing();
+    live_cameras_allocate_nothing();
     // Reached only if every assertion held (a failed one panics and exits non-zero).
-    println!("zero_alloc: 3 passed, 0 failed");
+    println!("zero_alloc: 4 passed, 0 failed");
 }
 
 fn site() -> Config {
@@ -170,4 +175,112 @@ fn interpreter_pool_allocates_nothing() {
     assert_eq!(rust, 0, "Rust allocated in the pool's frame loop");
     assert_eq!(mallocs, 0, "malloc was called in the pool's frame loop");
     assert_eq!(pipeline.stats().errors.load(Relaxed), 0);
+}
+
+/// Three live cameras sharing the detector: a USB camera sending MJPEG and one sending YUYV
+/// (the fake V4L2 device, compiled into this binary, through the real v4l code path and the
+/// mmap ring) and an IP camera (the loopback MJPEG server, whose thread allocates nothing
+/// after start-up). Both fakes run at 30 fps, faster than the detector, so the newest-frame
+/// draining and its drop counting are in the loop too.
+fn live_cameras_allocate_nothing() {
+    let frames = util::frames_dir();
+    // SAFETY (set_var): this binary is single-threaded here, apart from the server thread
+    // started below, which reads no environment.
+    std::env::set_var("FAKE_V4L2_DEVICES", "/dev/video90,/dev/video91");
+    std::env::set_var("FAKE_V4L2_FRAMES", &frames);
+    std::env::set_var("FAKE_V4L2_FPS", "30");
+    let server = MjpegServer::start(Behaviour::stream().fps(30.0));
+    let models = util::model_dir();
+    let text = format!(
+        r#"
+[[cameras]]
+name = "usb-mjpeg"
+source = "v4l2"
+device = "/dev/video90"
+width = 640
+height = 480
+fps = 30.0
+pixel_format = "mjpeg"
+
+[[cameras]]
+name = "usb-yuyv"
+source = "v4l2"
+device = "/dev/video91"
+width = 320
+height = 240
+fps = 30.0
+pixel_format = "yuyv"
+
+[[cameras]]
+name = "ip"
+source = "http"
+url = "{url}"
+width = 640
+height = 360
+
+[model]
+file = "{model}"
+labels = "{labels}"
+score_threshold = 0.3
+classes = ["car", "truck", "bus", "person"]
+
+[[zones]]
+name = "road"
+points = [[0.0, 0.5], [1.0, 0.5], [1.0, 1.0], [0.0, 1.0]]
+"#,
+        url = server.url(),
+        model = models.join("ssd_mobilenet_v1_coco_quant.tflite").display(),
+        labels = models.join("coco_labels.txt").display(),
+    );
+    let config = util::config_from(&text);
+    let mut pipeline = Pipeline::build(&config, Arc::new(MonotonicClock::new())).unwrap();
+    // Until every camera has delivered a few frames (the IP camera connects on first use).
+    let processed = |p: &Pipeline| p.cameras().map(|c| c.frames).min().unwrap_or(0);
+    while processed(&pipeline) < 5 {
+        pipeline.step().unwrap();
+    }
+    let heap_before = heap_in_use();
+    let (rust, mallocs) = (
+        ALLOCATIONS.load(Relaxed),
+        malloc_count::edgewatch_malloc_count(),
+    );
+    let mut done = 0;
+    while done < 3 * SHORT {
+        if pipeline.step().unwrap() == Step::Processed {
+            done += 1;
+        }
+    }
+    let rust = ALLOCATIONS.load(Relaxed) - rust;
+    let mallocs = malloc_count::edgewatch_malloc_count() - mallocs;
+    let heap_after = heap_in_use();
+    for cam in pipeline.cameras() {
+        let c = cam.capture;
+        eprintln!(
+            "camera {}: {} frames, {} dropped, {} corrupt, {} reconnects",
+            cam.name, cam.frames, c.dropped, c.corrupt, c.reconnects
+        );
+        assert!(c.online, "camera {} went offline", cam.name);
+        assert_eq!((c.corrupt, c.reconnects), (0, 0), "camera {}", cam.name);
+        assert!(cam.frames >= SHORT, "camera {} got its turns", cam.name);
+    }
+    let dropped: u64 = pipeline.cameras().map(|c| c.capture.dropped).sum();
+    eprintln!(
+        "live cameras, {} frames: {rust} Rust allocations, {mallocs} mallocs; C/C++ heap in use \
+         {} -> {} bytes; {dropped} stale frames dropped",
+        3 * SHORT,
+        heap_before.bytes,
+        heap_after.bytes
+    );
+    assert!(
+        dropped > 0,
+        "30 fps cameras outrun the detector: frames must be dropped"
+    );
+    assert_eq!(rust, 0, "Rust allocated in the live-camera frame loop");
+    assert_eq!(
+        mallocs, 0,
+        "malloc was called in the live-camera frame loop"
+    );
+    assert_eq!(heap_after, heap_before, "the C/C++ heap changed");
+    drop(pipeline);
+    drop(server);
 }

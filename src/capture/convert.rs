@@ -1,4 +1,5 @@
-//! Pixel-format conversions (BT.601) used by replay sources to produce camera formats.
+//! Pixel-format conversions (BT.601) used by replay sources to produce camera formats, and by
+//! V4L2 cameras to turn the formats the preprocessor does not read into NV12.
 //!
 //! Everything here uses BT.601 limited range (Y in 16..235, chroma in 16..240), which is what
 //! webcams deliver and what Y4M `C420mpeg2` streams carry. Arithmetic is integer fixed point,
@@ -49,7 +50,7 @@ pub enum ConvertError {
     /// A buffer does not have the length the size and format call for.
     #[error("{what} buffer for {width}x{height} must be {expected} bytes, got {got}")]
     Len {
-        /// Which buffer: `"rgb24"`, `"i420"`, `"yuyv"`, `"nv12"`.
+        /// Which buffer: `"rgb24"`, `"i420"`, `"yuyv"`, `"nv12"`, `"grey"`.
         what: &'static str,
         /// Frame width.
         width: u32,
@@ -261,6 +262,32 @@ pub fn i420_to(
             }
         }
     }
+    Ok(())
+}
+
+/// Converts an 8-bit greyscale frame (V4L2 `GREY`, luma only) into NV12: the luma plane is
+/// copied and every chroma sample is neutral (128), so the picture stays grey.
+pub fn grey_to_nv12(
+    width: u32,
+    height: u32,
+    grey: &[u8],
+    nv12: &mut [u8],
+) -> Result<(), ConvertError> {
+    check_size(PixelFormat::Nv12, width, height)?;
+    let luma = (width as usize)
+        .checked_mul(height as usize)
+        .ok_or(ConvertError::TooLarge { width, height })?;
+    check_len("grey", width, height, luma, grey.len())?;
+    check_len(
+        "nv12",
+        width,
+        height,
+        frame_len(PixelFormat::Nv12, width, height)?,
+        nv12.len(),
+    )?;
+    let (y_plane, uv_plane) = nv12.split_at_mut(luma);
+    y_plane.copy_from_slice(grey);
+    uv_plane.fill(128);
     Ok(())
 }
 
@@ -507,6 +534,43 @@ mod tests {
         let c = n + 4 + 1;
         let want = yuv_to_rgb(i420[19], i420[c], i420[c + n / 4]);
         assert_eq!(&direct[19 * 3..20 * 3], &want);
+    }
+
+    #[test]
+    fn grey_becomes_nv12_with_neutral_chroma() {
+        let (w, h) = (4u32, 2u32);
+        let grey: Vec<u8> = (0..8).map(|i| 16 + i * 20).collect();
+        let mut nv12 = vec![0; PixelFormat::Nv12.frame_len(w, h)];
+        grey_to_nv12(w, h, &grey, &mut nv12).unwrap();
+        assert_eq!(&nv12[..8], &grey[..]);
+        assert_eq!(&nv12[8..], &[128; 4]);
+        // Neutral chroma converts back to equal R, G and B.
+        let mut rgb = vec![0; PixelFormat::Rgb24.frame_len(w, h)];
+        to_rgb(PixelFormat::Nv12, w, h, &nv12, &mut rgb).unwrap();
+        for px in rgb.chunks_exact(3) {
+            assert!(px[0] == px[1] && px[1] == px[2], "{px:?}");
+        }
+        assert_eq!(&rgb[..3], &[0, 0, 0]);
+    }
+
+    #[test]
+    fn grey_with_bad_sizes_is_an_error() {
+        let mut nv12 = vec![0; 12];
+        let err = grey_to_nv12(4, 2, &[0; 7], &mut nv12).unwrap_err();
+        assert!(matches!(
+            err,
+            ConvertError::Len {
+                what: "grey",
+                expected: 8,
+                got: 7,
+                ..
+            }
+        ));
+        let err = grey_to_nv12(4, 2, &[0; 8], &mut nv12[..11]).unwrap_err();
+        assert!(matches!(err, ConvertError::Len { what: "nv12", .. }));
+        let err = grey_to_nv12(3, 2, &[0; 6], &mut nv12).unwrap_err();
+        assert!(matches!(err, ConvertError::OddSize { .. }));
+        assert!(grey_to_nv12(0, 0, &[], &mut []).is_ok());
     }
 
     #[test]

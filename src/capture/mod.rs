@@ -1,8 +1,11 @@
 //! Frame sources: where pixels come from, in the formats real cameras produce.
 
+pub mod backoff;
 pub mod convert;
 pub mod jpeg;
+pub mod mjpeg_http;
 pub mod replay;
+pub mod v4l2;
 pub mod y4m;
 
 use std::fmt;
@@ -79,25 +82,55 @@ pub struct Frame<'a> {
     pub timestamp: Duration,
 }
 
-/// Frames delivered and dropped by a source.
+/// What a source delivered, dropped and went through.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct CaptureStats {
     /// Frames handed to the pipeline.
     pub delivered: u64,
     /// Frames skipped because a newer one was ready before the pipeline asked.
     pub dropped: u64,
+    /// Frames rejected as damaged: undecodable JPEG, wrong size, over the size limit.
+    pub corrupt: u64,
+    /// Times a live camera was closed after a fault and opened again.
+    pub reconnects: u64,
+    /// Whether the source is delivering now (a live camera that is reconnecting is not).
+    pub online: bool,
+}
+
+/// What [`FrameSource::next_frame`] got.
+#[derive(Debug)]
+pub enum Next<'a> {
+    /// The newest frame.
+    Frame(Frame<'a>),
+    /// No frame this time: a live camera is stale or reconnecting. The pipeline moves on
+    /// and asks again later; the source never blocks longer than its own timeout.
+    Waiting,
+    /// A recording that does not loop has ended.
+    End,
+}
+
+impl<'a> Next<'a> {
+    /// The frame, if one came.
+    pub fn frame(self) -> Option<Frame<'a>> {
+        match self {
+            Next::Frame(f) => Some(f),
+            Next::Waiting | Next::End => None,
+        }
+    }
 }
 
 /// A camera or a recording. A source keeps its frames in buffers allocated when it opens and
 /// hands out the newest one: frames that went stale while the pipeline was busy are dropped
-/// and counted, never queued.
+/// and counted, never queued. A live camera that fails (unplugged, I/O error, no frames) is
+/// closed, marked offline and reopened with backoff inside the source; the pipeline only
+/// sees [`Next::Waiting`] meanwhile.
 pub trait FrameSource: Send {
     /// Size and layout of every frame.
     fn format(&self) -> FrameFormat;
-    /// The newest frame, waiting for one if none is due yet. `Ok(None)` at the end of a
-    /// recording that does not loop.
-    fn next_frame(&mut self) -> Result<Option<Frame<'_>>, CaptureError>;
-    /// Delivered and dropped counts so far.
+    /// The newest frame, waiting a bounded time for one if none is ready yet. Errors are
+    /// reserved for faults the source cannot recover from (a bad recording).
+    fn next_frame(&mut self) -> Result<Next<'_>, CaptureError>;
+    /// Counters so far.
     fn stats(&self) -> CaptureStats;
 }
 
@@ -148,6 +181,15 @@ pub enum CaptureError {
         /// The directory or file.
         path: PathBuf,
         /// What is missing.
+        message: String,
+    },
+    /// A camera cannot be used as configured (not a capture device, format not offered, a
+    /// malformed URL, ...).
+    #[error("camera {camera}: {message}")]
+    Camera {
+        /// The camera's name and device or URL.
+        camera: String,
+        /// What is wrong.
         message: String,
     },
 }

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use super::convert;
 use super::y4m::{self, Y4mError};
-use super::{CaptureError, CaptureStats, Frame, FrameFormat, FrameSource};
+use super::{CaptureError, CaptureStats, Frame, FrameFormat, FrameSource, Next};
 use crate::clock::Clock;
 use crate::config::CameraConfig;
 
@@ -76,7 +76,7 @@ impl ReplaySource {
         let format = FrameFormat {
             width: cam.width,
             height: cam.height,
-            pixel_format: cam.pixel_format,
+            pixel_format: cam.capture_format().delivered(),
         };
         let path = cam.path.as_path();
         let meta = std::fs::metadata(path).map_err(|source| io_err(path, source))?;
@@ -98,7 +98,10 @@ impl ReplaySource {
             looping: cam.looping,
             start,
             next_seq: 0,
-            stats: CaptureStats::default(),
+            stats: CaptureStats {
+                online: true,
+                ..CaptureStats::default()
+            },
         })
     }
 
@@ -129,7 +132,7 @@ impl FrameSource for ReplaySource {
         self.format
     }
 
-    fn next_frame(&mut self) -> Result<Option<Frame<'_>>, CaptureError> {
+    fn next_frame(&mut self) -> Result<Next<'_>, CaptureError> {
         let seq = self.due_seq().max(self.next_seq);
         let timestamp = match self.interval {
             Some(_) => self.due_at(seq),
@@ -139,7 +142,7 @@ impl FrameSource for ReplaySource {
         let data: &[u8] = match &mut self.media {
             Media::Images { slots, count } => {
                 if !self.looping && seq >= *count {
-                    return Ok(None);
+                    return Ok(Next::End);
                 }
                 let i = (seq % *count) as usize;
                 &slots[i * frame_len..(i + 1) * frame_len]
@@ -148,7 +151,7 @@ impl FrameSource for ReplaySource {
                 let found =
                     read_y4m_until(y, seq, self.looping).map_err(|e| y4m_err(&y.path, e))?;
                 if !found {
-                    return Ok(None);
+                    return Ok(Next::End);
                 }
                 let f = self.format;
                 if let Err(e) =
@@ -165,7 +168,7 @@ impl FrameSource for ReplaySource {
         self.stats.dropped += seq - self.next_seq;
         self.stats.delivered += 1;
         self.next_seq = seq + 1;
-        Ok(Some(Frame {
+        Ok(Next::Frame(Frame {
             data,
             seq,
             timestamp,

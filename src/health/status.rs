@@ -11,7 +11,7 @@ use super::restart::RestartHistory;
 use super::server::HealthSource;
 use super::stats::{PipelineStats, Stage};
 use crate::clock::Clock;
-use crate::control::{SceneFeed, SignalStatus};
+use crate::control::{CameraFeed, SceneFeed, SignalStatus};
 use crate::json;
 use crate::signal::SafeState;
 
@@ -65,6 +65,8 @@ pub struct HealthState {
     pub restarts: RestartHistory,
     /// Counted class labels.
     pub classes: Vec<String>,
+    /// Camera names, in config order.
+    pub cameras: Vec<String>,
     /// Zone names.
     pub zones: Vec<String>,
     /// Line names.
@@ -74,21 +76,32 @@ pub struct HealthState {
 }
 
 impl HealthState {
-    /// Camera state: stale (no recent frame) or what the video check says.
-    fn camera(&self) -> (&'static str, Option<Duration>) {
-        let age = self
-            .feed
-            .last_frame()
-            .map(|t| self.clock.now().saturating_sub(t));
-        let state = match (age, self.feed.video()) {
-            (None, _) if self.clock.now().saturating_sub(self.started) > self.camera_stale => {
-                "stale"
-            }
+    /// A camera's state: offline (reconnecting), stale (no recent frame), waiting (none
+    /// yet, within the grace period) or what the video check says; and its last frame's age.
+    fn camera_state(&self, cam: &CameraFeed) -> (&'static str, Option<Duration>) {
+        let now = self.clock.now();
+        let age = cam.last_frame().map(|t| now.saturating_sub(t));
+        let state = match (age, cam.video()) {
+            _ if !cam.capture().online => "offline",
+            (None, _) if now.saturating_sub(self.started) > self.camera_stale => "stale",
             (None, _) => "waiting",
             (Some(a), _) if a > self.camera_stale => "stale",
             (_, v) => v.as_str(),
         };
         (state, age)
+    }
+
+    /// The worst camera's state and age (the first camera's when all are fine).
+    fn camera(&self) -> (&'static str, Option<Duration>) {
+        let states = self.feed.cameras().iter().map(|c| self.camera_state(c));
+        let mut first = None;
+        for (state, age) in states {
+            if !matches!(state, "ok" | "waiting") {
+                return (state, age);
+            }
+            first.get_or_insert((state, age));
+        }
+        first.unwrap_or(("waiting", None))
     }
 
     /// The overall status.
@@ -106,6 +119,35 @@ impl HealthState {
             Status::Ok
         }
     }
+}
+
+/// `{"state":..,"last_frame_age_ms":..}`, with the capture counters when `cam` is given.
+fn camera_json(
+    w: &mut dyn Write,
+    state: &str,
+    age: Option<Duration>,
+    cam: Option<&CameraFeed>,
+) -> io::Result<()> {
+    w.write_all(b"{\"state\":")?;
+    json::string(w, state)?;
+    match age {
+        Some(a) => write!(w, ",\"last_frame_age_ms\":{}", a.as_millis())?,
+        None => w.write_all(b",\"last_frame_age_ms\":null")?,
+    }
+    if let Some(cam) = cam {
+        let c = cam.capture();
+        write!(
+            w,
+            ",\"frames\":{},\"dropped\":{},\"corrupt\":{},\"reconnects\":{},\"online\":{},\"video_incidents\":{}",
+            cam.frames(),
+            c.dropped,
+            c.corrupt,
+            c.reconnects,
+            c.online,
+            cam.video_incidents()
+        )?;
+    }
+    w.write_all(b"}")
 }
 
 impl HealthSource for HealthState {
@@ -180,12 +222,18 @@ impl HealthSource for HealthState {
             }
         }
         let (camera, age) = self.camera();
-        w.write_all(b",\"camera\":{\"state\":")?;
-        json::string(w, camera)?;
-        match age {
-            Some(a) => write!(w, ",\"last_frame_age_ms\":{}}}", a.as_millis())?,
-            None => w.write_all(b",\"last_frame_age_ms\":null}")?,
-        }
+        w.write_all(b",\"camera\":")?;
+        camera_json(w, camera, age, None)?;
+        w.write_all(b",\"cameras\":")?;
+        let cameras = self
+            .cameras
+            .iter()
+            .map(String::as_str)
+            .zip(self.feed.cameras());
+        json::object(w, cameras, |w, cam| {
+            let (state, age) = self.camera_state(cam);
+            camera_json(w, state, age, Some(cam))
+        })?;
         write!(
             w,
             ",\"incidents\":{{\"video\":{}}}}}",
@@ -273,6 +321,53 @@ impl HealthSource for HealthState {
                 stage.name(),
                 h.count()
             )?;
+        }
+        let cameras = || self.cameras.iter().zip(self.feed.cameras());
+        let per_camera = [
+            (
+                "camera_online",
+                "gauge",
+                "1 while the camera delivers, 0 while it reconnects.",
+            ),
+            (
+                "camera_frames_total",
+                "counter",
+                "Frames of each camera processed.",
+            ),
+            (
+                "camera_dropped_frames_total",
+                "counter",
+                "Frames of each camera dropped for a newer one.",
+            ),
+            (
+                "camera_corrupt_frames_total",
+                "counter",
+                "Frames of each camera rejected as damaged.",
+            ),
+            (
+                "camera_reconnects_total",
+                "counter",
+                "Times each camera was reopened after a fault.",
+            ),
+        ];
+        for (i, (name, kind, help)) in per_camera.into_iter().enumerate() {
+            writeln!(
+                w,
+                "# HELP edgewatch_{name} {help}\n# TYPE edgewatch_{name} {kind}"
+            )?;
+            for (camera, feed) in cameras() {
+                let c = feed.capture();
+                let v = [
+                    u64::from(c.online),
+                    feed.frames(),
+                    c.dropped,
+                    c.corrupt,
+                    c.reconnects,
+                ][i];
+                write!(w, "edgewatch_{name}{{camera=")?;
+                label(w, camera)?;
+                writeln!(w, "}} {v}")?;
+            }
         }
         writeln!(
             w,
@@ -369,6 +464,7 @@ mod tests {
                 last_reason: Some("inference \"stuck\"".into()),
             },
             classes: vec!["car".into(), "bus".into()],
+            cameras: vec!["north".into()],
             zones: vec!["road".into()],
             lines: vec!["gantry".into()],
             camera_stale: Duration::from_secs(3),
@@ -391,9 +487,46 @@ mod tests {
             text.contains("\"last_restart_reason\":\"inference \\\"stuck\\\"\""),
             "{text}"
         );
+        assert!(
+            text.contains("\"cameras\":{\"north\":{\"state\":\"ok\",\"last_frame_age_ms\":0,"),
+            "{text}"
+        );
         // The camera goes stale without frames.
         clock.advance(Duration::from_secs(4));
         assert_eq!(s.status(), Status::Degraded);
+    }
+
+    #[test]
+    fn a_reconnecting_camera_is_offline_and_degrades() {
+        let (s, _) = state();
+        assert_eq!(s.status(), Status::Ok);
+        let offline = crate::capture::CaptureStats {
+            reconnects: 2,
+            ..Default::default()
+        };
+        s.feed.publish_capture(0, offline, 7);
+        assert_eq!(s.status(), Status::Degraded);
+        let mut out = Vec::new();
+        s.write_health(&mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.contains("\"camera\":{\"state\":\"offline\""), "{text}");
+        assert!(
+            text.contains(
+                "\"frames\":7,\"dropped\":0,\"corrupt\":0,\"reconnects\":2,\"online\":false"
+            ),
+            "{text}"
+        );
+        let mut out = Vec::new();
+        s.write_metrics(&mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.contains("edgewatch_camera_online{camera=\"north\"} 0"),
+            "{text}"
+        );
+        assert!(
+            text.contains("edgewatch_camera_reconnects_total{camera=\"north\"} 2"),
+            "{text}"
+        );
     }
 
     #[test]

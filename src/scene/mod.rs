@@ -139,12 +139,14 @@ mod tests {
         ZoneConfig {
             name: name.into(),
             points: points.to_vec(),
+            camera: None,
         }
     }
 
     fn line(from: [f32; 2], to: [f32; 2], in_side: InSide) -> LineConfig {
         LineConfig {
             name: "stop line".into(),
+            camera: None,
             from,
             to,
             in_side,

@@ -207,12 +207,14 @@ mod tests {
         Zone::new(&ZoneConfig {
             name: "z".into(),
             points: points.to_vec(),
+            camera: None,
         })
     }
 
     fn line(from: [f32; 2], to: [f32; 2], in_side: InSide) -> CountingLine {
         CountingLine::new(&LineConfig {
             name: "l".into(),
+            camera: None,
             from,
             to,
             in_side,

@@ -285,15 +285,16 @@ impl Drop for DetectorPool {
     }
 }
 
-/// Maps a pool's lagging detections back to the frame they came from: the timestamps (and
-/// sequence numbers) of the last `latency + 1` frames, in a ring sized at start-up.
+/// Maps a pool's lagging detections back to the frame they came from: a tag (camera,
+/// timestamp, sequence number, ...) for each of the last `latency + 1` frames, in a ring
+/// sized at start-up.
 #[derive(Debug)]
-pub struct FrameLag {
-    ring: heapless::Deque<(std::time::Duration, u64), 17>,
+pub struct FrameLag<T> {
+    ring: heapless::Deque<T, 17>,
     latency: usize,
 }
 
-impl FrameLag {
+impl<T: Copy> FrameLag<T> {
     /// A ring for a detector that trails by `latency` frames (at most 16).
     pub fn new(latency: usize) -> Self {
         FrameLag {
@@ -302,14 +303,14 @@ impl FrameLag {
         }
     }
 
-    /// Records the frame just invoked and returns the timestamp and sequence number of the
-    /// frame the next decode describes (while the pool fills, the first frame's).
-    pub fn push(&mut self, timestamp: std::time::Duration, seq: u64) -> (std::time::Duration, u64) {
-        let _ = self.ring.push_back((timestamp, seq));
+    /// Records the tag of the frame just invoked and returns the tag of the frame the next
+    /// decode describes (while the pool fills, the first frame's).
+    pub fn push(&mut self, tag: T) -> T {
+        let _ = self.ring.push_back(tag);
         if self.ring.len() > self.latency {
-            self.ring.pop_front().unwrap_or((timestamp, seq))
+            self.ring.pop_front().unwrap_or(tag)
         } else {
-            self.ring.front().copied().unwrap_or((timestamp, seq))
+            self.ring.front().copied().unwrap_or(tag)
         }
     }
 }
@@ -323,15 +324,15 @@ mod tests {
     fn frame_lag_returns_the_frame_n_minus_1_back() {
         let ms = Duration::from_millis;
         let mut lag = FrameLag::new(0);
-        assert_eq!(lag.push(ms(5), 1), (ms(5), 1));
-        assert_eq!(lag.push(ms(6), 2), (ms(6), 2));
+        assert_eq!(lag.push((ms(5), 1)), (ms(5), 1));
+        assert_eq!(lag.push((ms(6), 2)), (ms(6), 2));
         let mut lag = FrameLag::new(2);
         // Filling: the first frame's time, no detections yet.
-        assert_eq!(lag.push(ms(10), 1), (ms(10), 1));
-        assert_eq!(lag.push(ms(20), 2), (ms(10), 1));
+        assert_eq!(lag.push((ms(10), 1)), (ms(10), 1));
+        assert_eq!(lag.push((ms(20), 2)), (ms(10), 1));
         // Full: each decode describes the frame two invokes back.
-        assert_eq!(lag.push(ms(30), 3), (ms(10), 1));
-        assert_eq!(lag.push(ms(40), 4), (ms(20), 2));
-        assert_eq!(lag.push(ms(50), 5), (ms(30), 3));
+        assert_eq!(lag.push((ms(30), 3)), (ms(10), 1));
+        assert_eq!(lag.push((ms(40), 4)), (ms(20), 2));
+        assert_eq!(lag.push((ms(50), 5)), (ms(30), 3));
     }
 }

@@ -113,3 +113,6 @@ pub fn detect(
     detector.decode(&mut out).unwrap();
     out
 }
+
+pub mod mjpeg_server;
+pub mod v4l2;
