@@ -107,6 +107,52 @@ fn bench_scene(config: &Config, ids: &[u16]) {
     print_hist("scene update, 10 detections", &h);
 }
 
+/// The tracker alone at the load: 200 objects in view, 100 of them detected in any
+/// one frame (the others lost and predicted), so every update weighs 100 detections against
+/// 200 tracks.
+fn bench_tracker(ids: &[u16]) {
+    use crate::config::TrackerConfig;
+    use crate::scene::Tracker;
+    let config = TrackerConfig {
+        capacity: 256,
+        ttl_ms: 60_000,
+        ..TrackerConfig::default()
+    };
+    let mut tracker = Tracker::new(&config, ids);
+    let mut dets = Detections::new();
+    let mut frame = 0u64;
+    let mut step = |tracker: &mut Tracker| {
+        frame += 1;
+        dets.clear();
+        for i in 0..200u64 {
+            // Every other object each frame, so each object is seen every second frame.
+            if (i + frame) % 2 != 0 {
+                continue;
+            }
+            let (col, row) = ((i % 20) as f32, (i / 20) as f32);
+            let x = 0.02 + col * 0.048 + (frame % 50) as f32 * 0.0002;
+            let y = 0.02 + row * 0.096;
+            let _ = dets.push(Detection {
+                class: ids[(i as usize) % ids.len()],
+                score: 0.8,
+                bbox: BBox::new(x, y, x + 0.03, y + 0.06),
+            });
+        }
+        tracker.update(&dets, Duration::from_millis(frame * 100));
+    };
+    for _ in 0..10 {
+        step(&mut tracker);
+    }
+    let h = time(2000, || step(&mut tracker));
+    print_hist(
+        &format!(
+            "tracker update, 100 detections x {} tracks",
+            tracker.stats().live
+        ),
+        &h,
+    );
+}
+
 /// Prints the figures; `frames` is how many frames the whole pipeline runs.
 pub fn run(config: &Config, frames: u64) -> Result<(), PipelineError> {
     let mut config = config.clone();
@@ -121,6 +167,7 @@ pub fn run(config: &Config, frames: u64) -> Result<(), PipelineError> {
     bench_preprocess(&spec)?;
     let ids: Vec<u16> = pipeline.counted_class_ids().to_vec();
     bench_scene(&config, &ids);
+    bench_tracker(&ids);
     bench_mjpeg();
 
     // Warm up the interpreter and caches, then measure the steady state.

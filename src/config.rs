@@ -563,29 +563,63 @@ fn default_nms_iou() -> f32 {
     0.3
 }
 
-/// Multi-object tracker bounds.
+/// Multi-object tracker bounds and tuning.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TrackerConfig {
     /// The most objects tracked at once; new objects past this are dropped and counted.
     #[serde(default = "default_track_capacity")]
     pub capacity: usize,
-    /// A track not matched for this long is evicted.
+    /// A lost track (no matching detection) is kept, predicted, for this long, then dropped.
     #[serde(default = "default_ttl_ms")]
     pub ttl_ms: u64,
-    /// Least IoU for a detection to continue a track.
+    /// Boxes overlapping a track's prediction by this IoU are always candidates to continue
+    /// it, whatever the motion gate says.
     #[serde(default = "default_track_iou")]
     pub iou_threshold: f32,
+    /// Detections at or above this score are matched first and may start tracks.
+    #[serde(default = "default_high_score")]
+    pub high_score: f32,
+    /// Detections from this score up to `high_score` only continue tracks seen in the
+    /// previous frame; below it they are ignored. The model's `score_threshold` must be at or
+    /// below it for the second stage to see any.
+    #[serde(default = "default_low_score")]
+    pub low_score: f32,
+    /// Matches before a new track is confirmed (counted on lines and in zones).
+    #[serde(default = "default_confirm_hits")]
+    pub confirm_hits: u32,
+    /// A track that stays within `stationary_distance` of one place this long is stationary
+    /// (a parked car); 0 turns the flag off.
+    #[serde(default = "default_stationary_ms")]
+    pub stationary_ms: u64,
+    /// How far a stationary object may drift, in box sizes.
+    #[serde(default = "default_stationary_distance")]
+    pub stationary_distance: f32,
 }
 
 fn default_track_capacity() -> usize {
     64
 }
 fn default_ttl_ms() -> u64 {
-    1000
+    1500
 }
 fn default_track_iou() -> f32 {
     0.3
+}
+fn default_high_score() -> f32 {
+    0.5
+}
+fn default_low_score() -> f32 {
+    0.1
+}
+fn default_confirm_hits() -> u32 {
+    3
+}
+fn default_stationary_ms() -> u64 {
+    60_000
+}
+fn default_stationary_distance() -> f32 {
+    0.5
 }
 
 impl Default for TrackerConfig {
@@ -594,6 +628,31 @@ impl Default for TrackerConfig {
             capacity: default_track_capacity(),
             ttl_ms: default_ttl_ms(),
             iou_threshold: default_track_iou(),
+            high_score: default_high_score(),
+            low_score: default_low_score(),
+            confirm_hits: default_confirm_hits(),
+            stationary_ms: default_stationary_ms(),
+            stationary_distance: default_stationary_distance(),
+        }
+    }
+}
+
+/// The point of a box that zones and lines test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Anchor {
+    /// The box centre.
+    Center,
+    /// The middle of the bottom edge: where a vehicle or person touches the ground.
+    BottomCenter,
+}
+
+impl Anchor {
+    /// This anchor point of `b`.
+    pub fn of(self, b: &crate::geometry::BBox) -> Point {
+        match self {
+            Anchor::Center => b.center(),
+            Anchor::BottomCenter => b.ground_point(),
         }
     }
 }
@@ -609,6 +668,29 @@ pub struct ZoneConfig {
     pub camera: Option<String>,
     /// Corners in normalized coordinates, `[[x, y], ...]`, at least 3.
     pub points: Vec<[f32; 2]>,
+    /// The point of each box tested against the polygon.
+    #[serde(default = "default_zone_anchor")]
+    pub anchor: Anchor,
+    /// Consecutive frames with an object inside before the zone reports it occupied.
+    #[serde(default = "default_enter_frames")]
+    pub enter_frames: u32,
+    /// The zone stays occupied this long after the last object inside was seen.
+    #[serde(default = "default_exit_ms")]
+    pub exit_ms: u64,
+    /// Keep stationary tracks (parked cars) out of the zone's presence, so they cannot hold
+    /// a signal's demand for ever.
+    #[serde(default)]
+    pub ignore_stationary: bool,
+}
+
+fn default_zone_anchor() -> Anchor {
+    Anchor::BottomCenter
+}
+fn default_enter_frames() -> u32 {
+    2
+}
+fn default_exit_ms() -> u64 {
+    1000
 }
 
 /// Which side of a line counts as "in".
@@ -637,6 +719,14 @@ pub struct LineConfig {
     /// The side objects move onto to count as "in".
     #[serde(default = "default_in_side", rename = "in")]
     pub in_side: InSide,
+    /// The point of each box whose path is tested against the line: `center` by default,
+    /// `bottom-center` for vehicles seen from the side.
+    #[serde(default = "default_line_anchor")]
+    pub anchor: Anchor,
+}
+
+fn default_line_anchor() -> Anchor {
+    Anchor::Center
 }
 
 fn default_in_side() -> InSide {
@@ -1111,6 +1201,16 @@ impl TrackerConfig {
         check_range("tracker.capacity", self.capacity, 1, 1024)?;
         check_range("tracker.ttl_ms", self.ttl_ms, 1, 600_000)?;
         check_range("tracker.iou_threshold", self.iou_threshold, 0.0, 1.0)?;
+        check_range("tracker.high_score", self.high_score, 0.0, 1.0)?;
+        check_range("tracker.low_score", self.low_score, 0.0, self.high_score)?;
+        check_range("tracker.confirm_hits", self.confirm_hits, 1, 100)?;
+        check_range("tracker.stationary_ms", self.stationary_ms, 0, 86_400_000)?;
+        check_range(
+            "tracker.stationary_distance",
+            self.stationary_distance,
+            0.0,
+            100.0,
+        )?;
         Ok(())
     }
 }
@@ -1132,6 +1232,8 @@ impl ZoneConfig {
         for (j, p) in self.points.iter().enumerate() {
             check_point(format!("{key}.points[{j}]"), *p)?;
         }
+        check_range(format!("{key}.enter_frames"), self.enter_frames, 1, 1000)?;
+        check_range(format!("{key}.exit_ms"), self.exit_ms, 0, 3_600_000)?;
         Ok(())
     }
 }

@@ -223,8 +223,8 @@ impl Reporter {
         let t = p.tracker_stats();
         write!(
             w,
-            ",\"tracker\":{{\"live\":{},\"created\":{},\"evicted\":{},\"dropped\":{}}}",
-            t.live, t.created, t.evicted, t.dropped_full
+            ",\"tracker\":{{\"live\":{},\"created\":{},\"evicted\":{},\"tentative_dropped\":{},\"dropped\":{}}}",
+            t.live, t.created, t.evicted, t.tentative_dropped, t.dropped_full
         )?;
         if let Some(status) = &self.signals {
             w.write_all(b",\"signals\":{\"groups\":")?;

@@ -8,7 +8,7 @@ use std::hint::black_box;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use edgewatch::config::{InSide, LineConfig, TrackerConfig, ZoneConfig, MAX_CLASSES};
+use edgewatch::config::{Anchor, InSide, LineConfig, TrackerConfig, ZoneConfig, MAX_CLASSES};
 use edgewatch::geometry::BBox;
 use edgewatch::scene::Scene;
 use edgewatch::vision::detection::{Detection, MAX_DETECTIONS};
@@ -105,13 +105,18 @@ fn scene_update_never_allocates() {
     let tracker = TrackerConfig {
         capacity: CAPACITY,
         ttl_ms: 200,
-        iou_threshold: 0.3,
+        confirm_hits: 2,
+        ..TrackerConfig::default()
     };
     let zones = [
         ZoneConfig {
             name: "kerb".into(),
             camera: None,
             points: vec![[0.0, 0.0], [0.4, 0.0], [0.4, 1.0], [0.0, 1.0]],
+            anchor: Anchor::BottomCenter,
+            enter_frames: 2,
+            exit_ms: 100,
+            ignore_stationary: false,
         },
         ZoneConfig {
             name: "junction".into(),
@@ -124,6 +129,10 @@ fn scene_update_never_allocates() {
                 [0.3, 0.6],
                 [0.5, 0.6],
             ],
+            anchor: Anchor::BottomCenter,
+            enter_frames: 2,
+            exit_ms: 100,
+            ignore_stationary: true,
         },
     ];
     let lines = [
@@ -133,6 +142,7 @@ fn scene_update_never_allocates() {
             from: [0.3, 0.0],
             to: [0.3, 1.0],
             in_side: InSide::Left,
+            anchor: Anchor::BottomCenter,
         },
         LineConfig {
             name: "east".into(),
@@ -140,6 +150,7 @@ fn scene_update_never_allocates() {
             from: [0.7, 0.1],
             to: [0.7, 0.7],
             in_side: InSide::Right,
+            anchor: Anchor::BottomCenter,
         },
         LineConfig {
             name: "diag".into(),
@@ -147,6 +158,7 @@ fn scene_update_never_allocates() {
             from: [0.2, 0.2],
             to: [0.8, 0.9],
             in_side: InSide::Left,
+            anchor: Anchor::BottomCenter,
         },
     ];
     let mut scene = Scene::new(&tracker, &zones, &lines, &[PERSON, CAR, BUS]);

@@ -3,19 +3,22 @@
 //! [`Scene`] allocates every table in [`Scene::new`]; [`Scene::update`], run once per frame,
 //! only overwrites them.
 
+pub mod kalman;
+pub mod presence;
 pub mod tracker;
 pub mod zones;
 
 use std::time::Duration;
 
-use crate::config::{LineConfig, TrackerConfig, ZoneConfig, MAX_CLASSES, MAX_LINES};
+use crate::config::{LineConfig, TrackerConfig, ZoneConfig, MAX_CLASSES, MAX_LINES, MAX_ZONES};
 use crate::vision::detection::Detection;
 
+pub use presence::ZonePresence;
 pub use tracker::{CountedClasses, Track, Tracker, TrackerStats};
 pub use zones::{CountingLine, Crossing, LineCount, Zone};
 
-// A track remembers the lines it has been counted on in a u64.
-const _: () = assert!(MAX_LINES <= 64);
+// A track remembers the lines it has been counted on in a u64, its zones in a u32.
+const _: () = assert!(MAX_LINES <= 64 && MAX_ZONES <= 32);
 
 /// The tracker plus the zones and lines it is counted against.
 #[derive(Debug)]
@@ -23,6 +26,7 @@ pub struct Scene {
     tracker: Tracker,
     zones: Vec<Zone>,
     lines: Vec<CountingLine>,
+    presence: Vec<ZonePresence>,
     occupancy: Vec<[u32; MAX_CLASSES]>,
     line_counts: Vec<LineCount>,
 }
@@ -33,8 +37,8 @@ impl Scene {
     /// ignored.
     ///
     /// # Panics
-    /// If there are more than [`MAX_CLASSES`] counted classes or [`MAX_LINES`] lines; config
-    /// validation rules both out.
+    /// If there are more than [`MAX_CLASSES`] counted classes, [`MAX_ZONES`] zones or
+    /// [`MAX_LINES`] lines; config validation rules them out.
     pub fn new(
         tracker: &TrackerConfig,
         zones: &[ZoneConfig],
@@ -46,47 +50,76 @@ impl Scene {
             "{} counting lines, at most {MAX_LINES}",
             lines.len()
         );
+        assert!(
+            zones.len() <= MAX_ZONES,
+            "{} zones, at most {MAX_ZONES}",
+            zones.len()
+        );
         Scene {
             tracker: Tracker::new(tracker, counted_classes),
             zones: zones.iter().map(Zone::new).collect(),
             lines: lines.iter().map(CountingLine::new).collect(),
+            presence: zones.iter().map(ZonePresence::new).collect(),
             occupancy: vec![[0; MAX_CLASSES]; zones.len()],
             line_counts: vec![LineCount::default(); lines.len()],
         }
     }
 
-    /// One frame taken at `now`: tracks the detections (see [`Tracker::update`]), recounts
-    /// zone occupancy and adds the line crossings of the tracks seen in this frame.
+    /// One frame taken at `now`: tracks the detections (see [`Tracker::update`]), updates
+    /// zone presence and dwell, and counts the line crossings of the confirmed tracks seen in
+    /// this frame.
     pub fn update(&mut self, detections: &[Detection], now: Duration) {
         self.tracker.update(detections, now);
-        self.occupancy.fill([0; MAX_CLASSES]);
+        let mut inside = [[0u32; MAX_CLASSES]; MAX_ZONES];
         for track in self.tracker.tracks_mut() {
-            let Some((before, after)) = track.movement() else {
+            if !(track.seen_this_frame() && track.is_confirmed()) {
                 continue;
-            };
-            for (zone, occupancy) in self.zones.iter().zip(&mut self.occupancy) {
-                if zone.contains(after) {
-                    occupancy[track.class_index] += 1;
+            }
+            for (zi, (zone, presence)) in self.zones.iter().zip(&mut self.presence).enumerate() {
+                let is_in = zone.contains(zone.anchor().of(&track.bbox));
+                if let Some(dwell) = track.set_in_zone(zi, is_in, now) {
+                    presence.record_visit(dwell);
+                }
+                if is_in && !(zone.ignores_stationary() && track.is_stationary()) {
+                    inside[zi][track.class_index] += 1;
                 }
             }
+            let Some((from, to)) = track.counting_move() else {
+                continue;
+            };
             for (i, (line, count)) in self.lines.iter().zip(&mut self.line_counts).enumerate() {
                 if track.line_counted(i) {
                     continue;
                 }
                 // Once per track and line, whichever way it crosses first: an object wobbling
                 // on the line, or turning back, is still one object.
-                if let Some(crossing) = line.crossing(before, after) {
+                let anchor = line.anchor();
+                if let Some(crossing) = line.crossing(anchor.of(&from), anchor.of(&to)) {
                     track.mark_line_counted(i);
                     count.record(crossing, track.class_index);
                 }
             }
+            track.counted_up_to_now();
+        }
+        for ((presence, occupancy), inside) in self
+            .presence
+            .iter_mut()
+            .zip(&mut self.occupancy)
+            .zip(&inside)
+        {
+            presence.update(inside, now, occupancy);
         }
     }
 
-    /// `[zone][counted class]`: tracks seen in the latest frame whose ground point is inside
-    /// the zone. Zones are in config order.
+    /// `[zone][counted class]`: objects present in each zone, with the zone's hysteresis (see
+    /// [`ZonePresence`]); what signal demand reads. Zones are in config order.
     pub fn zone_occupancy(&self) -> &[[u32; MAX_CLASSES]] {
         &self.occupancy
+    }
+
+    /// Presence state, periods and dwell figures per zone, in config order.
+    pub fn zone_presence(&self) -> &[ZonePresence] {
+        &self.presence
     }
 
     /// Cumulative crossings per line, in config order.
@@ -128,7 +161,7 @@ impl Scene {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::InSide;
+    use crate::config::{Anchor, InSide};
     use crate::geometry::BBox;
 
     const PERSON: u16 = 0;
@@ -140,6 +173,10 @@ mod tests {
             name: name.into(),
             points: points.to_vec(),
             camera: None,
+            anchor: Anchor::BottomCenter,
+            enter_frames: 1,
+            exit_ms: 0,
+            ignore_stationary: false,
         }
     }
 
@@ -150,14 +187,17 @@ mod tests {
             from,
             to,
             in_side,
+            anchor: Anchor::BottomCenter,
         }
     }
 
+    /// Confirmed on the first hit, so each test sees its rule and not the confirmation.
     fn tracker() -> TrackerConfig {
         TrackerConfig {
             capacity: 16,
             ttl_ms: 500,
-            iou_threshold: 0.3,
+            confirm_hits: 1,
+            ..TrackerConfig::default()
         }
     }
 
@@ -199,7 +239,7 @@ mod tests {
                 standing(PERSON, 0.55, 0.5), // in ell's notch: neither
                 standing(PERSON, 0.8, 0.4),  // ell's arm
                 standing(BUS, 0.8, 0.9),     // ell's corner
-                standing(7, 0.2, 0.3),       // not counted
+                standing(7, 0.2, 0.6),       // not counted
             ],
             ms(0),
         );
@@ -210,11 +250,59 @@ mod tests {
         assert_eq!(scene.zones()[1].name(), "ell");
         assert_eq!(scene.stats().ignored, 1);
 
-        // Occupancy is of this frame only: unseen (coasting) tracks are not in any zone.
+        // With no hold time, presence is of this frame only: lost tracks are in no zone.
         scene.update(&[standing(CAR, 0.2, 0.3)], ms(40));
         assert_eq!(scene.tracks().len(), 5);
         assert_eq!(&scene.zone_occupancy()[0][..3], &[0, 1, 0]);
         assert_eq!(&scene.zone_occupancy()[1][..3], &[0, 0, 0]);
+    }
+
+    #[test]
+    fn presence_holds_through_missed_frames_and_counts_periods() {
+        let mut z = zone(
+            "stop bar",
+            &[[0.0, 0.0], [1.0, 0.0], [1.0, 1.0], [0.0, 1.0]],
+        );
+        z.enter_frames = 2;
+        z.exit_ms = 300;
+        let mut scene = Scene::new(&tracker(), &[z], &[], &[CAR]);
+        let car = [standing(CAR, 0.5, 0.5)];
+        scene.update(&car, ms(0));
+        assert_eq!(scene.zone_occupancy()[0][0], 0, "one frame is not presence");
+        scene.update(&car, ms(100));
+        assert_eq!(scene.zone_occupancy()[0][0], 1);
+        // The detector misses the car for 200 ms: the call holds.
+        scene.update(&[], ms(200));
+        scene.update(&[], ms(300));
+        assert_eq!(scene.zone_occupancy()[0][0], 1);
+        scene.update(&car, ms(350));
+        scene.update(&[], ms(500));
+        assert_eq!(scene.zone_occupancy()[0][0], 1);
+        scene.update(&[], ms(650));
+        assert_eq!(scene.zone_occupancy()[0][0], 0);
+        assert_eq!(scene.zone_presence()[0].occupied_periods(), 1);
+    }
+
+    #[test]
+    fn stationary_tracks_can_be_kept_out_of_a_zone() {
+        let whole = [[0.0, 0.0], [1.0, 0.0], [1.0, 1.0], [0.0, 1.0]];
+        let mut parked_out = zone("demand", &whole);
+        parked_out.ignore_stationary = true;
+        let tracker = TrackerConfig {
+            stationary_ms: 1000,
+            ttl_ms: 5000,
+            ..tracker()
+        };
+        let mut scene = Scene::new(&tracker, &[zone("all", &whole), parked_out], &[], &[CAR]);
+        for f in 0..15u64 {
+            scene.update(&[standing(CAR, 0.5, 0.5)], ms(f * 100));
+            let occ = scene.zone_occupancy();
+            let parked = f >= 10;
+            assert_eq!((occ[0][0], occ[1][0]), (1, u32::from(!parked)), "frame {f}");
+        }
+        // The dwell of the parked car in the zone is known while it stays.
+        let track = scene.tracks()[0];
+        assert_eq!(track.dwell(0, ms(1400)), Some(ms(1400)));
     }
 
     /// Feeds one car along `xs` (ground point at y = 0.5), one frame every 40 ms.
@@ -276,6 +364,60 @@ mod tests {
     }
 
     #[test]
+    fn turning_back_after_crossing_counts_once() {
+        let mut scene = Scene::new(&tracker(), &[], &vertical_line(InSide::Left), &[CAR]);
+        drive(
+            &mut scene,
+            &[
+                0.46, 0.47, 0.48, 0.49, 0.50, 0.51, 0.52, 0.525, 0.525, 0.52, 0.51, 0.50, 0.49,
+                0.48, 0.47,
+            ],
+        );
+        assert_eq!(scene.tracks().len(), 1);
+        let c = scene.line_counts()[0];
+        assert_eq!((c.inbound[0], c.outbound[0]), (1, 0));
+    }
+
+    #[test]
+    fn a_track_born_past_the_line_does_not_count() {
+        let mut scene = Scene::new(&tracker(), &[], &vertical_line(InSide::Left), &[CAR]);
+        drive(&mut scene, &[0.51, 0.55, 0.59, 0.63]);
+        assert_eq!(scene.line_counts()[0], LineCount::default());
+    }
+
+    #[test]
+    fn a_crossing_while_tentative_counts_once_confirmed() {
+        let tracker = TrackerConfig {
+            confirm_hits: 3,
+            ..tracker()
+        };
+        let mut scene = Scene::new(&tracker, &[], &vertical_line(InSide::Left), &[CAR]);
+        scene.update(&[standing(CAR, 0.47, 0.5)], ms(0));
+        scene.update(&[standing(CAR, 0.51, 0.5)], ms(40));
+        assert_eq!(scene.line_counts()[0].inbound[0], 0, "not yet confirmed");
+        scene.update(&[standing(CAR, 0.55, 0.5)], ms(80));
+        assert_eq!(scene.line_counts()[0].inbound[0], 1);
+        scene.update(&[standing(CAR, 0.59, 0.5)], ms(120));
+        assert_eq!(scene.line_counts()[0].inbound[0], 1);
+    }
+
+    #[test]
+    fn a_tentative_track_that_vanishes_counts_nothing() {
+        let tracker = TrackerConfig {
+            confirm_hits: 3,
+            ..tracker()
+        };
+        let mut scene = Scene::new(&tracker, &[], &vertical_line(InSide::Left), &[CAR]);
+        scene.update(&[standing(CAR, 0.47, 0.5)], ms(0));
+        scene.update(&[standing(CAR, 0.52, 0.5)], ms(40));
+        for t in [80, 120, 160] {
+            scene.update(&[], ms(t));
+        }
+        assert_eq!(scene.line_counts()[0], LineCount::default());
+        assert!(scene.tracks().is_empty());
+    }
+
+    #[test]
     fn each_line_counts_each_object_once() {
         let lines = [
             line([0.3, 0.2], [0.3, 0.8], InSide::Left),
@@ -308,12 +450,29 @@ mod tests {
     }
 
     #[test]
+    fn the_anchor_decides_which_point_crosses() {
+        // A horizontal line at y = 0.4; a car drives down with its ground point from 0.42 to
+        // 0.50: its bottom edge starts past the line, its centre (0.37 to 0.45) crosses it.
+        let mut centre = line([0.0, 0.4], [1.0, 0.4], InSide::Right);
+        centre.anchor = Anchor::Center;
+        let bottom = line([0.0, 0.4], [1.0, 0.4], InSide::Right);
+        let mut scene = Scene::new(&tracker(), &[], &[centre, bottom], &[CAR]);
+        for (i, y) in [0.42, 0.44, 0.46, 0.48, 0.50].into_iter().enumerate() {
+            scene.update(&[standing(CAR, 0.5, y)], ms(i as u64 * 40));
+        }
+        let c = scene.line_counts();
+        assert_eq!((c[0].inbound[0], c[0].outbound[0]), (1, 0));
+        assert_eq!(c[1], LineCount::default());
+    }
+
+    #[test]
     fn a_crossing_during_missed_frames_is_still_counted() {
         let mut scene = Scene::new(&tracker(), &[], &vertical_line(InSide::Left), &[CAR]);
-        scene.update(&[standing(CAR, 0.47, 0.5)], ms(0));
-        scene.update(&[], ms(40));
+        scene.update(&[standing(CAR, 0.45, 0.5)], ms(0));
+        scene.update(&[standing(CAR, 0.47, 0.5)], ms(40));
         scene.update(&[], ms(80));
-        scene.update(&[standing(CAR, 0.52, 0.5)], ms(120));
+        scene.update(&[], ms(120));
+        scene.update(&[standing(CAR, 0.53, 0.5)], ms(160));
         assert_eq!(scene.tracks()[0].id, 1);
         assert_eq!(scene.line_counts()[0].inbound[0], 1);
     }

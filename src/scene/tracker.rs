@@ -1,15 +1,49 @@
-//! Fixed-capacity IoU multi-object tracker.
+//! Fixed-capacity multi-object tracker in the ByteTrack family.
 //!
-//! Every slot is allocated by [`Tracker::new`]; [`Tracker::update`] only overwrites them. A track
-//! that no detection continues for the configured TTL is evicted, so nothing accumulates however
-//! long the process runs (the Python predecessor never forgot a face it had once tracked), and a
+//! Each track carries a constant-velocity Kalman filter on its box ([`super::kalman`]),
+//! stepped by the real time between frames, so dropped frames and a varying frame rate move
+//! the prediction as far as the object really moved. Each update associates in three stages:
+//!
+//! 1. confident detections (score ≥ `high_score`) against confirmed tracks, lost ones too;
+//! 2. weak detections (`low_score` ≤ score < `high_score`) against the confirmed tracks seen
+//!    in the previous update that stage 1 left unmatched: an object the detector is unsure of
+//!    for a few frames (occluded, far, blurred) keeps its track instead of starting a new one;
+//! 3. the remaining confident detections against tentative tracks.
+//!
+//! A pair is a candidate when the boxes overlap by `iou_threshold`, or when the detection's
+//! centre lies within the prediction's gate (Mahalanobis distance on the centre, so it widens
+//! while a track coasts) and its size is plausible: small, fast objects whose boxes no longer
+//! overlap between frames still match. Candidates are taken greedily, cheapest first, with a
+//! cost of `1 - IoU` plus the normalised distance plus a penalty for a class change.
+//!
+//! A track starts tentative and is confirmed after `confirm_hits` matches; a tentative track
+//! that misses two updates in a row is dropped. A confirmed track that goes unmatched is lost:
+//! kept and predicted for `ttl_ms`, then dropped, or dropped at once when its prediction
+//! leaves the frame. Its class is the score-weighted majority of its detections.
+//!
+//! Every slot is allocated by [`Tracker::new`]; [`Tracker::update`] only overwrites them. A
 //! detection that finds no free slot is dropped and counted rather than growing the table.
 
 use std::time::Duration;
 
-use crate::config::{TrackerConfig, MAX_CLASSES};
+use super::kalman::{BoxFilter, MotionNoise};
+use crate::config::{TrackerConfig, MAX_CLASSES, MAX_ZONES};
 use crate::geometry::{BBox, Point};
 use crate::vision::detection::{Detection, MAX_DETECTIONS};
+
+/// Squared gate distance: 99 % of a correct detection's centre falls inside (chi-square, two
+/// degrees of freedom).
+const GATE2: f32 = 9.21;
+/// Added to a pair's cost when the detection's class differs from the track's: a car that the
+/// detector calls a truck for a frame keeps its track, but a same-class match wins a tie.
+const CLASS_CHANGE_COST: f32 = 0.5;
+/// A detection's width or height may differ from the prediction's by at most this factor.
+const SIZE_RATIO: f32 = 2.5;
+/// An unmatched confident detection overlapping a track matched in the same update by this
+/// much is a duplicate (the same car boxed as "car" and "truck"), not a new object.
+const DUPLICATE_IOU: f32 = 0.7;
+/// Consecutive missed updates after which a tentative track is dropped.
+const TENTATIVE_MISSES: u32 = 2;
 
 /// Model class ids of the counted classes, in site order: position `i` is counted class `i`,
 /// the index every count array uses.
@@ -54,7 +88,7 @@ impl CountedClasses {
 pub struct Track {
     /// Unique for the life of the tracker; ids increase and are never reused.
     pub id: u64,
-    /// Model class id (tracks only continue with detections of the same class).
+    /// Model class id: the score-weighted majority of the detections the track absorbed.
     pub class: u16,
     /// Counted class index of `class`: where this track lands in count arrays.
     pub class_index: usize,
@@ -68,29 +102,66 @@ pub struct Track {
     pub last_seen: Duration,
     /// Number of detections this track has absorbed (saturating).
     pub hits: u32,
-    previous_ground: Point,
+    filter: BoxFilter,
+    votes: [f32; MAX_CLASSES],
+    confirmed: bool,
+    /// Consecutive updates without a match.
+    misses: u32,
     seen: bool,
+    /// The box at the last point line counting looked at (the first detection until then).
+    count_from: BBox,
     lines_counted: u64,
+    still_at: Point,
+    still_since: Duration,
+    stationary: bool,
+    zones_in: u32,
+    zone_entered: [Duration; MAX_ZONES],
 }
 
 impl Track {
-    /// Where the object touches the ground now: the point zones and lines test.
+    /// Where the object touches the ground now (bottom centre of the latest detection).
     pub fn ground_point(&self) -> Point {
         self.bbox.ground_point()
     }
 
     /// Whether a detection of the latest update continued or created this track; tracks that
-    /// are only coasting until their TTL runs out answer `false`.
+    /// are lost and only predicted answer `false`.
     pub fn seen_this_frame(&self) -> bool {
         self.seen
     }
 
-    /// The ground point's move in the latest update, `(before, now)`, if the track was seen in
-    /// it. "Before" is the previous detection, however many frames ago, so a crossing made
-    /// while the detector missed the object is still found. A new track has not moved.
-    pub fn movement(&self) -> Option<(Point, Point)> {
-        self.seen
-            .then(|| (self.previous_ground, self.ground_point()))
+    /// Whether the track has been matched `confirm_hits` times: tentative tracks are not
+    /// counted on lines or in zones.
+    pub fn is_confirmed(&self) -> bool {
+        self.confirmed
+    }
+
+    /// Whether the object has stayed within half its size of one place for `stationary_ms`
+    /// (a parked car).
+    pub fn is_stationary(&self) -> bool {
+        self.stationary
+    }
+
+    /// The filter's box at the latest update: the prediction for a lost track.
+    pub fn estimate(&self) -> BBox {
+        self.filter.bbox()
+    }
+
+    /// Estimated centre velocity, in normalized units per second.
+    pub fn velocity(&self) -> Point {
+        self.filter.velocity()
+    }
+
+    /// The box line counting last looked at and the latest detection's box, if the track is
+    /// confirmed and was seen in the latest update. Until the first look that is the track's
+    /// first box, so a crossing made while the track was tentative still counts, and one made
+    /// while it was lost is found when it is seen again.
+    pub fn counting_move(&self) -> Option<(BBox, BBox)> {
+        (self.seen && self.confirmed).then_some((self.count_from, self.bbox))
+    }
+
+    pub(crate) fn counted_up_to_now(&mut self) {
+        self.count_from = self.bbox;
     }
 
     /// Bit `i` is set once the track has been counted on line `i`.
@@ -106,31 +177,91 @@ impl Track {
     pub(crate) fn mark_line_counted(&mut self, line: usize) {
         self.lines_counted |= 1 << line;
     }
+
+    /// How long the track has been in zone `zone` at `now`, if it is in it.
+    pub fn dwell(&self, zone: usize, now: Duration) -> Option<Duration> {
+        (zone < MAX_ZONES && self.zones_in & (1 << zone) != 0)
+            .then(|| now.saturating_sub(self.zone_entered[zone]))
+    }
+
+    /// Records whether the track is in zone `zone` (< [`MAX_ZONES`]) at `now`; returns the
+    /// dwell that ends when it leaves.
+    pub(crate) fn set_in_zone(
+        &mut self,
+        zone: usize,
+        inside: bool,
+        now: Duration,
+    ) -> Option<Duration> {
+        let bit = 1u32 << zone;
+        match (self.zones_in & bit != 0, inside) {
+            (false, true) => {
+                self.zones_in |= bit;
+                self.zone_entered[zone] = now;
+                None
+            }
+            (true, false) => {
+                self.zones_in &= !bit;
+                Some(now.saturating_sub(self.zone_entered[zone]))
+            }
+            _ => None,
+        }
+    }
+
+    fn absorb(&mut self, d: &Detection, class_index: usize, now: Duration, t: &TrackerParams) {
+        self.filter.update(&d.bbox, &t.noise);
+        self.bbox = d.bbox;
+        self.score = d.score;
+        self.last_seen = now;
+        self.hits = self.hits.saturating_add(1);
+        self.misses = 0;
+        self.seen = true;
+        self.votes[class_index] += d.score;
+        let best = (0..MAX_CLASSES)
+            .max_by(|&a, &b| self.votes[a].total_cmp(&self.votes[b]).then(b.cmp(&a)))
+            .unwrap_or(class_index);
+        if self.votes[best] > self.votes[self.class_index] {
+            self.class_index = best;
+            self.class = t.classes.as_slice()[best];
+        }
+        let c = self.filter.center();
+        let (w, h) = self.filter.size();
+        let (dx, dy) = (c.x - self.still_at.x, c.y - self.still_at.y);
+        if (dx * dx + dy * dy).sqrt() > t.stationary_distance * w.max(h) {
+            self.still_at = c;
+            self.still_since = now;
+        }
+        self.stationary = t
+            .stationary_after
+            .is_some_and(|after| now.saturating_sub(self.still_since) >= after);
+    }
 }
 
-/// What the tracker holds and what it has created, evicted and dropped since it started.
+/// What the tracker holds and what it has created, dropped and ignored since it started.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct TrackerStats {
-    /// Tracks alive now.
+    /// Tracks alive now, tentative ones included.
     pub live: usize,
     /// The most tracks alive at once.
     pub capacity: usize,
-    /// Tracks ever created.
+    /// Tracks ever confirmed: the objects the tracker believes it saw.
     pub created: u64,
-    /// Tracks evicted after their TTL.
+    /// Confirmed tracks dropped after being lost for `ttl_ms`, or when their prediction left
+    /// the frame.
     pub evicted: u64,
+    /// Tentative tracks dropped before confirmation (flicker, false detections).
+    pub tentative_dropped: u64,
     /// Detections that would have started a track but found every slot taken.
     pub dropped_full: u64,
     /// Detections past the first [`MAX_DETECTIONS`] of one update, never looked at.
     pub dropped_overflow: u64,
-    /// Detections of a class that is not counted, or with a non-finite box.
+    /// Detections of a class that is not counted, below `low_score`, or with a non-finite box.
     pub ignored: u64,
 }
 
 /// A possible detection-to-track match.
 #[derive(Debug, Clone, Copy)]
 struct Candidate {
-    iou: f32,
+    cost: f32,
     track: u32,
     detection: u16,
 }
@@ -144,18 +275,43 @@ enum Fate {
     Matched,
 }
 
-/// Greedy IoU tracker over a table of at most `capacity` tracks.
+/// Which tracks and detections an association stage pairs.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Stage {
+    /// Confident detections, confirmed tracks (lost ones too).
+    Confident,
+    /// Weak detections, confirmed tracks seen in the previous update.
+    Weak,
+    /// Confident detections, tentative tracks.
+    Tentative,
+}
+
+/// The tuning the tracks need during an update.
+#[derive(Debug, Clone, Copy)]
+struct TrackerParams {
+    noise: MotionNoise,
+    iou_threshold: f32,
+    high_score: f32,
+    low_score: f32,
+    confirm_hits: u32,
+    stationary_after: Option<Duration>,
+    stationary_distance: f32,
+    classes: CountedClasses,
+}
+
+/// ByteTrack-style tracker over a table of at most `capacity` tracks.
 #[derive(Debug)]
 pub struct Tracker {
-    /// Sorted by id: new tracks are pushed at the end and eviction keeps the order.
+    /// In creation order (so by id): new tracks are pushed at the end and removal keeps the
+    /// order.
     tracks: Vec<Track>,
     capacity: usize,
     ttl: Duration,
-    iou_threshold: f32,
-    classes: CountedClasses,
+    params: TrackerParams,
     /// Scratch for matching, sized for every track against every detection so it never grows.
     candidates: Vec<Candidate>,
     next_id: u64,
+    last_update: Option<Duration>,
     stats: TrackerStats,
 }
 
@@ -171,10 +327,20 @@ impl Tracker {
             tracks: Vec::with_capacity(capacity),
             capacity,
             ttl: Duration::from_millis(config.ttl_ms),
-            iou_threshold: config.iou_threshold,
-            classes: CountedClasses::new(counted_classes),
+            params: TrackerParams {
+                noise: MotionNoise::default(),
+                iou_threshold: config.iou_threshold,
+                high_score: config.high_score,
+                low_score: config.low_score,
+                confirm_hits: config.confirm_hits,
+                stationary_after: (config.stationary_ms > 0)
+                    .then(|| Duration::from_millis(config.stationary_ms)),
+                stationary_distance: config.stationary_distance,
+                classes: CountedClasses::new(counted_classes),
+            },
             candidates: Vec::with_capacity(capacity.saturating_mul(MAX_DETECTIONS)),
             next_id: 1,
+            last_update: None,
             stats: TrackerStats {
                 capacity,
                 ..TrackerStats::default()
@@ -182,35 +348,45 @@ impl Tracker {
         }
     }
 
-    /// One frame taken at `now`: evicts tracks unseen for longer than the TTL, continues
-    /// tracks with the same-class detections that overlap them most (greedy, highest IoU
-    /// first), and starts tracks for the rest while slots are free, in detection order.
+    /// One frame taken at `now`: predicts every track to `now`, associates the detections in
+    /// three stages, starts tentative tracks for the confident detections left over while
+    /// slots are free, and drops tracks whose budget ran out.
     pub fn update(&mut self, detections: &[Detection], now: Duration) {
         let kept = detections.len().min(MAX_DETECTIONS);
         self.stats.dropped_overflow += (detections.len() - kept) as u64;
         let detections = &detections[..kept];
 
+        let dt = self
+            .last_update
+            .map_or(0.0, |t| now.saturating_sub(t).as_secs_f32());
+        self.last_update = Some(now);
         for track in &mut self.tracks {
+            track.filter.predict(dt, &self.params.noise);
             track.seen = false;
         }
-        self.evict_stale(now);
 
         let mut fates = [Fate::Ignored; MAX_DETECTIONS];
         for (fate, d) in fates.iter_mut().zip(detections) {
-            let finite = [d.bbox.xmin, d.bbox.ymin, d.bbox.xmax, d.bbox.ymax]
+            let finite = [d.bbox.xmin, d.bbox.ymin, d.bbox.xmax, d.bbox.ymax, d.score]
                 .iter()
                 .all(|v| v.is_finite());
-            match self.classes.index_of(d.class) {
-                Some(index) if finite => *fate = Fate::Unmatched(index),
+            match self.params.classes.index_of(d.class) {
+                Some(index) if finite && d.score >= self.params.low_score => {
+                    *fate = Fate::Unmatched(index)
+                }
                 _ => self.stats.ignored += 1,
             }
         }
-        self.match_tracks(detections, &mut fates[..kept], now);
-        self.start_tracks(detections, &fates[..kept], now);
+        let fates = &mut fates[..kept];
+        for stage in [Stage::Confident, Stage::Weak, Stage::Tentative] {
+            self.associate(stage, detections, fates, now);
+        }
+        self.drop_expired(now);
+        self.start_tracks(detections, fates, now);
         self.stats.live = self.tracks.len();
     }
 
-    /// Live tracks, oldest (lowest id) first.
+    /// Live tracks, oldest (lowest id) first: confirmed, tentative and lost.
     pub fn tracks(&self) -> &[Track] {
         &self.tracks
     }
@@ -226,62 +402,123 @@ impl Tracker {
 
     /// The counted classes the tracker follows.
     pub fn counted_classes(&self) -> &CountedClasses {
-        &self.classes
+        &self.params.classes
     }
 
-    fn evict_stale(&mut self, now: Duration) {
-        let ttl = self.ttl;
-        let before = self.tracks.len();
-        // `retain` rather than `swap_remove` keeps the table sorted by id, so output order is
-        // stable and ties in matching go to the older track.
-        self.tracks
-            .retain(|t| now.saturating_sub(t.last_seen) <= ttl);
-        self.stats.evicted += (before - self.tracks.len()) as u64;
+    fn eligible(&self, stage: Stage, track: &Track, d: &Detection) -> bool {
+        let confident = d.score >= self.params.high_score;
+        match stage {
+            Stage::Confident => confident && track.confirmed,
+            // `misses` still holds the count before this update: 0 means seen last time.
+            Stage::Weak => !confident && track.confirmed && track.misses == 0,
+            Stage::Tentative => confident && !track.confirmed,
+        }
     }
 
-    fn match_tracks(&mut self, detections: &[Detection], fates: &mut [Fate], now: Duration) {
+    /// The cost of continuing `track` with `d`, or `None` when the pair is implausible.
+    fn cost(&self, track: &Track, d: &Detection, class_index: usize) -> Option<f32> {
+        let predicted = track.filter.bbox();
+        let iou = predicted.iou(&d.bbox);
+        let d2 = track.filter.distance2(&d.bbox, &self.params.noise);
+        let (w, h) = track.filter.size();
+        let ratio_ok = |a: f32, b: f32| a <= b * SIZE_RATIO && b <= a * SIZE_RATIO;
+        let gated = d2 <= GATE2 && ratio_ok(d.bbox.width(), w) && ratio_ok(d.bbox.height(), h);
+        // Boxes that do not touch never match on overlap alone, even with a threshold of 0.
+        let overlaps = iou > 0.0 && iou >= self.params.iou_threshold;
+        if !(gated || overlaps) {
+            return None;
+        }
+        let class_cost = if class_index == track.class_index {
+            0.0
+        } else {
+            CLASS_CHANGE_COST
+        };
+        Some((1.0 - iou) + d2.min(GATE2) / GATE2 + class_cost)
+    }
+
+    fn associate(
+        &mut self,
+        stage: Stage,
+        detections: &[Detection],
+        fates: &mut [Fate],
+        now: Duration,
+    ) {
         self.candidates.clear();
         for (ti, track) in self.tracks.iter().enumerate() {
+            if track.seen {
+                continue;
+            }
             for (di, d) in detections.iter().enumerate() {
-                if d.class != track.class || fates[di] == Fate::Ignored {
+                let Fate::Unmatched(class_index) = fates[di] else {
+                    continue;
+                };
+                if !self.eligible(stage, track, d) {
                     continue;
                 }
-                let iou = track.bbox.iou(&d.bbox);
-                // Boxes that do not touch never continue a track, even with a threshold of 0.
-                let overlaps = iou > 0.0 && iou >= self.iou_threshold;
-                if overlaps && self.candidates.len() < self.candidates.capacity() {
-                    self.candidates.push(Candidate {
-                        iou,
-                        track: ti as u32,
-                        detection: di as u16,
-                    });
+                if let Some(cost) = self.cost(track, d, class_index) {
+                    if self.candidates.len() < self.candidates.capacity() {
+                        self.candidates.push(Candidate {
+                            cost,
+                            track: ti as u32,
+                            detection: di as u16,
+                        });
+                    }
                 }
             }
         }
-        // Highest IoU first, so two nearby objects do not steal each other's tracks the way
+        // Cheapest first, so two nearby objects do not steal each other's tracks the way
         // matching in detection order can; ties go to the older track, then the earlier
         // detection, which keeps results deterministic. `sort_unstable_by` does not allocate.
         self.candidates.sort_unstable_by(|a, b| {
-            b.iou
-                .total_cmp(&a.iou)
+            a.cost
+                .total_cmp(&b.cost)
                 .then(a.track.cmp(&b.track))
                 .then(a.detection.cmp(&b.detection))
         });
         for c in &self.candidates {
             let track = &mut self.tracks[c.track as usize];
             let fate = &mut fates[c.detection as usize];
-            if track.seen || *fate == Fate::Matched {
+            let Fate::Unmatched(class_index) = *fate else {
+                continue;
+            };
+            if track.seen {
                 continue;
             }
-            let d = &detections[c.detection as usize];
-            track.previous_ground = track.bbox.ground_point();
-            track.bbox = d.bbox;
-            track.score = d.score;
-            track.last_seen = now;
-            track.hits = track.hits.saturating_add(1);
-            track.seen = true;
+            track.absorb(
+                &detections[c.detection as usize],
+                class_index,
+                now,
+                &self.params,
+            );
+            if !track.confirmed && track.hits >= self.params.confirm_hits {
+                track.confirmed = true;
+                self.stats.created += 1;
+            }
             *fate = Fate::Matched;
         }
+    }
+
+    fn drop_expired(&mut self, now: Duration) {
+        let ttl = self.ttl;
+        let stats = &mut self.stats;
+        // `retain` rather than `swap_remove` keeps the table in creation order, so output
+        // order is stable and ties in matching go to the older track.
+        self.tracks.retain_mut(|t| {
+            if t.seen {
+                return true;
+            }
+            t.misses = t.misses.saturating_add(1);
+            if !t.confirmed {
+                let keep = t.misses < TENTATIVE_MISSES;
+                stats.tentative_dropped += u64::from(!keep);
+                return keep;
+            }
+            let c = t.filter.center();
+            let in_frame = (-0.05..=1.05).contains(&c.x) && (-0.05..=1.05).contains(&c.y);
+            let keep = in_frame && now.saturating_sub(t.last_seen) <= ttl;
+            stats.evicted += u64::from(!keep);
+            keep
+        });
     }
 
     fn start_tracks(&mut self, detections: &[Detection], fates: &[Fate], now: Duration) {
@@ -289,11 +526,25 @@ impl Tracker {
             let Fate::Unmatched(class_index) = *fate else {
                 continue;
             };
+            if d.score < self.params.high_score {
+                continue;
+            }
+            let duplicate = self
+                .tracks
+                .iter()
+                .any(|t| t.seen && t.bbox.iou(&d.bbox) >= DUPLICATE_IOU);
+            if duplicate {
+                continue;
+            }
             // The table never grows past the capacity it was allocated with.
             if self.tracks.len() >= self.capacity {
                 self.stats.dropped_full += 1;
                 continue;
             }
+            let mut votes = [0.0; MAX_CLASSES];
+            votes[class_index] = d.score;
+            let confirmed = self.params.confirm_hits <= 1;
+            self.stats.created += u64::from(confirmed);
             self.tracks.push(Track {
                 id: self.next_id,
                 class: d.class,
@@ -303,12 +554,20 @@ impl Tracker {
                 first_seen: now,
                 last_seen: now,
                 hits: 1,
-                previous_ground: d.bbox.ground_point(),
+                filter: BoxFilter::new(&d.bbox, &self.params.noise),
+                votes,
+                confirmed,
+                misses: 0,
                 seen: true,
+                count_from: d.bbox,
                 lines_counted: 0,
+                still_at: d.bbox.center(),
+                still_since: now,
+                stationary: false,
+                zones_in: 0,
+                zone_entered: [Duration::ZERO; MAX_ZONES],
             });
             self.next_id += 1;
-            self.stats.created += 1;
         }
     }
 }
@@ -318,20 +577,26 @@ mod tests {
     use super::*;
 
     const CAR: u16 = 2;
+    const TRUCK: u16 = 7;
     const PERSON: u16 = 0;
 
     fn config(capacity: usize, ttl_ms: u64) -> TrackerConfig {
         TrackerConfig {
             capacity,
             ttl_ms,
-            iou_threshold: 0.3,
+            confirm_hits: 1,
+            ..TrackerConfig::default()
         }
     }
 
     fn det(class: u16, cx: f32, cy: f32) -> Detection {
+        scored(class, cx, cy, 0.9)
+    }
+
+    fn scored(class: u16, cx: f32, cy: f32, score: f32) -> Detection {
         Detection {
             class,
-            score: 0.9,
+            score,
             bbox: BBox::from_center(cx, cy, 0.1, 0.1),
         }
     }
@@ -349,10 +614,10 @@ mod tests {
         let mut t = Tracker::new(&config(8, 500), &[PERSON, CAR]);
         for frame in 0..20u64 {
             let step = frame as f32 * 0.01;
-            // Two cars moving towards each other and a person walking down.
+            // Two cars moving towards each other, passing through each other, and a person.
             let dets = [
-                det(CAR, 0.2 + step, 0.5),
-                det(CAR, 0.8 - step, 0.5),
+                det(CAR, 0.3 + step, 0.5),
+                det(CAR, 0.7 - step, 0.55),
                 det(PERSON, 0.5, 0.1 + step),
             ];
             t.update(&dets, ms(frame * 40));
@@ -363,34 +628,145 @@ mod tests {
                 .all(|t| t.seen_this_frame() && t.hits == frame as u32 + 1));
         }
         let tracks = t.tracks();
-        assert!((tracks[0].bbox.center().x - 0.39).abs() < 1e-5);
-        assert!((tracks[1].bbox.center().x - 0.61).abs() < 1e-5);
+        assert!((tracks[0].bbox.center().x - 0.49).abs() < 1e-5);
+        assert!((tracks[1].bbox.center().x - 0.51).abs() < 1e-5);
+        assert!(tracks[0].velocity().x > 0.2 && tracks[1].velocity().x < -0.2);
         assert_eq!(tracks[2].class_index, 0);
         assert_eq!(tracks[0].class_index, 1);
         assert_eq!(t.stats().created, 3);
     }
 
     #[test]
-    fn greedy_matching_prefers_the_best_overlap() {
-        let mut t = Tracker::new(&config(8, 500), &[CAR]);
-        t.update(&[det(CAR, 0.50, 0.5), det(CAR, 0.56, 0.5)], ms(0));
-        // Listed in the opposite order: matching by detection order would hand the first
-        // detection to track 1 (it overlaps it too), swapping the ids.
-        t.update(&[det(CAR, 0.57, 0.5), det(CAR, 0.51, 0.5)], ms(40));
-        let tracks = t.tracks();
-        assert_eq!((tracks[0].id, tracks[0].bbox.center().x), (1, 0.51));
-        assert_eq!((tracks[1].id, tracks[1].bbox.center().x), (2, 0.57));
+    fn a_fast_object_whose_boxes_no_longer_overlap_keeps_its_track() {
+        // A small car moving 1.5 box widths per frame at 5 fps: consecutive boxes never touch.
+        let mut t = Tracker::new(&config(8, 1000), &[CAR]);
+        for f in 0..10u64 {
+            let x = 0.1 + 0.06 * f as f32;
+            t.update(
+                &[Detection {
+                    class: CAR,
+                    score: 0.9,
+                    bbox: BBox::from_center(x, 0.5, 0.04, 0.03),
+                }],
+                ms(f * 200),
+            );
+            assert_eq!(ids(&t), vec![1], "frame {f}");
+        }
     }
 
     #[test]
-    fn class_mismatch_does_not_match() {
-        let mut t = Tracker::new(&config(8, 500), &[PERSON, CAR]);
+    fn the_prediction_bridges_missed_frames_at_the_real_time_step() {
+        let mut t = Tracker::new(&config(8, 2000), &[CAR]);
+        for f in 0..8u64 {
+            t.update(&[det(CAR, 0.1 + 0.02 * f as f32, 0.5)], ms(f * 100));
+        }
+        // Unseen for 600 ms while moving 0.2 per second: the car reappears 0.12 further on,
+        // more than a box width from where it was last seen.
+        t.update(&[], ms(800));
+        let lost = t.tracks()[0];
+        assert!(!lost.seen_this_frame());
+        assert!((lost.estimate().center().x - 0.26).abs() < 0.01);
+        t.update(&[det(CAR, 0.1 + 0.02 * 13.0, 0.5)], ms(1300));
+        assert_eq!(ids(&t), vec![1]);
+        assert_eq!(t.stats().created, 1);
+    }
+
+    #[test]
+    fn weak_detections_continue_tracks_but_never_start_them() {
+        let cfg = TrackerConfig {
+            confirm_hits: 1,
+            ..TrackerConfig::default()
+        };
+        let mut t = Tracker::new(&cfg, &[CAR]);
         t.update(&[det(CAR, 0.5, 0.5)], ms(0));
-        t.update(&[det(PERSON, 0.5, 0.5)], ms(40));
-        let tracks = t.tracks();
+        // Stage 2: a weak detection of the same car keeps it seen.
+        for f in 1..5 {
+            t.update(&[scored(CAR, 0.5, 0.5, 0.2)], ms(f * 40));
+            assert!(t.tracks()[0].seen_this_frame(), "frame {f}");
+        }
+        // A weak detection elsewhere starts nothing; one below low_score is ignored.
+        t.update(
+            &[scored(CAR, 0.5, 0.5, 0.2), scored(CAR, 0.1, 0.1, 0.3)],
+            ms(200),
+        );
+        t.update(&[scored(CAR, 0.5, 0.5, 0.05)], ms(240));
+        assert_eq!(ids(&t), vec![1]);
+        assert!(!t.tracks()[0].seen_this_frame());
+        assert_eq!(t.stats().ignored, 1);
+    }
+
+    #[test]
+    fn weak_detections_do_not_revive_lost_tracks() {
+        let mut t = Tracker::new(&config(8, 1000), &[CAR]);
+        t.update(&[det(CAR, 0.5, 0.5)], ms(0));
+        t.update(&[], ms(40));
+        t.update(&[scored(CAR, 0.5, 0.5, 0.2)], ms(80));
+        assert!(!t.tracks()[0].seen_this_frame());
+        // A confident detection does (stage 1 takes lost tracks).
+        t.update(&[det(CAR, 0.5, 0.5)], ms(120));
+        assert!(t.tracks()[0].seen_this_frame());
+        assert_eq!(ids(&t), vec![1]);
+    }
+
+    #[test]
+    fn tracks_are_confirmed_after_n_hits_and_flicker_is_dropped() {
+        let cfg = TrackerConfig {
+            confirm_hits: 3,
+            ..TrackerConfig::default()
+        };
+        let mut t = Tracker::new(&cfg, &[CAR]);
+        // A false detection for one frame, then gone: tentative, dropped after two misses.
+        t.update(&[det(CAR, 0.2, 0.2), det(CAR, 0.7, 0.7)], ms(0));
+        assert!(t.tracks().iter().all(|t| !t.is_confirmed()));
+        t.update(&[det(CAR, 0.7, 0.7)], ms(40));
         assert_eq!(ids(&t), vec![1, 2]);
-        assert!(!tracks[0].seen_this_frame());
-        assert_eq!((tracks[1].class, tracks[1].class_index), (PERSON, 0));
+        assert!(t.tracks().iter().all(|t| !t.is_confirmed()));
+        t.update(&[det(CAR, 0.7, 0.7)], ms(80));
+        assert_eq!(ids(&t), vec![2]);
+        assert!(t.tracks()[0].is_confirmed());
+        let s = t.stats();
+        assert_eq!((s.created, s.tentative_dropped, s.evicted), (1, 1, 0));
+    }
+
+    #[test]
+    fn the_class_is_the_majority_and_survives_a_flip() {
+        let mut t = Tracker::new(&config(8, 500), &[CAR, TRUCK]);
+        for f in 0..6u64 {
+            // Called a truck once in a while: still one track, still a car.
+            let class = if f == 2 { TRUCK } else { CAR };
+            t.update(&[det(class, 0.3 + 0.01 * f as f32, 0.5)], ms(f * 40));
+        }
+        assert_eq!(ids(&t), vec![1]);
+        assert_eq!((t.tracks()[0].class, t.tracks()[0].class_index), (CAR, 0));
+        // Called a truck from now on, with higher scores: the vote turns.
+        for f in 6..16u64 {
+            t.update(&[det(TRUCK, 0.3 + 0.01 * f as f32, 0.5)], ms(f * 40));
+        }
+        assert_eq!((t.tracks()[0].class, t.tracks()[0].class_index), (TRUCK, 1));
+        assert_eq!(ids(&t), vec![1]);
+    }
+
+    #[test]
+    fn a_duplicate_box_of_another_class_starts_no_track() {
+        let mut t = Tracker::new(&config(8, 500), &[CAR, TRUCK]);
+        t.update(&[det(CAR, 0.5, 0.5), det(TRUCK, 0.501, 0.5)], ms(0));
+        assert_eq!(ids(&t), vec![1]);
+    }
+
+    #[test]
+    fn greedy_matching_prefers_the_cheapest_pair() {
+        let mut t = Tracker::new(&config(8, 500), &[CAR]);
+        t.update(&[det(CAR, 0.30, 0.5), det(CAR, 0.45, 0.5)], ms(0));
+        // Listed in the opposite order: matching by detection order would hand the first
+        // detection to track 1 (it is within its gate too), swapping the ids.
+        t.update(&[det(CAR, 0.46, 0.5), det(CAR, 0.31, 0.5)], ms(40));
+        let at = |i: usize| {
+            (
+                t.tracks()[i].id,
+                (t.tracks()[i].bbox.center().x * 100.0).round(),
+            )
+        };
+        assert_eq!((at(0), at(1)), ((1, 31.0), (2, 46.0)));
     }
 
     #[test]
@@ -404,11 +780,10 @@ mod tests {
     }
 
     #[test]
-    fn disjoint_boxes_never_match_even_with_zero_threshold() {
+    fn far_detections_never_match_even_with_zero_threshold() {
         let cfg = TrackerConfig {
-            capacity: 8,
-            ttl_ms: 500,
             iou_threshold: 0.0,
+            ..config(8, 500)
         };
         let mut t = Tracker::new(&cfg, &[CAR]);
         t.update(&[det(CAR, 0.2, 0.5)], ms(0));
@@ -417,7 +792,7 @@ mod tests {
     }
 
     #[test]
-    fn unseen_tracks_are_evicted_after_the_ttl() {
+    fn lost_tracks_are_evicted_after_the_ttl() {
         let mut t = Tracker::new(&config(8, 1000), &[CAR]);
         t.update(&[det(CAR, 0.2, 0.5), det(CAR, 0.8, 0.5)], ms(0));
         t.update(&[det(CAR, 0.8, 0.5)], ms(500));
@@ -437,18 +812,39 @@ mod tests {
     }
 
     #[test]
-    fn a_track_within_its_ttl_resumes_after_missed_frames() {
-        let mut t = Tracker::new(&config(8, 1000), &[CAR]);
-        t.update(&[det(CAR, 0.2, 0.5)], ms(0));
-        for f in 1..10 {
-            t.update(&[], ms(f * 40));
+    fn a_lost_track_predicted_out_of_the_frame_is_dropped() {
+        let mut t = Tracker::new(&config(8, 10_000), &[CAR]);
+        for f in 0..10u64 {
+            t.update(&[det(CAR, 0.6 + 0.04 * f as f32, 0.5)], ms(f * 100));
         }
-        t.update(&[det(CAR, 0.21, 0.5)], ms(400));
+        // Leaving at 0.4 per second from x = 0.96: out of the frame within half a second,
+        // long before the 10 s budget.
+        t.update(&[], ms(950));
         assert_eq!(ids(&t), vec![1]);
-        assert_eq!(
-            t.tracks()[0].movement().unwrap().0,
-            BBox::from_center(0.2, 0.5, 0.1, 0.1).ground_point()
-        );
+        t.update(&[], ms(1500));
+        assert!(t.tracks().is_empty());
+        assert_eq!(t.stats().evicted, 1);
+    }
+
+    #[test]
+    fn a_still_object_is_flagged_stationary() {
+        let cfg = TrackerConfig {
+            stationary_ms: 2000,
+            ..config(8, 1000)
+        };
+        let mut t = Tracker::new(&cfg, &[CAR]);
+        for f in 0..30u64 {
+            // Jitter of a few hundredths of its size does not count as moving.
+            let jitter = if f % 2 == 0 { 0.002 } else { -0.002 };
+            t.update(&[det(CAR, 0.5 + jitter, 0.5)], ms(f * 100));
+            assert_eq!(t.tracks()[0].is_stationary(), f >= 20, "frame {f}");
+        }
+        // Driving off clears the flag.
+        for (i, x) in [0.52, 0.54, 0.56, 0.58].into_iter().enumerate() {
+            t.update(&[det(CAR, x, 0.5)], ms(3000 + i as u64 * 100));
+        }
+        assert_eq!(ids(&t), vec![1]);
+        assert!(!t.tracks()[0].is_stationary());
     }
 
     #[test]
@@ -478,10 +874,24 @@ mod tests {
     #[test]
     fn detections_past_the_bound_are_counted() {
         let mut t = Tracker::new(&config(4, 100), &[CAR]);
-        let many = vec![det(CAR, 0.5, 0.5); MAX_DETECTIONS + 5];
+        let many: Vec<Detection> = (0..MAX_DETECTIONS + 5)
+            .map(|i| det(CAR, (i % 16) as f32 / 16.0, (i / 16) as f32 / 16.0))
+            .collect();
         t.update(&many, ms(0));
         let s = t.stats();
         assert_eq!((s.dropped_overflow, s.live), (5, 4));
         assert_eq!(s.dropped_full, MAX_DETECTIONS as u64 - 4);
+    }
+
+    #[test]
+    fn dwell_is_measured_per_zone() {
+        let mut t = Tracker::new(&config(4, 100), &[CAR]);
+        t.update(&[det(CAR, 0.5, 0.5)], ms(0));
+        let track = &mut t.tracks_mut()[0];
+        assert_eq!(track.set_in_zone(3, true, ms(100)), None);
+        assert_eq!(track.dwell(3, ms(700)), Some(ms(600)));
+        assert_eq!(track.dwell(2, ms(700)), None);
+        assert_eq!(track.set_in_zone(3, false, ms(900)), Some(ms(800)));
+        assert_eq!(track.dwell(3, ms(1000)), None);
     }
 }

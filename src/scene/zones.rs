@@ -3,7 +3,7 @@
 //!
 //! Coordinates are normalized image coordinates: x grows to the right and y grows downward.
 
-use crate::config::{InSide, LineConfig, ZoneConfig, MAX_CLASSES};
+use crate::config::{Anchor, InSide, LineConfig, ZoneConfig, MAX_CLASSES};
 use crate::geometry::{BBox, Point};
 
 fn sub(a: Point, b: Point) -> Point {
@@ -22,6 +22,8 @@ pub struct Zone {
     points: Box<[Point]>,
     /// Quick reject: most ground points are nowhere near most zones.
     bounds: BBox,
+    anchor: Anchor,
+    ignore_stationary: bool,
 }
 
 impl Zone {
@@ -45,7 +47,19 @@ impl Zone {
             name: config.name.clone(),
             points,
             bounds,
+            anchor: config.anchor,
+            ignore_stationary: config.ignore_stationary,
         }
+    }
+
+    /// The point of a box tested against the polygon.
+    pub fn anchor(&self) -> Anchor {
+        self.anchor
+    }
+
+    /// Whether stationary tracks are kept out of the zone's presence.
+    pub fn ignores_stationary(&self) -> bool {
+        self.ignore_stationary
     }
 
     /// The zone's name from the config.
@@ -97,6 +111,7 @@ pub struct CountingLine {
     from: Point,
     to: Point,
     in_side: InSide,
+    anchor: Anchor,
 }
 
 impl CountingLine {
@@ -107,7 +122,13 @@ impl CountingLine {
             from: Point::new(config.from[0], config.from[1]),
             to: Point::new(config.to[0], config.to[1]),
             in_side: config.in_side,
+            anchor: config.anchor,
         }
+    }
+
+    /// The point of a box whose path is tested against the line.
+    pub fn anchor(&self) -> Anchor {
+        self.anchor
     }
 
     /// The line's name from the config.
@@ -208,6 +229,10 @@ mod tests {
             name: "z".into(),
             points: points.to_vec(),
             camera: None,
+            anchor: Anchor::BottomCenter,
+            enter_frames: 1,
+            exit_ms: 0,
+            ignore_stationary: false,
         })
     }
 
@@ -218,6 +243,7 @@ mod tests {
             from,
             to,
             in_side,
+            anchor: Anchor::Center,
         })
     }
 
