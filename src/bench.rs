@@ -126,7 +126,7 @@ fn bench_tracker(ids: &[u16]) {
         dets.clear();
         for i in 0..200u64 {
             // Every other object each frame, so each object is seen every second frame.
-            if (i + frame) % 2 != 0 {
+            if !(i + frame).is_multiple_of(2) {
                 continue;
             }
             let (col, row) = ((i % 20) as f32, (i / 20) as f32);

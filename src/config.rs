@@ -595,31 +595,38 @@ pub struct TrackerConfig {
     /// How far a stationary object may drift, in box sizes.
     #[serde(default = "default_stationary_distance")]
     pub stationary_distance: f32,
+    /// Detections covering more than this fraction of the frame are ignored: a box that big
+    /// is the detector's frame-wide false positive, not a road user.
+    #[serde(default = "default_max_box_area")]
+    pub max_box_area: f32,
 }
 
 fn default_track_capacity() -> usize {
     64
 }
 fn default_ttl_ms() -> u64 {
-    1500
+    3000
 }
 fn default_track_iou() -> f32 {
     0.3
 }
 fn default_high_score() -> f32 {
-    0.5
+    0.4
 }
 fn default_low_score() -> f32 {
     0.1
 }
 fn default_confirm_hits() -> u32 {
-    3
+    2
 }
 fn default_stationary_ms() -> u64 {
     60_000
 }
 fn default_stationary_distance() -> f32 {
     0.5
+}
+fn default_max_box_area() -> f32 {
+    0.4
 }
 
 impl Default for TrackerConfig {
@@ -633,6 +640,7 @@ impl Default for TrackerConfig {
             confirm_hits: default_confirm_hits(),
             stationary_ms: default_stationary_ms(),
             stationary_distance: default_stationary_distance(),
+            max_box_area: default_max_box_area(),
         }
     }
 }
@@ -1211,6 +1219,7 @@ impl TrackerConfig {
             0.0,
             100.0,
         )?;
+        check_range("tracker.max_box_area", self.max_box_area, 0.01, 1.0)?;
         Ok(())
     }
 }

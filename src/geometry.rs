@@ -76,11 +76,25 @@ impl BBox {
         Point::new((self.xmin + self.xmax) / 2.0, self.ymax)
     }
 
-    /// Intersection over union with `other`, in [0, 1].
-    pub fn iou(&self, other: &BBox) -> f32 {
+    /// Intersection over the smaller box's area, in [0, 1]: 1 when one box lies inside the
+    /// other.
+    pub fn overlap_of_smaller(&self, other: &BBox) -> f32 {
+        let smaller = self.area().min(other.area());
+        if smaller <= 0.0 {
+            return 0.0;
+        }
+        self.intersection(other) / smaller
+    }
+
+    fn intersection(&self, other: &BBox) -> f32 {
         let iw = (self.xmax.min(other.xmax) - self.xmin.max(other.xmin)).max(0.0);
         let ih = (self.ymax.min(other.ymax) - self.ymin.max(other.ymin)).max(0.0);
-        let inter = iw * ih;
+        iw * ih
+    }
+
+    /// Intersection over union with `other`, in [0, 1].
+    pub fn iou(&self, other: &BBox) -> f32 {
+        let inter = self.intersection(other);
         let union = self.area() + other.area() - inter;
         if union <= 0.0 {
             0.0
@@ -135,6 +149,10 @@ mod tests {
         assert_eq!(a.iou(&BBox::new(0.5, 0.5, 0.6, 0.6)), 0.0);
         let b = BBox::new(0.1, 0.0, 0.3, 0.2);
         assert!((a.iou(&b) - 1.0 / 3.0).abs() < 1e-6);
+        assert!((a.overlap_of_smaller(&b) - 0.5).abs() < 1e-6);
+        let inner = BBox::new(0.05, 0.05, 0.1, 0.1);
+        assert_eq!(a.overlap_of_smaller(&inner), 1.0);
+        assert_eq!(a.overlap_of_smaller(&BBox::default()), 0.0);
     }
 
     #[test]

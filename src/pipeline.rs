@@ -329,6 +329,7 @@ impl Pipeline {
                 created: a.created + b.created,
                 evicted: a.evicted + b.evicted,
                 tentative_dropped: a.tentative_dropped + b.tentative_dropped,
+                duplicates: a.duplicates + b.duplicates,
                 dropped_full: a.dropped_full + b.dropped_full,
                 dropped_overflow: a.dropped_overflow + b.dropped_overflow,
                 ignored: a.ignored + b.ignored,

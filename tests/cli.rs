@@ -102,14 +102,16 @@ fn demo_text_summary_names_zones_and_lines() {
         "--config",
         demo_config().to_str().unwrap(),
         "--frames",
-        "2",
+        "4",
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
     let text = String::from_utf8(out.stdout).unwrap();
     let last = text.lines().last().unwrap();
+    // A car is confirmed on its second frame and present in the zone from its second frame
+    // inside: by the fourth frame the road is occupied.
     for needle in [
         "final",
-        "frames 2",
+        "frames 4",
         "zone road: car",
         "line gantry:",
         "invoke",

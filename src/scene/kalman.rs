@@ -9,6 +9,10 @@
 
 use crate::geometry::{BBox, Point};
 
+/// A measured width or height this far (as a fraction) from the estimate is a different box
+/// around the object, not the object moving.
+const SIZE_JUMP: f32 = 0.3;
+
 /// Noise model, in box sizes and seconds.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct MotionNoise {
@@ -23,6 +27,8 @@ pub struct MotionNoise {
     /// Uncertainty of a new track's centre velocity, in box sizes per second: how fast an
     /// object seen once may plausibly move before the filter has seen it move.
     pub initial_speed: f32,
+    /// The most a prediction's centre uncertainty counts for in gating, in box sizes.
+    pub max_gate_std: f32,
 }
 
 impl Default for MotionNoise {
@@ -33,6 +39,7 @@ impl Default for MotionNoise {
             acceleration: 1.0,
             size_acceleration: 0.3,
             initial_speed: 3.0,
+            max_gate_std: 0.6,
         }
     }
 }
@@ -65,6 +72,15 @@ impl Axis {
         self.pp += 2.0 * dt * self.pv + dt2 * self.vv + q * dt2 * dt / 3.0;
         self.pv += dt * self.vv + q * dt2 / 2.0;
         self.vv += q * dt;
+    }
+
+    /// Folds in a measurement `z` of variance `r` that says nothing about the rate: the value
+    /// moves towards it, the rate stays as it was.
+    fn update_value(&mut self, z: f32, r: f32) {
+        let k0 = self.pp / (self.pp + r);
+        self.value += k0 * (z - self.value);
+        self.pp *= 1.0 - k0;
+        self.pv *= 1.0 - k0;
     }
 
     /// Folds in a measurement `z` of variance `r`.
@@ -125,13 +141,37 @@ impl BoxFilter {
     pub fn update(&mut self, b: &BBox, noise: &MotionNoise) {
         let (w, h) = (b.width().max(1e-4), b.height().max(1e-4));
         let c = b.center();
-        let (rp, rs) = (noise.position.powi(2), noise.size.powi(2));
-        self.cx.update(c.x, rp * w * w);
-        self.cy.update(c.y, rp * h * h);
+        let (rx, ry) = self.center_noise(b, noise);
+        let rs = noise.size.powi(2);
+        // A box whose size jumped (one box around two cars side by side, then one per car)
+        // moved its centre for a reason other than motion: take its position, not its speed.
+        let jumped =
+            |measured: f32, estimate: f32| (measured - estimate).abs() > SIZE_JUMP * estimate;
+        if jumped(w, self.w.value) {
+            self.cx.update_value(c.x, rx);
+        } else {
+            self.cx.update(c.x, rx);
+        }
+        if jumped(h, self.h.value) {
+            self.cy.update_value(c.y, ry);
+        } else {
+            self.cy.update(c.y, ry);
+        }
         self.w.update(w, rs * w * w);
         self.h.update(h, rs * h * h);
         self.w.value = self.w.value.max(1e-4);
         self.h.value = self.h.value.max(1e-4);
+    }
+
+    /// Measurement variance of `b`'s centre, `(x, y)`. A box that is much larger or smaller
+    /// than the estimate (one box around two cars side by side, then one per car) moves its
+    /// centre by up to half the difference without the object moving at all; that much of the
+    /// jump is not evidence of motion, or the velocity would learn it.
+    fn center_noise(&self, b: &BBox, noise: &MotionNoise) -> (f32, f32) {
+        let (w, h) = (b.width().max(1e-4), b.height().max(1e-4));
+        let rp = noise.position.powi(2);
+        let (dw, dh) = ((w - self.w.value) / 2.0, (h - self.h.value) / 2.0);
+        (rp * w * w + dw * dw, rp * h * h + dh * dh)
     }
 
     /// The estimated box.
@@ -159,9 +199,13 @@ impl BoxFilter {
     /// average for a detection of this object, larger the less likely.
     pub fn distance2(&self, b: &BBox, noise: &MotionNoise) -> f32 {
         let c = b.center();
-        let rp = noise.position.powi(2);
-        let sx = self.cx.pp + rp * b.width().max(1e-4).powi(2);
-        let sy = self.cy.pp + rp * b.height().max(1e-4).powi(2);
+        let (rx, ry) = self.center_noise(b, noise);
+        // However long a track has coasted, it does not reach further than this many of its
+        // sizes: past that, a lost car would take over the one in the next lane.
+        let (w, h) = self.size();
+        let cap = noise.max_gate_std.powi(2);
+        let sx = self.cx.pp.min(cap * w * w) + rx;
+        let sy = self.cy.pp.min(cap * h * h) + ry;
         let (dx, dy) = (c.x - self.cx.value, c.y - self.cy.value);
         dx * dx / sx + dy * dy / sy
     }
@@ -175,6 +219,9 @@ impl BoxFilter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// 99 % gate for two degrees of freedom.
+    const GATE: f32 = 9.21;
 
     fn noise() -> MotionNoise {
         MotionNoise::default()
@@ -221,8 +268,26 @@ mod tests {
         f.predict(1.0, &n);
         let later = f.distance2(&away, &n);
         assert!(later < fresh / 4.0, "{fresh} -> {later}");
+        // ... up to a point: after a minute of coasting a box four sizes away is still out.
+        f.predict(60.0, &n);
+        let far = BBox::from_center(f.center().x + 0.4, f.center().y, 0.1, 0.1);
+        assert!(f.distance2(&far, &n) > GATE, "{}", f.distance2(&far, &n));
         // The same box measured where it is predicted is close.
         assert!(f.distance2(&f.bbox(), &n) < 1e-6);
+    }
+
+    #[test]
+    fn a_centre_jump_from_a_size_change_is_not_taken_for_motion() {
+        let n = noise();
+        // One box around two cars side by side (tall), then a box around the upper car only:
+        // the centre jumps up by a quarter of the tall box without anything moving up.
+        let mut f = BoxFilter::new(&BBox::from_center(0.2, 0.6, 0.25, 0.4), &n);
+        f.predict(0.167, &n);
+        f.update(&BBox::from_center(0.25, 0.5, 0.25, 0.2), &n);
+        let v = f.velocity();
+        assert!(v.y.abs() < 0.1, "{v:?}");
+        // Motion along x, with a steady size, is learned as before.
+        assert!(v.x > 0.2, "{v:?}");
     }
 
     #[test]

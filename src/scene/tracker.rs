@@ -39,9 +39,14 @@ const GATE2: f32 = 9.21;
 const CLASS_CHANGE_COST: f32 = 0.5;
 /// A detection's width or height may differ from the prediction's by at most this factor.
 const SIZE_RATIO: f32 = 2.5;
-/// An unmatched confident detection overlapping a track matched in the same update by this
-/// much is a duplicate (the same car boxed as "car" and "truck"), not a new object.
-const DUPLICATE_IOU: f32 = 0.7;
+/// An unmatched confident detection whose box and a box matched in the same update overlap by
+/// this fraction of the smaller one is a duplicate (the same car boxed as "car" and "truck",
+/// or a box around two tracked cars), not a new object.
+const DUPLICATE_OVERLAP: f32 = 0.8;
+/// Two detections of different classes whose boxes overlap this much are one object boxed
+/// twice (a car called "car" and "truck"); only the more confident one is tracked, so a lost
+/// track cannot take the second box and follow the same car.
+const SAME_OBJECT_IOU: f32 = 0.8;
 /// Consecutive missed updates after which a tentative track is dropped.
 const TENTATIVE_MISSES: u32 = 2;
 
@@ -250,11 +255,14 @@ pub struct TrackerStats {
     pub evicted: u64,
     /// Tentative tracks dropped before confirmation (flicker, false detections).
     pub tentative_dropped: u64,
+    /// Detections dropped as a second box, of another class, around an object already boxed.
+    pub duplicates: u64,
     /// Detections that would have started a track but found every slot taken.
     pub dropped_full: u64,
     /// Detections past the first [`MAX_DETECTIONS`] of one update, never looked at.
     pub dropped_overflow: u64,
-    /// Detections of a class that is not counted, below `low_score`, or with a non-finite box.
+    /// Detections of a class that is not counted, below `low_score`, larger than
+    /// `max_box_area`, or with a non-finite box.
     pub ignored: u64,
 }
 
@@ -296,6 +304,7 @@ struct TrackerParams {
     confirm_hits: u32,
     stationary_after: Option<Duration>,
     stationary_distance: f32,
+    max_box_area: f32,
     classes: CountedClasses,
 }
 
@@ -336,6 +345,7 @@ impl Tracker {
                 stationary_after: (config.stationary_ms > 0)
                     .then(|| Duration::from_millis(config.stationary_ms)),
                 stationary_distance: config.stationary_distance,
+                max_box_area: config.max_box_area,
                 classes: CountedClasses::new(counted_classes),
             },
             candidates: Vec::with_capacity(capacity.saturating_mul(MAX_DETECTIONS)),
@@ -370,14 +380,16 @@ impl Tracker {
             let finite = [d.bbox.xmin, d.bbox.ymin, d.bbox.xmax, d.bbox.ymax, d.score]
                 .iter()
                 .all(|v| v.is_finite());
+            let plausible = finite
+                && d.score >= self.params.low_score
+                && d.bbox.area() <= self.params.max_box_area;
             match self.params.classes.index_of(d.class) {
-                Some(index) if finite && d.score >= self.params.low_score => {
-                    *fate = Fate::Unmatched(index)
-                }
+                Some(index) if plausible => *fate = Fate::Unmatched(index),
                 _ => self.stats.ignored += 1,
             }
         }
         let fates = &mut fates[..kept];
+        self.suppress_duplicates(detections, fates);
         for stage in [Stage::Confident, Stage::Weak, Stage::Tentative] {
             self.associate(stage, detections, fates, now);
         }
@@ -405,12 +417,35 @@ impl Tracker {
         &self.params.classes
     }
 
+    fn suppress_duplicates(&mut self, detections: &[Detection], fates: &mut [Fate]) {
+        for i in 0..detections.len() {
+            if fates[i] == Fate::Ignored {
+                continue;
+            }
+            for j in i + 1..detections.len() {
+                let (a, b) = (&detections[i], &detections[j]);
+                if fates[j] == Fate::Ignored
+                    || a.class == b.class
+                    || a.bbox.iou(&b.bbox) < SAME_OBJECT_IOU
+                {
+                    continue;
+                }
+                let weaker = if b.score > a.score { i } else { j };
+                fates[weaker] = Fate::Ignored;
+                self.stats.duplicates += 1;
+                if weaker == i {
+                    break;
+                }
+            }
+        }
+    }
+
     fn eligible(&self, stage: Stage, track: &Track, d: &Detection) -> bool {
         let confident = d.score >= self.params.high_score;
         match stage {
             Stage::Confident => confident && track.confirmed,
             // `misses` still holds the count before this update: 0 means seen last time.
-            Stage::Weak => !confident && track.confirmed && track.misses == 0,
+            Stage::Weak => !confident && track.misses == 0,
             Stage::Tentative => confident && !track.confirmed,
         }
     }
@@ -532,7 +567,7 @@ impl Tracker {
             let duplicate = self
                 .tracks
                 .iter()
-                .any(|t| t.seen && t.bbox.iou(&d.bbox) >= DUPLICATE_IOU);
+                .any(|t| t.seen && t.bbox.overlap_of_smaller(&d.bbox) >= DUPLICATE_OVERLAP);
             if duplicate {
                 continue;
             }
@@ -751,6 +786,26 @@ mod tests {
         let mut t = Tracker::new(&config(8, 500), &[CAR, TRUCK]);
         t.update(&[det(CAR, 0.5, 0.5), det(TRUCK, 0.501, 0.5)], ms(0));
         assert_eq!(ids(&t), vec![1]);
+        assert_eq!(t.stats().duplicates, 1);
+        // A box around a tracked car and its neighbour is no new object either.
+        let wide = Detection {
+            class: CAR,
+            score: 0.9,
+            bbox: BBox::new(0.4, 0.4, 0.75, 0.6),
+        };
+        t.update(&[det(CAR, 0.5, 0.5), wide], ms(40));
+        assert_eq!(ids(&t), vec![1]);
+    }
+
+    #[test]
+    fn a_lost_track_does_not_take_the_second_box_of_a_tracked_object() {
+        let mut t = Tracker::new(&config(8, 1000), &[CAR, TRUCK]);
+        t.update(&[det(CAR, 0.5, 0.5), det(CAR, 0.58, 0.5)], ms(0));
+        t.update(&[det(CAR, 0.5, 0.5)], ms(40));
+        // Track 2 is lost; track 1's car comes boxed twice, the second box within 2's gate.
+        t.update(&[det(CAR, 0.52, 0.5), det(TRUCK, 0.525, 0.5)], ms(80));
+        assert!(t.tracks()[0].seen_this_frame());
+        assert!(!t.tracks()[1].seen_this_frame());
     }
 
     #[test]
