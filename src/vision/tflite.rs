@@ -99,7 +99,7 @@ impl PreparedModel {
             message,
         };
         if cfg.family == ModelFamily::Yolox {
-            return Err(bad(NO_YOLOX.into()));
+            return Err(bad(format!("model.family = \"yolox\": {NO_YOLOX}")));
         }
         let bytes = std::fs::read(path).map_err(|source| DetectorError::Io {
             path: path.into(),
@@ -114,7 +114,9 @@ impl PreparedModel {
             .ok_or("corrupt or truncated model: flatbuffer verification failed")
             .map_err(|e| bad(e.into()))?;
         if cfg.family == ModelFamily::Auto && looks_like_yolox(&parsed) {
-            return Err(bad(NO_YOLOX.into()));
+            return Err(bad(format!(
+                "the model's shapes are YOLOX's (model.family = \"auto\"): {NO_YOLOX}"
+            )));
         }
         let info = inspect(&parsed).map_err(bad)?;
         let ssd = match (cfg.head, ssd_head::recognise(&parsed)) {
@@ -342,8 +344,8 @@ impl Detector for TfliteDetector {
 }
 
 /// Why a YOLOX model is refused here, before TensorFlow Lite fails on its int8 ops.
-const NO_YOLOX: &str = "a YOLOX model (model.family): TensorFlow Lite 1.15 cannot run its int8 \
-     graph; it needs model.runtime = litert";
+const NO_YOLOX: &str =
+    "TensorFlow Lite 1.15 cannot run YOLOX's int8 graph; it needs model.runtime = litert";
 
 /// Whether the graph's one input and one output have YOLOX's shapes ([`yolox::matches`]).
 fn looks_like_yolox(model: &Model) -> bool {
