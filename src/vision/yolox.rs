@@ -67,7 +67,7 @@ pub enum YoloxError {
 /// YOLOX's strides (both non-zero multiples of 32, as every YOLOX export is).
 pub fn cell_count(width: u32, height: u32) -> Option<usize> {
     let last = STRIDES[STRIDES.len() - 1];
-    if width == 0 || height == 0 || width % last != 0 || height % last != 0 {
+    if width == 0 || height == 0 || !width.is_multiple_of(last) || !height.is_multiple_of(last) {
         return None;
     }
     let cells = STRIDES
@@ -318,8 +318,11 @@ impl YoloxHead {
                 }
             }
             let score = probability(real(row[OBJECTNESS])) * probability(real(classes[best]));
-            // Written so that a NaN score is dropped too.
-            if !(score >= self.score_threshold) {
+            // NaN fails `is_ge` too, so a NaN score is dropped.
+            if !score
+                .partial_cmp(&self.score_threshold)
+                .is_some_and(|o| o.is_ge())
+            {
                 continue;
             }
             let s = cell.stride;
