@@ -367,9 +367,17 @@ impl Preprocessor {
             width: (x1 - x0) as f32 / fw as f32,
             height: (y1 - y0) as f32 / fh as f32,
         };
+        // Exactly the ROI when nothing is padded, so SSD boxes map back bit for bit as before.
+        let extend = |len: f32, out: usize, content: usize| {
+            if out == content {
+                len
+            } else {
+                len * out as f32 / content as f32
+            }
+        };
         let tensor_region = Roi {
-            width: roi.width * ow as f32 / cw as f32,
-            height: roi.height * oh as f32 / ch as f32,
+            width: extend(roi.width, ow, cw),
+            height: extend(roi.height, oh, ch),
             ..roi
         };
         let plan = Plan {
@@ -1309,6 +1317,15 @@ mod tests {
             }
         );
         assert_eq!(pre.roi(), Roi::FULL);
+        // Without letterbox it is the sampled region itself.
+        let roi = Roi {
+            x: 0.1,
+            y: 0.3,
+            width: 0.7,
+            height: 0.3,
+        };
+        let pre = Preprocessor::new(ff, roi, &raw_u8(30, 30)).unwrap();
+        assert_eq!(pre.tensor_region(), pre.roi());
 
         // Tall region into a square tensor: the content fills the left columns; 12 x 24
         // pixels scale to 16 x 32, padded on the right.
