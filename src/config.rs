@@ -509,6 +509,10 @@ pub struct ModelConfig {
     /// `tflite-op` (always run the model's own `TFLite_Detection_PostProcess` op).
     #[serde(default)]
     pub head: HeadChoice,
+    /// Which decoder the model's outputs need: `auto` (from the output shapes), `ssd` (the
+    /// post-process op, the Rust SSD head, or raw anchors with `[model.anchors]`) or `yolox`.
+    #[serde(default)]
+    pub family: ModelFamily,
     /// Interpreters sharing the one loaded model (1 to 16). Above 1, frames go to
     /// single-threaded interpreters in turn (throughput mode; `threads` must then be 1);
     /// at 1, one interpreter runs each frame on `threads` threads (latency mode).
@@ -525,6 +529,20 @@ pub enum HeadChoice {
     Auto,
     /// The model's own post-process op, as exported.
     TfliteOp,
+}
+
+/// The model family, which decides how outputs are decoded (`model.family`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ModelFamily {
+    /// YOLOX when the one output is `[1, N, 5 + C]` with `N` the cells of the input's stride
+    /// 8/16/32 grids (`vision::yolox::matches`), else SSD.
+    #[default]
+    Auto,
+    /// An SSD: the TFLite post-process op, the Rust SSD head, or raw anchors.
+    Ssd,
+    /// A YOLOX anchor-free head (`vision::yolox`); needs the LiteRT runtime.
+    Yolox,
 }
 
 fn one() -> u32 {
@@ -1138,6 +1156,12 @@ impl ModelConfig {
             check_range("model.anchors.scale", a.scale, 1.0, 8192.0)?;
             check_range("model.anchors.nms_iou", a.nms_iou, 0.0, 1.0)?;
         }
+        if self.family == ModelFamily::Yolox && self.anchors.is_some() {
+            return Err(invalid(
+                "model.anchors",
+                "applies to raw-output SSD models, not to model.family = \"yolox\"",
+            ));
+        }
         check_range("model.interpreters", self.interpreters, 1, 16)?;
         if self.interpreters > 1 && self.threads != 1 {
             return Err(invalid(
@@ -1381,6 +1405,7 @@ mod tests {
     fn detector_head_and_interpreter_pool_keys() {
         let c = load_str(MINIMAL).unwrap();
         assert_eq!((c.model.head, c.model.interpreters), (HeadChoice::Auto, 1));
+        assert_eq!(c.model.family, ModelFamily::Auto);
         let with = |extra: &str| {
             load_str(&MINIMAL.replace(
                 "labels = \"l.txt\"",
@@ -1392,11 +1417,20 @@ mod tests {
             (c.model.head, c.model.interpreters),
             (HeadChoice::TfliteOp, 2)
         );
+        for (text, family) in [("ssd", ModelFamily::Ssd), ("yolox", ModelFamily::Yolox)] {
+            let c = with(&format!("family = \"{text}\"")).unwrap();
+            assert_eq!(c.model.family, family);
+        }
         for (extra, key) in [
             ("head = \"rust\"", "model.head"),
             ("interpreters = 0", "model.interpreters"),
             ("interpreters = 17", "model.interpreters"),
             ("interpreters = 2\nthreads = 2", "model.threads"),
+            ("family = \"yolo\"", "model.family"),
+            (
+                "family = \"yolox\"\n[model.anchors]\nstrides = [8]\nscale = 128.0",
+                "model.anchors",
+            ),
         ] {
             let err = with(extra).unwrap_err().to_string();
             assert!(err.contains(key), "{extra}: {err}");

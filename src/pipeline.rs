@@ -64,7 +64,8 @@ fn keep_counted(counted: &[bool], detections: &mut Detections) {
     detections.retain(|d| counted.get(d.class as usize).copied().unwrap_or(false));
 }
 
-/// Maps detection boxes from the region of interest into the full frame.
+/// Maps detection boxes from the tensor into the full frame: `roi` is the frame region the
+/// tensor stands for (the region of interest, extended over any letterbox padding).
 fn to_frame(roi: Roi, detections: &mut Detections) {
     if roi != Roi::FULL {
         for d in detections.iter_mut() {
@@ -78,7 +79,8 @@ struct Lane {
     name: String,
     source: Box<dyn FrameSource>,
     preprocessor: Preprocessor,
-    /// The region of interest snapped to this camera's pixels, so boxes map back exactly.
+    /// The frame region the tensor stands for: the region of interest snapped to this
+    /// camera's pixels (so boxes map back exactly), extended over any letterbox padding.
     roi: Roi,
     scene: Scene,
     /// Site indexes of this camera's zones and lines, in its scene's order.
@@ -237,7 +239,7 @@ impl Pipeline {
             let line_cfgs: Vec<_> = lines.iter().map(|&l| config.lines[l].clone()).collect();
             lanes.push(Lane {
                 name: cam.name.clone(),
-                roi: preprocessor.roi(),
+                roi: preprocessor.tensor_region(),
                 preprocessor,
                 scene: Scene::new(&config.tracker, &zone_cfgs, &line_cfgs, &ids),
                 zones,

@@ -1,11 +1,12 @@
 //! The TFLite detector on the real shared models: the SSD's detections agree with another
-//! TFLite runtime's reference output, and the BlazeFace raw-anchor path finds the faces.
+//! TFLite runtime's reference output, the BlazeFace raw-anchor path finds the faces, and a
+//! YOLOX model, which TFLite 1.15 cannot run, is refused with the way out.
 
 mod util;
 
 use std::path::Path;
 
-use edgewatch::config::{AnchorConfig, ModelConfig};
+use edgewatch::config::{AnchorConfig, ModelConfig, ModelFamily};
 use edgewatch::vision::detection::{Detection, Detections};
 use edgewatch::vision::detector::Detector;
 use edgewatch::vision::tflite::TfliteDetector;
@@ -23,6 +24,7 @@ fn model_config(file: &Path, labels: &Path, threshold: f32) -> ModelConfig {
         roi: None,
         anchors: None,
         head: Default::default(),
+        family: Default::default(),
         interpreters: 1,
     }
 }
@@ -107,6 +109,36 @@ fn ssd_agrees_with_reference_detections() {
         confident >= 6,
         "the reference should hold confident cars, found {confident}"
     );
+}
+
+#[test]
+fn yolox_models_are_refused_with_the_runtime_they_need() {
+    let models = util::model_dir();
+    let labels = models.join("coco80_labels.txt");
+    for file in [
+        "yolox_nano_ti_lite_320_int8.tflite",
+        "yolox_nano_ti_lite_320_dw_int8.tflite",
+    ] {
+        // Recognised from its shapes, and when the config says so.
+        for family in [ModelFamily::Auto, ModelFamily::Yolox] {
+            let mut cfg = model_config(&models.join(file), &labels, 0.3);
+            cfg.family = family;
+            let err = TfliteDetector::load(&cfg).unwrap_err().to_string();
+            assert!(
+                err.contains(file)
+                    && err.contains("YOLOX")
+                    && err.contains("model.runtime = litert"),
+                "{family:?}: {err}"
+            );
+        }
+    }
+    // The SSD is not mistaken for YOLOX.
+    let cfg = model_config(
+        &models.join("ssd_mobilenet_v1_coco_quant.tflite"),
+        &models.join("coco_labels.txt"),
+        0.5,
+    );
+    assert!(TfliteDetector::load(&cfg).is_ok());
 }
 
 #[test]

@@ -1,5 +1,5 @@
-//! The preprocessor and the SSD decoder after it allocate nothing per frame, and how long the
-//! preprocessor takes.
+//! The preprocessor and the SSD and YOLOX decoders after it allocate nothing per frame, and
+//! how long the preprocessor takes.
 //!
 //! `cargo test --release --test preprocess_alloc -- --ignored --nocapture` prints timings
 //! (on a photo from `$EDGEWATCH_FRAME_DIR`, default `../shared/frames`, if it is there).
@@ -15,6 +15,7 @@ use edgewatch::geometry::Roi;
 use edgewatch::vision::detection::Detections;
 use edgewatch::vision::preprocess::{InputKind, InputSpec, InputTensor, Preprocessor};
 use edgewatch::vision::ssd::{generate_anchors, RawSsdDecoder};
+use edgewatch::vision::yolox::{self, YoloxHead};
 
 /// Counts allocations made by a thread while its `COUNTING` flag is set.
 struct CountingAlloc;
@@ -82,6 +83,8 @@ fn ssd_input() -> InputSpec {
         },
         mean: None,
         std: None,
+        letterbox: false,
+        bgr: false,
     }
 }
 
@@ -93,6 +96,8 @@ fn blazeface_input() -> InputSpec {
         kind: InputKind::F32,
         mean: Some(127.5),
         std: Some(127.5),
+        letterbox: false,
+        bgr: false,
     }
 }
 
@@ -129,6 +134,72 @@ fn run_allocates_nothing() {
         });
         assert_eq!(n, 0, "{format}: {n} allocations");
     }
+}
+
+/// YOLOX's input: 320 x 320 int8 (`pixel - 128`), letterboxed, BGR.
+fn yolox_input() -> InputSpec {
+    yolox::input_spec(
+        320,
+        320,
+        InputKind::I8 {
+            quant: Some((1.0, -128)),
+        },
+    )
+}
+
+#[test]
+fn letterbox_int8_bgr_allocates_nothing() {
+    for format in FORMATS {
+        let ff = FrameFormat {
+            width: 640,
+            height: 480,
+            pixel_format: format,
+        };
+        let frame = frame(format, 640, 480);
+        let roi = Roi {
+            x: 0.1,
+            y: 0.2,
+            width: 0.5,
+            height: 0.7,
+        };
+        let mut full = Preprocessor::new(ff, Roi::FULL, &yolox_input()).unwrap();
+        let mut cropped = Preprocessor::new(ff, roi, &yolox_input()).unwrap();
+        let mut out = vec![0i8; 320 * 320 * 3];
+        let n = allocations_during(|| {
+            for _ in 0..3 {
+                full.run(&frame, InputTensor::I8(&mut out)).unwrap();
+                cropped.run(&frame, InputTensor::I8(&mut out)).unwrap();
+                assert!(full.run(&frame[1..], InputTensor::I8(&mut out)).is_err());
+            }
+        });
+        assert_eq!(n, 0, "{format}: {n} allocations");
+        // 640 x 480 letterboxes to 320 x 240; the last 80 rows are padding (114 - 128).
+        full.run(&frame, InputTensor::I8(&mut out)).unwrap();
+        assert!(out[240 * 320 * 3..].iter().all(|&v| v == -14));
+        assert!(out[..240 * 320 * 3].iter().any(|&v| v != -14));
+    }
+}
+
+#[test]
+fn yolox_decode_allocates_nothing() {
+    let mut head = YoloxHead::new(320, 320, &[1, 2100, 85], (0.0266, -30), 0.3, 0.45, 100).unwrap();
+    // Every cell sure of something, boxes overlapping in clusters: the worst case for NMS.
+    let raw: Vec<i8> = (0..2100 * 85)
+        .map(|i| match i % 85 {
+            0..=3 => (i % 7) as i8 - 33,
+            _ => 8,
+        })
+        .collect();
+    let mut out = Detections::new();
+    let n = allocations_during(|| {
+        for _ in 0..3 {
+            head.decode_i8(&raw, &mut out).unwrap();
+            assert!(head.decode_i8(&raw[1..], &mut out).is_err());
+        }
+    });
+    head.decode_i8(&raw, &mut out).unwrap();
+    assert!(out.len() > 10, "{}", out.len());
+    assert_eq!(n, 0, "{n} allocations");
 }
 
 #[test]
@@ -197,10 +268,19 @@ fn timing_640x480() {
                 .unwrap();
             std::hint::black_box(&out);
         });
+        let mut pre = Preprocessor::new(ff, Roi::FULL, &yolox_input()).unwrap();
+        let mut out = vec![0i8; 320 * 320 * 3];
+        let t_i8 = time_per_frame(|| {
+            pre.run(std::hint::black_box(&frame), InputTensor::I8(&mut out))
+                .unwrap();
+            std::hint::black_box(&out);
+        });
         println!(
-            "{format:>5} 640x480 -> 300x300 u8: {:7.1} us   -> 128x128 f32: {:7.1} us",
+            "{format:>5} 640x480 -> 300x300 u8: {:7.1} us   -> 128x128 f32: {:7.1} us   \
+             -> 320x320 letterbox BGR i8: {:7.1} us",
             t_u8 * 1e6,
-            t_f32 * 1e6
+            t_f32 * 1e6,
+            t_i8 * 1e6
         );
     }
 }

@@ -30,6 +30,7 @@ fn ssd(head: HeadChoice, threshold: f32, max_detections: usize) -> TfliteDetecto
         roi: None,
         anchors: None,
         head,
+        family: Default::default(),
         interpreters: 1,
     };
     TfliteDetector::load(&cfg).unwrap()

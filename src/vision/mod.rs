@@ -8,3 +8,4 @@ pub mod preprocess;
 pub mod ssd;
 pub mod ssd_head;
 pub mod tflite;
+pub mod yolox;

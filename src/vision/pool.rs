@@ -75,6 +75,7 @@ impl Slot {
 enum Staging {
     U8(Vec<u8>),
     F32(Vec<f32>),
+    I8(Vec<i8>),
 }
 
 /// `N` single-threaded interpreters on one shared model, each on its own thread, fed in turn.
@@ -118,16 +119,14 @@ impl DetectorPool {
         }
         let (input_spec, labels, len) = {
             let mut first = slots[0].lock()?;
-            let len = match first.detector.input_tensor() {
-                InputTensor::U8(t) => t.len(),
-                InputTensor::F32(t) => t.len(),
-            };
+            let len = first.detector.input_tensor().len();
             let d = &first.detector;
             (*d.input_spec(), d.labels().to_vec(), len)
         };
         let staging = match input_spec.kind {
             InputKind::U8 { .. } => Staging::U8(vec![0; len]),
             InputKind::F32 => Staging::F32(vec![0.0; len]),
+            InputKind::I8 { .. } => Staging::I8(vec![0; len]),
         };
         let mut workers = Vec::with_capacity(count);
         for (i, slot) in slots.iter().enumerate() {
@@ -177,6 +176,9 @@ impl DetectorPool {
             (InputTensor::F32(dst), Staging::F32(src)) if dst.len() == src.len() => {
                 dst.copy_from_slice(src)
             }
+            (InputTensor::I8(dst), Staging::I8(src)) if dst.len() == src.len() => {
+                dst.copy_from_slice(src)
+            }
             _ => return Err(DetectorError::Decode("pool input tensors differ".into())),
         }
         g.state = State::Submitted;
@@ -221,6 +223,7 @@ impl Detector for DetectorPool {
         match &mut self.staging {
             Staging::U8(t) => InputTensor::U8(t),
             Staging::F32(t) => InputTensor::F32(t),
+            Staging::I8(t) => InputTensor::I8(t),
         }
     }
 

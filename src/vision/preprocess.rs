@@ -1,5 +1,9 @@
 //! Frame preprocessing: pixel-format conversion and bilinear resize straight into the model input tensor.
 //!
+//! The resize either stretches the region of interest over the whole tensor or, for models
+//! trained that way (YOLOX), letterboxes it: scaled by one factor to fit, into the top-left
+//! corner, the rest padded with level 114. Channels go in RGB or BGR order.
+//!
 //! Sampling uses half-pixel centres, `src = (dst + 0.5) * src_len / dst_len - 0.5`, clamped to
 //! the region, like PIL and OpenCV's `INTER_LINEAR`. Every table and buffer is built by
 //! [`Preprocessor::new`]; [`Preprocessor::run`] allocates nothing.
@@ -42,9 +46,15 @@ pub enum InputKind {
     },
     /// 32-bit float tensor.
     F32,
+    /// Signed 8-bit tensor; real value = `scale * (q - zero_point)`. Without mean/std the real
+    /// value is the pixel (0..255), so scale 1 and zero point -128 give `pixel - 128`.
+    I8 {
+        /// `(scale, zero_point)`; required.
+        quant: Option<(f32, i32)>,
+    },
 }
 
-/// Shape and encoding of the model's input tensor (NHWC, batch 1, RGB order).
+/// Shape and encoding of the model's input tensor (NHWC, batch 1).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct InputSpec {
     /// Width in pixels.
@@ -60,6 +70,12 @@ pub struct InputSpec {
     pub mean: Option<f32>,
     /// See `mean`; given together with it.
     pub std: Option<f32>,
+    /// Keep the frame's aspect ratio: scale it by one factor to fit, into the top-left
+    /// corner, and pad the rest with level 114 (YOLOX's training letterbox). Otherwise the
+    /// region is stretched over the whole tensor.
+    pub letterbox: bool,
+    /// Channels in BGR order (models trained on OpenCV images) instead of RGB.
+    pub bgr: bool,
 }
 
 /// The model's input tensor, borrowed for one [`Preprocessor::run`].
@@ -69,6 +85,32 @@ pub enum InputTensor<'a> {
     U8(&'a mut [u8]),
     /// A float32 tensor.
     F32(&'a mut [f32]),
+    /// An int8 tensor.
+    I8(&'a mut [i8]),
+}
+
+impl InputTensor<'_> {
+    /// Elements of the tensor.
+    pub fn len(&self) -> usize {
+        match self {
+            InputTensor::U8(t) => t.len(),
+            InputTensor::F32(t) => t.len(),
+            InputTensor::I8(t) => t.len(),
+        }
+    }
+
+    /// Whether the tensor has no elements.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn type_name(&self) -> &'static str {
+        match self {
+            InputTensor::U8(_) => "u8",
+            InputTensor::F32(_) => "f32",
+            InputTensor::I8(_) => "i8",
+        }
+    }
 }
 
 /// Why a preprocessor could not be built or run.
@@ -156,7 +198,22 @@ enum ValueMap {
     U8(Box<[u8; 256]>),
     /// Normalized into a float tensor.
     F32(Box<[f32; 256]>),
+    /// Normalized and quantized into an int8 tensor.
+    I8(Box<[i8; 256]>),
 }
+
+impl ValueMap {
+    fn type_name(&self) -> &'static str {
+        match self {
+            ValueMap::Identity | ValueMap::U8(_) => "u8",
+            ValueMap::F32(_) => "f32",
+            ValueMap::I8(_) => "i8",
+        }
+    }
+}
+
+/// The level letterbox padding has (YOLOX's grey), before the tensor's value map.
+pub const LETTERBOX_PAD: u8 = 114;
 
 /// The fixed sampling plan: which source bytes each tensor row and column blends.
 ///
@@ -175,6 +232,11 @@ struct Plan {
     chroma_window: Vec<u32>,
     /// Per-column weights (0..=256) of the window's samples, see [`columns`].
     weights: [Vec<u16>; 4],
+    /// Tensor columns per row; `window.len()` of them are the resized region, the rest
+    /// letterbox padding.
+    out_width: usize,
+    /// Write channels in BGR order.
+    bgr: bool,
     /// Bytes of each source row the region covers (luma for NV12).
     span: usize,
     /// NV12: bytes of each chroma row the region covers.
@@ -206,6 +268,8 @@ pub struct Preprocessor {
     frame_len: usize,
     tensor_len: usize,
     roi: Roi,
+    /// The frame region the whole tensor stands for (beyond the frame where padded).
+    tensor_region: Roi,
 }
 
 impl Preprocessor {
@@ -233,6 +297,16 @@ impl Preprocessor {
         let (x0, x1) = crop(roi.x, roi.width, fw).ok_or(PreprocessError::Roi { roi })?;
         let (y0, y1) = crop(roi.y, roi.height, fh).ok_or(PreprocessError::Roi { roi })?;
         let map = value_map(input)?;
+        // The tensor rows and columns the region is resized into; with letterbox, the largest
+        // top-left rectangle of the region's aspect ratio, rounded down as YOLOX does.
+        let (rw, rh) = (x1 - x0, y1 - y0);
+        let (cw, ch) = if !input.letterbox {
+            (ow, oh)
+        } else if ow * rh <= oh * rw {
+            (ow, (rh * ow / rw).max(1))
+        } else {
+            ((rw * oh / rh).max(1), oh)
+        };
 
         // Byte ranges of a source row the region covers, and the row strides.
         let last_pair = (x1 - 1) / 2;
@@ -256,7 +330,7 @@ impl Preprocessor {
             });
         }
 
-        let rows = taps(y0, y1 - y0, oh, false)
+        let rows = taps(y0, y1 - y0, ch, false)
             .map(|(top, bottom, weight)| RowTap {
                 top: top * stride + lo,
                 bottom: bottom * stride + lo,
@@ -272,7 +346,7 @@ impl Preprocessor {
             chroma_lo,
             chroma_start,
         };
-        let (window, chroma_window, weights) = columns(format, starts, x1 - x0, ow);
+        let (window, chroma_window, weights) = columns(format, starts, x1 - x0, cw);
         let row_len = span
             + PAD
             + if chroma_span > 0 {
@@ -282,10 +356,10 @@ impl Preprocessor {
             };
         let scratch = Scratch {
             row: vec![0; row_len],
-            lo: vec![0; ow],
-            hi: vec![0; ow],
-            words: [vec![0; ow], vec![0; ow], vec![0; ow], vec![0; ow]],
-            rgb: [vec![0; ow], vec![0; ow], vec![0; ow]],
+            lo: vec![0; cw],
+            hi: vec![0; cw],
+            words: [vec![0; cw], vec![0; cw], vec![0; cw], vec![0; cw]],
+            rgb: [vec![0; cw], vec![0; cw], vec![0; cw]],
         };
         let roi = Roi {
             x: x0 as f32 / fw as f32,
@@ -293,12 +367,27 @@ impl Preprocessor {
             width: (x1 - x0) as f32 / fw as f32,
             height: (y1 - y0) as f32 / fh as f32,
         };
+        // Exactly the ROI when nothing is padded, so SSD boxes map back bit for bit as before.
+        let extend = |len: f32, out: usize, content: usize| {
+            if out == content {
+                len
+            } else {
+                len * out as f32 / content as f32
+            }
+        };
+        let tensor_region = Roi {
+            width: extend(roi.width, ow, cw),
+            height: extend(roi.height, oh, ch),
+            ..roi
+        };
         let plan = Plan {
             format,
             rows,
             window,
             chroma_window,
             weights,
+            out_width: ow,
+            bgr: input.bgr,
             span,
             chroma_span,
         };
@@ -309,7 +398,16 @@ impl Preprocessor {
             frame_len,
             tensor_len,
             roi,
+            tensor_region,
         })
+    }
+
+    /// The frame region the whole tensor stands for, in frame-normalized coordinates: the
+    /// sampled [`Preprocessor::roi`] without letterbox; with it, that region extended right or
+    /// down over the padding (so past 1.0). Boxes normalized to the tensor map back to the
+    /// frame with [`Roi::to_frame`] on this one, letterboxed or not.
+    pub fn tensor_region(&self) -> Roi {
+        self.tensor_region
     }
 
     /// The region actually sampled: the requested one snapped to whole pixels. Map boxes
@@ -331,10 +429,7 @@ impl Preprocessor {
                 got: frame.len(),
             });
         }
-        let got = match &out {
-            InputTensor::U8(t) => t.len(),
-            InputTensor::F32(t) => t.len(),
-        };
+        let got = out.len();
         if got != self.tensor_len {
             return Err(PreprocessError::TensorLen {
                 expected: self.tensor_len,
@@ -342,26 +437,28 @@ impl Preprocessor {
             });
         }
         let (plan, scratch) = (&self.plan, &mut self.scratch);
+        let pad = LETTERBOX_PAD as usize;
+        let (expected, got) = (self.map.type_name(), out.type_name());
         match (&self.map, out) {
-            (ValueMap::Identity, InputTensor::U8(t)) => resize(plan, scratch, frame, t, pack_raw),
+            (ValueMap::Identity, InputTensor::U8(t)) => {
+                resize(plan, scratch, frame, t, LETTERBOX_PAD, pack_raw)
+            }
             (ValueMap::U8(lut), InputTensor::U8(t)) => {
-                resize(plan, scratch, frame, t, |rgb, dst| {
+                resize(plan, scratch, frame, t, lut[pad], |rgb, dst| {
                     interleave(rgb, dst, |v| lut[v as usize])
                 })
             }
             (ValueMap::F32(lut), InputTensor::F32(t)) => {
-                resize(plan, scratch, frame, t, |rgb, dst| {
+                resize(plan, scratch, frame, t, lut[pad], |rgb, dst| {
                     interleave(rgb, dst, |v| lut[v as usize])
                 })
             }
-            (ValueMap::F32(_), InputTensor::U8(_)) => Err(PreprocessError::TensorKind {
-                expected: "f32",
-                got: "u8",
-            }),
-            (_, InputTensor::F32(_)) => Err(PreprocessError::TensorKind {
-                expected: "u8",
-                got: "f32",
-            }),
+            (ValueMap::I8(lut), InputTensor::I8(t)) => {
+                resize(plan, scratch, frame, t, lut[pad], |rgb, dst| {
+                    interleave(rgb, dst, |v| lut[v as usize])
+                })
+            }
+            _ => Err(PreprocessError::TensorKind { expected, got }),
         }
     }
 }
@@ -427,15 +524,24 @@ fn columns(
 /// Runs every tensor row through the stages. Each stage is its own loop over the row, so
 /// that the arithmetic ones see contiguous planes and vectorize; only the gather and the
 /// final interleave move single values.
+///
+/// With letterbox, the resized region fills the first rows' first columns and `pad` the
+/// rest, written every frame: the tensor may be another interpreter's or a runtime's buffer.
 fn resize<T: Copy>(
     plan: &Plan,
     s: &mut Scratch,
     frame: &[u8],
     out: &mut [T],
-    emit: impl Fn(&[Vec<u8>; 3], &mut [T]),
+    pad: T,
+    emit: impl Fn([&[u8]; 3], &mut [T]),
 ) -> Result<(), PreprocessError> {
-    let out_rows = out.chunks_exact_mut(3 * plan.window.len());
-    for (dst, tap) in out_rows.zip(&plan.rows) {
+    let content = 3 * plan.window.len();
+    let (resized, below) = out.split_at_mut((3 * plan.out_width * plan.rows.len()).min(out.len()));
+    below.fill(pad);
+    let out_rows = resized.chunks_exact_mut(3 * plan.out_width);
+    for (row, tap) in out_rows.zip(&plan.rows) {
+        let (dst, right) = row.split_at_mut(content.min(row.len()));
+        right.fill(pad);
         let (luma, chroma) = s.row.split_at_mut(plan.span + PAD);
         blend_rows(
             &mut luma[..plan.span],
@@ -461,7 +567,13 @@ fn resize<T: Copy>(
             PixelFormat::Yuyv => blend_yuyv([w0, w1, w2, w3], [k0, k1, k2, k3], [r, g, b]),
             PixelFormat::Nv12 => blend_nv12([w0, w1, w2], [k0, k1], [r, g, b]),
         }
-        emit(&s.rgb, dst);
+        let [r, g, b] = &s.rgb;
+        let planes = if plan.bgr {
+            [&b[..], &g[..], &r[..]]
+        } else {
+            [&r[..], &g[..], &b[..]]
+        };
+        emit(planes, dst);
     }
     Ok(())
 }
@@ -611,8 +723,9 @@ fn blend_nv12(w: [&Vec<u16>; 3], k: [&Vec<u16>; 2], rgb: [&mut Vec<u8>; 3]) {
     }
 }
 
-/// Interleaves the RGB planes into the tensor row, mapping each value to the tensor's.
-fn interleave<T: Copy>(rgb: &[Vec<u8>; 3], dst: &mut [T], map: impl Fn(u8) -> T) {
+/// Interleaves the three planes (in tensor channel order) into the tensor row, mapping each
+/// value to the tensor's.
+fn interleave<T: Copy>(rgb: [&[u8]; 3], dst: &mut [T], map: impl Fn(u8) -> T) {
     let [r, g, b] = rgb;
     for (((px, &r), &g), &b) in dst.chunks_exact_mut(3).zip(r).zip(g).zip(b) {
         px[0] = map(r);
@@ -623,7 +736,7 @@ fn interleave<T: Copy>(rgb: &[Vec<u8>; 3], dst: &mut [T], map: impl Fn(u8) -> T)
 
 /// [`interleave`] for raw uint8 values: four pixels at a time as three 32-bit words, which
 /// takes a third of the stores.
-fn pack_raw(rgb: &[Vec<u8>; 3], dst: &mut [u8]) {
+fn pack_raw(rgb: [&[u8]; 3], dst: &mut [u8]) {
     let [r, g, b] = rgb;
     let word = |p: &[u8]| u32::from_le_bytes([p[0], p[1], p[2], p[3]]);
     let quads = r
@@ -752,6 +865,27 @@ fn value_map(input: &InputSpec) -> Result<ValueMap, PreprocessError> {
         (InputKind::F32, None) => Err(PreprocessError::Normalization(
             "a float input needs mean and std",
         )),
+        (
+            InputKind::I8 {
+                quant: Some((scale, zero_point)),
+            },
+            _,
+        ) => {
+            if !(scale.is_finite() && scale > 0.0) {
+                return Err(PreprocessError::Normalization(
+                    "quantization scale must be positive",
+                ));
+            }
+            let mut lut = Box::new([0i8; 256]);
+            for (p, q) in lut.iter_mut().enumerate() {
+                let v = (real(p) / scale).round() + zero_point as f32;
+                *q = v.clamp(-128.0, 127.0) as i8;
+            }
+            Ok(ValueMap::I8(lut))
+        }
+        (InputKind::I8 { quant: None }, _) => Err(PreprocessError::Normalization(
+            "an int8 input needs its quantization (scale, zero point)",
+        )),
         (InputKind::F32, Some(_)) => {
             let mut lut = Box::new([0f32; 256]);
             for (p, v) in lut.iter_mut().enumerate() {
@@ -818,6 +952,8 @@ mod tests {
             kind: InputKind::U8 { quant: None },
             mean: None,
             std: None,
+            letterbox: false,
+            bgr: false,
         }
     }
 
@@ -1137,6 +1273,170 @@ mod tests {
                 "{roi:?}"
             );
         }
+    }
+
+    /// YOLOX's input: letterbox, BGR, int8 `pixel - 128`.
+    fn yolox_i8(width: u32, height: u32) -> InputSpec {
+        InputSpec {
+            kind: InputKind::I8 {
+                quant: Some((1.0, -128)),
+            },
+            letterbox: true,
+            bgr: true,
+            ..raw_u8(width, height)
+        }
+    }
+
+    #[test]
+    fn letterbox_keeps_the_aspect_ratio_and_pads_the_rest() {
+        // Wide frame into a square tensor: the content fills the top rows.
+        let (w, h) = (64u32, 32u32);
+        let rgb = test_image(w, h, 64);
+        let ff = FrameFormat {
+            width: w,
+            height: h,
+            pixel_format: PixelFormat::Rgb24,
+        };
+        let spec = InputSpec {
+            letterbox: true,
+            ..raw_u8(32, 32)
+        };
+        let mut pre = Preprocessor::new(ff, Roi::FULL, &spec).unwrap();
+        let mut out = vec![0u8; 32 * 32 * 3];
+        pre.run(&rgb, InputTensor::U8(&mut out)).unwrap();
+        let want = reference(&rgb, 64, [0, 0, 64, 32], 32, 16);
+        let (content, pad) = out.split_at(32 * 16 * 3);
+        assert!(max_error(content, &want) <= 2.0);
+        assert!(pad.iter().all(|&v| v == LETTERBOX_PAD));
+        // The tensor stands for the frame plus as much again below it.
+        assert_eq!(
+            pre.tensor_region(),
+            Roi {
+                height: 2.0,
+                ..Roi::FULL
+            }
+        );
+        assert_eq!(pre.roi(), Roi::FULL);
+        // Without letterbox it is the sampled region itself.
+        let roi = Roi {
+            x: 0.1,
+            y: 0.3,
+            width: 0.7,
+            height: 0.3,
+        };
+        let pre = Preprocessor::new(ff, roi, &raw_u8(30, 30)).unwrap();
+        assert_eq!(pre.tensor_region(), pre.roi());
+
+        // Tall region into a square tensor: the content fills the left columns; 12 x 24
+        // pixels scale to 16 x 32, padded on the right.
+        let roi = Roi {
+            x: 0.25,
+            y: 0.125,
+            width: 12.0 / 64.0,
+            height: 0.75,
+        };
+        let mut pre = Preprocessor::new(ff, roi, &spec).unwrap();
+        // Stale values from an earlier frame must be overwritten by the padding.
+        out.fill(7);
+        pre.run(&rgb, InputTensor::U8(&mut out)).unwrap();
+        let want = reference(&rgb, 64, [16, 4, 12, 24], 16, 32);
+        for (y, row) in out.chunks_exact(32 * 3).enumerate() {
+            let (content, pad) = row.split_at(16 * 3);
+            let want = &want[y * 16 * 3..(y + 1) * 16 * 3];
+            assert!(max_error(content, want) <= 2.0, "row {y}");
+            assert!(pad.iter().all(|&v| v == LETTERBOX_PAD), "row {y}");
+        }
+        let region = pre.tensor_region();
+        assert_eq!((region.x, region.y), (0.25, 0.125));
+        assert!((region.width - 24.0 / 64.0).abs() < 1e-6);
+        assert!((region.height - 0.75).abs() < 1e-6);
+        // A box over the content's right half comes back over the region's right half.
+        let b = region.to_frame(crate::geometry::BBox::new(0.25, 0.0, 0.5, 1.0));
+        assert!((b.xmin - (16.0 + 6.0) / 64.0).abs() < 1e-6, "{b:?}");
+        assert!((b.xmax - 28.0 / 64.0).abs() < 1e-6, "{b:?}");
+        assert!((b.ymin - 4.0 / 32.0).abs() < 1e-6 && (b.ymax - 28.0 / 32.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn letterbox_rounds_the_content_size_down_like_yolox() {
+        // 640 x 360 into 320 x 320: scale 0.5, 320 x 180. 100 x 30 into 64 x 64: scale 0.64,
+        // 64 x 19 (19.2 rounded down).
+        for ((w, h), (ow, oh), rows) in [((640, 360), (320, 320), 180), ((100, 30), (64, 64), 19)] {
+            let ff = FrameFormat {
+                width: w,
+                height: h,
+                pixel_format: PixelFormat::Rgb24,
+            };
+            let spec = InputSpec {
+                letterbox: true,
+                ..raw_u8(ow, oh)
+            };
+            let pre = Preprocessor::new(ff, Roi::FULL, &spec).unwrap();
+            assert_eq!(pre.plan.rows.len(), rows);
+            assert_eq!(pre.plan.window.len(), ow as usize);
+            let r = pre.tensor_region();
+            assert!((r.height - oh as f32 / rows as f32).abs() < 1e-6);
+        }
+    }
+
+    #[test]
+    fn bgr_order_and_int8_quantization() {
+        let (w, h) = (4u32, 2u32);
+        let rgb: Vec<u8> = (0..24).map(|i| (i * 11) as u8).collect();
+        let ff = FrameFormat {
+            width: w,
+            height: h,
+            pixel_format: PixelFormat::Rgb24,
+        };
+        // Same size, no letterbox effect: each pixel copied, channels reversed, minus 128.
+        let mut pre = Preprocessor::new(ff, Roi::FULL, &yolox_i8(4, 2)).unwrap();
+        let mut out = vec![0i8; 24];
+        pre.run(&rgb, InputTensor::I8(&mut out)).unwrap();
+        for (px, src) in out.chunks_exact(3).zip(rgb.chunks_exact(3)) {
+            let want: Vec<i8> = src.iter().rev().map(|&p| (p as i32 - 128) as i8).collect();
+            assert_eq!(px, &want[..]);
+        }
+        // RGB raw uint8 with BGR on: only the order changes.
+        let spec = InputSpec {
+            bgr: true,
+            ..raw_u8(4, 2)
+        };
+        let mut pre = Preprocessor::new(ff, Roi::FULL, &spec).unwrap();
+        let mut raw = vec![0u8; 24];
+        pre.run(&rgb, InputTensor::U8(&mut raw)).unwrap();
+        for (px, src) in raw.chunks_exact(3).zip(rgb.chunks_exact(3)) {
+            assert_eq!(px, [src[2], src[1], src[0]]);
+        }
+        // Another quantization, and letterbox padding through it: 114 / 2 - 100 = -43.
+        let spec = InputSpec {
+            kind: InputKind::I8 {
+                quant: Some((2.0, -100)),
+            },
+            ..yolox_i8(4, 4)
+        };
+        let mut pre = Preprocessor::new(ff, Roi::FULL, &spec).unwrap();
+        let mut out = vec![0i8; 48];
+        pre.run(&rgb, InputTensor::I8(&mut out)).unwrap();
+        assert_eq!(out[0], ((rgb[2] as f32 / 2.0).round() - 100.0) as i8);
+        assert!(out[24..].iter().all(|&v| v == -43));
+        // An int8 model without quantization, and tensors of the wrong type, are errors.
+        let spec = InputSpec {
+            kind: InputKind::I8 { quant: None },
+            ..yolox_i8(4, 2)
+        };
+        assert!(matches!(
+            Preprocessor::new(ff, Roi::FULL, &spec),
+            Err(PreprocessError::Normalization(_))
+        ));
+        let mut pre = Preprocessor::new(ff, Roi::FULL, &yolox_i8(4, 2)).unwrap();
+        let err = pre.run(&rgb, InputTensor::U8(&mut raw)).unwrap_err();
+        assert_eq!(
+            err,
+            PreprocessError::TensorKind {
+                expected: "i8",
+                got: "u8"
+            }
+        );
     }
 
     #[test]

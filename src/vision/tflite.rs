@@ -19,7 +19,8 @@ use super::detector::{Detector, DetectorError};
 use super::preprocess::{InputKind, InputSpec, InputTensor};
 use super::ssd::{generate_anchors, RawSsdDecoder};
 use super::ssd_head::{self, QuantizedSsdHead, SsdGraph};
-use crate::config::{HeadChoice, ModelConfig};
+use super::yolox;
+use crate::config::{HeadChoice, ModelConfig, ModelFamily};
 use crate::geometry::BBox;
 
 const POSTPROCESS_OP: &[u8] = ssd_head::POSTPROCESS_OP.as_bytes();
@@ -97,6 +98,9 @@ impl PreparedModel {
             path: path.into(),
             message,
         };
+        if cfg.family == ModelFamily::Yolox {
+            return Err(bad(format!("model.family = \"yolox\": {NO_YOLOX}")));
+        }
         let bytes = std::fs::read(path).map_err(|source| DetectorError::Io {
             path: path.into(),
             source,
@@ -109,6 +113,11 @@ impl PreparedModel {
         let mut parsed = Model::from_buffer(&bytes)
             .ok_or("corrupt or truncated model: flatbuffer verification failed")
             .map_err(|e| bad(e.into()))?;
+        if cfg.family == ModelFamily::Auto && looks_like_yolox(&parsed) {
+            return Err(bad(format!(
+                "the model's shapes are YOLOX's (model.family = \"auto\"): {NO_YOLOX}"
+            )));
+        }
         let info = inspect(&parsed).map_err(bad)?;
         let ssd = match (cfg.head, ssd_head::recognise(&parsed)) {
             (_, Ok(None)) => None,
@@ -259,6 +268,7 @@ impl Detector for TfliteDetector {
             InputKind::F32 => {
                 InputTensor::F32(bytemuck::try_cast_slice_mut(bytes).unwrap_or_default())
             }
+            InputKind::I8 { .. } => InputTensor::I8(bytemuck::cast_slice_mut(bytes)),
         }
     }
 
@@ -330,6 +340,34 @@ impl Detector for TfliteDetector {
 
     fn labels(&self) -> &[String] {
         &self.labels
+    }
+}
+
+/// Why a YOLOX model is refused here, before TensorFlow Lite fails on its int8 ops.
+const NO_YOLOX: &str =
+    "TensorFlow Lite 1.15 cannot run YOLOX's int8 graph; it needs model.runtime = litert";
+
+/// Whether the graph's one input and one output have YOLOX's shapes ([`yolox::matches`]).
+fn looks_like_yolox(model: &Model) -> bool {
+    let Some(graph) = model.subgraphs.first() else {
+        return false;
+    };
+    let shape = |index: Option<&i32>| -> Option<Vec<usize>> {
+        let t = graph.tensors.get(usize::try_from(*index?).ok()?)?;
+        t.shape.iter().map(|&d| usize::try_from(d).ok()).collect()
+    };
+    if graph.inputs.len() != 1 || graph.outputs.len() != 1 {
+        return false;
+    }
+    match (shape(graph.inputs.first()), shape(graph.outputs.first())) {
+        (Some(input), Some(output)) => match input[..] {
+            [1, h, w, 3] => match (u32::try_from(w), u32::try_from(h)) {
+                (Ok(w), Ok(h)) => yolox::matches(w, h, &output),
+                _ => false,
+            },
+            _ => false,
+        },
+        _ => false,
     }
 }
 
@@ -430,6 +468,8 @@ fn input_spec(
         kind,
         mean: cfg.input_mean,
         std: cfg.input_std,
+        letterbox: false,
+        bgr: false,
     })
 }
 
