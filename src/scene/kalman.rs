@@ -194,25 +194,63 @@ impl BoxFilter {
         (self.w.value, self.h.value)
     }
 
-    /// Squared Mahalanobis distance of a measured box's centre from the predicted centre,
-    /// with the innovation covariance (state plus measurement noise) of each axis: about 2 on
-    /// average for a detection of this object, larger the less likely.
-    pub fn distance2(&self, b: &BBox, noise: &MotionNoise) -> f32 {
-        let c = b.center();
-        let (rx, ry) = self.center_noise(b, noise);
+    /// The prediction as association reads it, computed once per update rather than once per
+    /// detection.
+    pub fn gate(&self, noise: &MotionNoise) -> Gate {
+        let (w, h) = self.size();
         // However long a track has coasted, it does not reach further than this many of its
         // sizes: past that, a lost car would take over the one in the next lane.
-        let (w, h) = self.size();
         let cap = noise.max_gate_std.powi(2);
-        let sx = self.cx.pp.min(cap * w * w) + rx;
-        let sy = self.cy.pp.min(cap * h * h) + ry;
-        let (dx, dy) = (c.x - self.cx.value, c.y - self.cy.value);
-        dx * dx / sx + dy * dy / sy
+        Gate {
+            bbox: self.bbox(),
+            w,
+            h,
+            sx: self.cx.pp.min(cap * w * w),
+            sy: self.cy.pp.min(cap * h * h),
+            rp: noise.position.powi(2),
+        }
+    }
+
+    /// Squared Mahalanobis distance of a measured box's centre from the predicted centre; see
+    /// [`Gate::distance2`].
+    pub fn distance2(&self, b: &BBox, noise: &MotionNoise) -> f32 {
+        self.gate(noise).distance2(b)
     }
 
     /// Standard deviation of the centre estimate, `(x, y)`.
     pub fn center_std(&self) -> (f32, f32) {
         (self.cx.pp.max(0.0).sqrt(), self.cy.pp.max(0.0).sqrt())
+    }
+}
+
+/// A track's predicted box and centre uncertainty, for gating detections against it.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Gate {
+    /// The predicted box.
+    pub bbox: BBox,
+    /// Predicted width.
+    pub w: f32,
+    /// Predicted height.
+    pub h: f32,
+    sx: f32,
+    sy: f32,
+    rp: f32,
+}
+
+impl Gate {
+    /// Squared Mahalanobis distance of `b`'s centre from the predicted centre, with the
+    /// innovation covariance (state plus measurement noise, including the centre shift a size
+    /// change explains) of each axis: about 2 on average for a detection of this object,
+    /// larger the less likely.
+    pub fn distance2(&self, b: &BBox) -> f32 {
+        let (w, h) = (b.width().max(1e-4), b.height().max(1e-4));
+        let c = self.bbox.center();
+        let dx = (b.xmin + b.xmax) / 2.0 - c.x;
+        let dwx = (w - self.w) / 2.0;
+        let d2x = dx * dx / (self.sx + self.rp * w * w + dwx * dwx);
+        let dy = (b.ymin + b.ymax) / 2.0 - c.y;
+        let dhy = (h - self.h) / 2.0;
+        d2x + dy * dy / (self.sy + self.rp * h * h + dhy * dhy)
     }
 }
 

@@ -26,7 +26,7 @@
 
 use std::time::Duration;
 
-use super::kalman::{BoxFilter, MotionNoise};
+use super::kalman::{BoxFilter, Gate, MotionNoise};
 use crate::config::{TrackerConfig, MAX_CLASSES, MAX_ZONES};
 use crate::geometry::{BBox, Point};
 use crate::vision::detection::{Detection, MAX_DETECTIONS};
@@ -319,6 +319,8 @@ pub struct Tracker {
     params: TrackerParams,
     /// Scratch for matching, sized for every track against every detection so it never grows.
     candidates: Vec<Candidate>,
+    /// Each track's prediction for this update, by table index; as many slots as tracks.
+    gates: Vec<Gate>,
     next_id: u64,
     last_update: Option<Duration>,
     stats: TrackerStats,
@@ -349,6 +351,7 @@ impl Tracker {
                 classes: CountedClasses::new(counted_classes),
             },
             candidates: Vec::with_capacity(capacity.saturating_mul(MAX_DETECTIONS)),
+            gates: Vec::with_capacity(capacity),
             next_id: 1,
             last_update: None,
             stats: TrackerStats {
@@ -374,6 +377,10 @@ impl Tracker {
             track.filter.predict(dt, &self.params.noise);
             track.seen = false;
         }
+        self.gates.clear();
+        let noise = &self.params.noise;
+        self.gates
+            .extend(self.tracks.iter().map(|t| t.filter.gate(noise)));
 
         let mut fates = [Fate::Ignored; MAX_DETECTIONS];
         for (fate, d) in fates.iter_mut().zip(detections) {
@@ -451,13 +458,20 @@ impl Tracker {
     }
 
     /// The cost of continuing `track` with `d`, or `None` when the pair is implausible.
-    fn cost(&self, track: &Track, d: &Detection, class_index: usize) -> Option<f32> {
-        let predicted = track.filter.bbox();
-        let iou = predicted.iou(&d.bbox);
-        let d2 = track.filter.distance2(&d.bbox, &self.params.noise);
-        let (w, h) = track.filter.size();
+    fn cost(&self, track: &Track, gate: &Gate, d: &Detection, class_index: usize) -> Option<f32> {
+        let b = &d.bbox;
+        // Most pairs are far apart: reject them before any division. Past this reach neither
+        // the overlap nor the capped motion gate (at most about 3.4 sizes) can accept them.
+        let reach_x = 3.5 * (gate.w + b.width());
+        let reach_y = 3.5 * (gate.h + b.height());
+        let (pc, dc) = (gate.bbox.center(), b.center());
+        if (dc.x - pc.x).abs() > reach_x || (dc.y - pc.y).abs() > reach_y {
+            return None;
+        }
+        let iou = gate.bbox.iou(b);
+        let d2 = gate.distance2(b);
         let ratio_ok = |a: f32, b: f32| a <= b * SIZE_RATIO && b <= a * SIZE_RATIO;
-        let gated = d2 <= GATE2 && ratio_ok(d.bbox.width(), w) && ratio_ok(d.bbox.height(), h);
+        let gated = d2 <= GATE2 && ratio_ok(b.width(), gate.w) && ratio_ok(b.height(), gate.h);
         // Boxes that do not touch never match on overlap alone, even with a threshold of 0.
         let overlaps = iou > 0.0 && iou >= self.params.iou_threshold;
         if !(gated || overlaps) {
@@ -490,7 +504,7 @@ impl Tracker {
                 if !self.eligible(stage, track, d) {
                     continue;
                 }
-                if let Some(cost) = self.cost(track, d, class_index) {
+                if let Some(cost) = self.cost(track, &self.gates[ti], d, class_index) {
                     if self.candidates.len() < self.candidates.capacity() {
                         self.candidates.push(Candidate {
                             cost,
