@@ -1,14 +1,18 @@
-//! The TFLite detector on the real shared models: the SSD's detections agree with another
-//! TFLite runtime's reference output, and the BlazeFace raw-anchor path finds the faces.
+//! The detector on the real shared models, on both runtimes (LiteRT and TensorFlow Lite
+//! 1.15): the SSD's detections agree with another TFLite runtime's reference output, and the
+//! BlazeFace raw-anchor path finds the faces.
 
 mod util;
 
 use std::path::Path;
 
-use edgewatch::config::{AnchorConfig, ModelConfig};
+use edgewatch::config::{AnchorConfig, ModelConfig, RuntimeChoice};
 use edgewatch::vision::detection::{Detection, Detections};
 use edgewatch::vision::detector::Detector;
-use edgewatch::vision::tflite::TfliteDetector;
+use edgewatch::vision::pool::load_detector;
+
+/// The two runtimes every detector test runs on.
+const RUNTIMES: [RuntimeChoice; 2] = [RuntimeChoice::Litert, RuntimeChoice::Tflite];
 
 fn model_config(file: &Path, labels: &Path, threshold: f32) -> ModelConfig {
     ModelConfig {
@@ -24,11 +28,12 @@ fn model_config(file: &Path, labels: &Path, threshold: f32) -> ModelConfig {
         anchors: None,
         head: Default::default(),
         interpreters: 1,
+        runtime: RuntimeChoice::Auto,
     }
 }
 
 /// Runs `detector` on an RGB image file and returns its detections.
-fn detect(detector: &mut TfliteDetector, image: &Path) -> Detections {
+fn detect(detector: &mut dyn Detector, image: &Path) -> Detections {
     util::detect(detector, &image::open(image).unwrap().into_rgb8())
 }
 
@@ -63,12 +68,20 @@ fn matches(ours: &Detection, r: &RefDetection) -> bool {
 fn ssd_agrees_with_reference_detections() {
     let models = util::model_dir();
     let frames = util::frames_dir();
-    let cfg = model_config(
-        &models.join("ssd_mobilenet_v1_coco_quant.tflite"),
-        &models.join("coco_labels.txt"),
-        0.3,
-    );
-    let mut detector = TfliteDetector::load(&cfg).unwrap();
+    for runtime in RUNTIMES {
+        eprintln!("{runtime:?}");
+        let mut cfg = model_config(
+            &models.join("ssd_mobilenet_v1_coco_quant.tflite"),
+            &models.join("coco_labels.txt"),
+            0.3,
+        );
+        cfg.runtime = runtime;
+        let mut detector = load_detector(&cfg).unwrap();
+        ssd_agrees_with_reference(&mut *detector, &models, &frames);
+    }
+}
+
+fn ssd_agrees_with_reference(detector: &mut dyn Detector, models: &Path, frames: &Path) {
     let text = std::fs::read_to_string(models.join("reference_detections.json")).unwrap();
     let reference: Reference = serde_json::from_str(&text).unwrap();
     assert_eq!(
@@ -78,7 +91,7 @@ fn ssd_agrees_with_reference_detections() {
     );
     let mut confident = 0;
     for (file, expected) in &reference.detections {
-        let ours = detect(&mut detector, &frames.join(file));
+        let ours = detect(detector, &frames.join(file));
         eprintln!(
             "{file}: {:?}",
             ours.iter().map(|d| (d.class, d.score)).collect::<Vec<_>>()
@@ -130,8 +143,15 @@ fn blazeface_raw_outputs_find_the_faces() {
         nms_iou: 0.3,
         weighted_nms: true,
     });
-    let mut detector = TfliteDetector::load(&cfg).unwrap();
-    let faces = detect(&mut detector, &frames.join("face.jpg"));
+    for runtime in RUNTIMES {
+        cfg.runtime = runtime;
+        let mut detector = load_detector(&cfg).unwrap();
+        eprintln!("{runtime:?}");
+        finds_the_faces(&detect(&mut *detector, &frames.join("face.jpg")));
+    }
+}
+
+fn finds_the_faces(faces: &Detections) {
     eprintln!("faces: {faces:?}");
     // Two people stand in front; two more at the edges behind them may or may not be found.
     let front: Vec<_> = faces.iter().filter(|d| d.bbox.width() > 0.08).collect();
