@@ -44,13 +44,20 @@ pub mod element {
     pub const INT8: i32 = 9;
 }
 
-/// `LiteRtEnvOption`: a tag and a `LiteRtAny` (type, then an 8-byte union).
+/// `LiteRtAny`: a type tag, then an 8-byte union (here its integer member).
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct Any {
+    kind: c_int,
+    value: i64,
+}
+
+/// `LiteRtEnvOption`: a tag and a `LiteRtAny`.
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct EnvOption {
     tag: c_int,
-    kind: c_int,
-    value: i64,
+    value: Any,
 }
 
 /// `LiteRtRankedTensorType`: element type, then `LiteRtLayout` (rank in the low 7 bits of the
@@ -261,8 +268,10 @@ fn short_dl_error(message: &str) -> &str {
 pub fn create_environment(api: &Api) -> Result<Handle, Status> {
     let option = EnvOption {
         tag: ENV_MIN_LOGGER_SEVERITY,
-        kind: ANY_INT,
-        value: SEVERITY_ERROR,
+        value: Any {
+            kind: ANY_INT,
+            value: SEVERITY_ERROR,
+        },
     };
     let mut env: Handle = std::ptr::null_mut();
     // SAFETY: one valid option and a valid out-pointer, as the function expects.
@@ -323,7 +332,8 @@ mod tests {
     fn env_option_and_tensor_type_have_the_c_layout() {
         // LiteRtEnvOption: int tag; LiteRtAny { int type; union { ... int64 } }.
         assert_eq!(std::mem::size_of::<EnvOption>(), 24);
-        assert_eq!(std::mem::offset_of!(EnvOption, value), 8 + 8);
+        assert_eq!(std::mem::offset_of!(EnvOption, value), 8);
+        assert_eq!(std::mem::offset_of!(Any, value), 8);
         // LiteRtRankedTensorType: element type, rank word, 8 dims, 8 strides.
         assert_eq!(std::mem::offset_of!(RankedTensorType, dims), 8);
         assert_eq!(std::mem::offset_of!(RankedTensorType, reserve), 72);
