@@ -227,6 +227,9 @@ fn load() -> Result<Api, String> {
         found = Some(path.clone());
         break;
     }
+    if let Some(path) = &found {
+        check_architecture(path)?;
+    }
     let lib = match found {
         // SAFETY: loading runs the library's initializers; libLiteRt.so's only register its
         // built-in accelerators and allocate, which is sound at any point of our start-up.
@@ -235,7 +238,7 @@ fn load() -> Result<Api, String> {
                 "{}: cannot load LiteRT ({}); run scripts/setup.sh to install the library for \
                  this machine, or set model.runtime = \"tflite\"",
                 path.display(),
-                short_dl_error(&e.to_string())
+                short_dl_error(&e.to_string(), &path)
             )
         })?,
         None if explicit => {
@@ -259,9 +262,57 @@ fn load() -> Result<Api, String> {
     })
 }
 
-/// The loader's message without the path it repeats (`/x/libLiteRt.so: wrong ELF class`).
-fn short_dl_error(message: &str) -> &str {
-    message.rsplit(": ").next().unwrap_or(message)
+/// ELF `e_machine` of the architecture this binary runs on.
+const fn own_machine() -> Option<u16> {
+    if cfg!(target_arch = "x86_64") {
+        Some(62)
+    } else if cfg!(target_arch = "aarch64") {
+        Some(183)
+    } else if cfg!(target_arch = "arm") {
+        Some(40)
+    } else {
+        None
+    }
+}
+
+fn machine_name(machine: u16) -> String {
+    match machine {
+        62 => "x86_64".into(),
+        183 => "aarch64".into(),
+        40 => "32-bit ARM".into(),
+        3 => "x86".into(),
+        other => format!("ELF machine {other}"),
+    }
+}
+
+/// Refuses, with a message that says so, a library built for another architecture (the
+/// dynamic loader's own message for that is obscure, or just "cannot open").
+fn check_architecture(path: &std::path::Path) -> Result<(), String> {
+    use std::io::Read;
+    let mut header = [0u8; 20];
+    let read = std::fs::File::open(path).and_then(|mut f| f.read_exact(&mut header));
+    if read.is_err() || &header[..4] != b"\x7fELF" {
+        // Not an ELF file at all: the loader's error says so.
+        return Ok(());
+    }
+    let machine = u16::from_le_bytes([header[18], header[19]]);
+    match own_machine() {
+        Some(own) if own != machine => Err(format!(
+            "{}: a LiteRT library for {}, but this machine is {}; run scripts/setup.sh to \
+             install the one for this machine, or set model.runtime = \"tflite\"",
+            path.display(),
+            machine_name(machine),
+            machine_name(own)
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// The loader's message without the path it starts with (`/x/libLiteRt.so: invalid ELF
+/// header` -> `invalid ELF header`).
+fn short_dl_error<'a>(message: &'a str, path: &std::path::Path) -> &'a str {
+    let prefix = format!("{}: ", path.display());
+    message.strip_prefix(prefix.as_str()).unwrap_or(message)
 }
 
 /// Creates an environment with LiteRT's logging limited to errors.
@@ -353,9 +404,31 @@ mod tests {
 
     #[test]
     fn loader_messages_keep_the_reason() {
+        let path = std::path::Path::new("/x/libLiteRt.so");
         assert_eq!(
-            short_dl_error("/x/libLiteRt.so: wrong ELF class: ELFCLASS32"),
-            "ELFCLASS32"
+            short_dl_error("/x/libLiteRt.so: wrong ELF class: ELFCLASS32", path),
+            "wrong ELF class: ELFCLASS32"
         );
+        assert_eq!(short_dl_error("other", path), "other");
+    }
+
+    #[test]
+    fn a_library_of_another_architecture_is_named_as_such() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("libLiteRt.so");
+        let mut header = [0u8; 64];
+        header[..4].copy_from_slice(b"\x7fELF");
+        let other: u16 = if cfg!(target_arch = "aarch64") {
+            62
+        } else {
+            183
+        };
+        header[18..20].copy_from_slice(&other.to_le_bytes());
+        std::fs::write(&path, header).unwrap();
+        let err = check_architecture(&path).unwrap_err();
+        assert!(err.contains("but this machine is"), "{err}");
+        assert!(err.contains("scripts/setup.sh"), "{err}");
+        std::fs::write(&path, b"not elf").unwrap();
+        assert!(check_architecture(&path).is_ok());
     }
 }

@@ -17,8 +17,11 @@
 //! (LiteRT installs them as the tensors' custom allocations), the preprocessor writes the
 //! frame straight into the input, the heads read the outputs where they are, and no lock or
 //! copy happens per frame. `LiteRtRunCompiledModel` itself makes a fixed number of short-lived
-//! mallocs per run (freed before it returns), a few plus one per bound buffer: fewer outputs,
-//! fewer mallocs (`tests/zero_alloc.rs` asserts the figure).
+//! mallocs per run (freed before it returns): 3 plus one per bound buffer, 16 for the cut SSD
+//! (1 input, 12 head outputs), 6 for BlazeFace (`tests/zero_alloc.rs` asserts both). Fewer
+//! outputs would mean fewer mallocs, but keeping the SSD's two concatenations (2 outputs) was
+//! measured at 28: XNNPACK does not take a concatenation of inputs with different scales, so
+//! TensorFlow Lite's own kernel runs it and allocates its input lists on every run.
 //!
 //! **Errors.** Everything is verified before LiteRT sees the bytes (`PreparedModel::read`),
 //! and the model runs once at load on a zero input, so a model LiteRT cannot load, compile or
@@ -162,7 +165,7 @@ fn check(status: i32, what: &str, logged: &str) -> Result<(), String> {
     if status == OK {
         return Ok(());
     }
-    let reason = logged.trim();
+    let reason = tidy(logged);
     Err(if reason.is_empty() {
         format!("{what} ({})", api::status_name(status))
     } else {
@@ -232,9 +235,29 @@ impl LiteRtDetector {
     }
 }
 
+/// What LiteRT logged, as one line: severity prefixes and source locations dropped, lines
+/// joined with "; ".
+fn tidy(logged: &str) -> String {
+    logged
+        .lines()
+        .map(|line| {
+            let mut line = line.trim();
+            for prefix in ["ERROR: ", "WARNING: ", "INFO: "] {
+                line = line.strip_prefix(prefix).unwrap_or(line);
+            }
+            if line.starts_with('[') {
+                line = line.split_once("] ").map_or(line, |(_, rest)| rest);
+            }
+            line.trim_end_matches('.').trim()
+        })
+        .filter(|line| !line.is_empty() && !line.starts_with("See instructions"))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
 /// Appends what LiteRT logged, if anything, to an error message.
 fn with_log(message: String, logged: &str) -> String {
-    let logged = logged.split_whitespace().collect::<Vec<_>>().join(" ");
+    let logged = tidy(logged);
     if logged.is_empty() || message.contains(&logged) {
         message
     } else {
@@ -580,5 +603,27 @@ impl Detector for LiteRtDetector {
 
     fn labels(&self) -> &[String] {
         &self.labels
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn litert_log_lines_become_one_line() {
+        let logged = "ERROR: Encountered unresolved custom op: X.\nSee instructions: https://x \n\
+                      ERROR: Node number 0 (X) failed to prepare.\n\
+                      ERROR: [litert_compiled_model.cc:164] Failed to allocate tensors\n";
+        assert_eq!(
+            tidy(logged),
+            "Encountered unresolved custom op: X; Node number 0 (X) failed to prepare; \
+             Failed to allocate tensors"
+        );
+        let err = check(3, "LiteRT cannot run the model", logged).unwrap_err();
+        assert_eq!(err.lines().count(), 1);
+        assert!(err.starts_with("LiteRT cannot run the model (runtime failure: "));
+        assert_eq!(check(0, "x", logged), Ok(()));
+        assert_eq!(tidy(""), "");
     }
 }
