@@ -15,13 +15,14 @@ use std::time::{Duration, Instant};
 use crate::capture::jpeg::{self, JpegDecoder};
 use crate::capture::{FrameFormat, PixelFormat};
 use crate::clock::MonotonicClock;
-use crate::config::{Config, HeadChoice, ModelConfig};
+use crate::config::{Config, HeadChoice, ModelConfig, RuntimeChoice};
 use crate::geometry::{BBox, Roi};
 use crate::health::stats::{Histogram, Stage};
 use crate::pipeline::{Pipeline, PipelineError};
 use crate::scene::Scene;
 use crate::vision::detection::{Detection, Detections, MAX_DETECTIONS};
 use crate::vision::detector::Detector;
+use crate::vision::litert::LiteRtDetector;
 use crate::vision::preprocess::{InputKind, InputSpec, InputTensor, Preprocessor};
 use crate::vision::tflite::TfliteDetector;
 
@@ -266,7 +267,7 @@ fn clips_dir() -> std::path::PathBuf {
 
 /// Runs one RGB image through `detector`.
 fn detect(
-    detector: &mut TfliteDetector,
+    detector: &mut dyn Detector,
     img: &image::RgbImage,
     out: &mut Detections,
 ) -> Result<(), String> {
@@ -295,6 +296,7 @@ fn model_with(
         max_detections: max,
         threads,
         interpreters,
+        runtime: RuntimeChoice::Tflite,
         ..cfg.clone()
     }
 }
@@ -335,10 +337,30 @@ fn bench_ssd_head(config: &Config, frames: u64) -> Result<(), String> {
         let _ = rust.invoke();
     });
     print_hist("invoke, graph cut (Rust head)", &h);
+    let tflite_invoke = h.mean();
     let h = time(20, || {
         let _ = op.invoke();
     });
     print_hist("invoke, whole graph (TFLite op)", &h);
+    // The same cut graph on LiteRT, and how its invoke compares with TensorFlow Lite 1.15's.
+    let litert_cfg = ModelConfig {
+        runtime: RuntimeChoice::Litert,
+        ..model_with(m, HeadChoice::Auto, MAX_DETECTIONS, 1, 1)
+    };
+    match LiteRtDetector::load(&litert_cfg) {
+        Ok(mut litert) => {
+            detect(&mut litert, &crowd, &mut out)?;
+            let h = time(50, || {
+                let _ = litert.invoke();
+            });
+            print_hist("invoke, graph cut, LiteRT", &h);
+            println!(
+                "bench: invoke LiteRT / TensorFlow Lite 1.15, 1 thread, same cut graph: {:.2}x",
+                h.mean().as_secs_f64() / tflite_invoke.as_secs_f64()
+            );
+        }
+        Err(e) => println!("bench: LiteRT: {e}"),
+    }
 
     bench_modes(config, frames)?;
 
@@ -378,38 +400,86 @@ fn bench_modes(config: &Config, frames: u64) -> Result<(), String> {
         );
     }
     let m = &config.model;
+    let t = RuntimeChoice::Tflite;
+    let l = RuntimeChoice::Litert;
     let modes = [
         (
+            "LiteRT, 1 interpreter x 1 thread",
+            l,
+            HeadChoice::Auto,
+            1,
+            1,
+        ),
+        (
+            "LiteRT, 1 interpreter x 2 threads",
+            l,
+            HeadChoice::Auto,
+            2,
+            1,
+        ),
+        (
+            "LiteRT, 2 interpreters x 1 thread",
+            l,
+            HeadChoice::Auto,
+            1,
+            2,
+        ),
+        (
             "TFLite op, 1 interpreter x 1 thread",
+            t,
             HeadChoice::TfliteOp,
             1,
             1,
         ),
         (
             "TFLite op, 1 interpreter x 2 threads",
+            t,
             HeadChoice::TfliteOp,
             2,
             1,
         ),
-        ("latency: 1 interpreter x 1 thread", HeadChoice::Auto, 1, 1),
-        ("latency: 1 interpreter x 2 threads", HeadChoice::Auto, 2, 1),
-        ("latency: 1 interpreter x 4 threads", HeadChoice::Auto, 4, 1),
         (
-            "throughput: 2 interpreters x 1 thread",
+            "TFLite, 1 interpreter x 1 thread",
+            t,
+            HeadChoice::Auto,
+            1,
+            1,
+        ),
+        (
+            "TFLite, 1 interpreter x 2 threads",
+            t,
+            HeadChoice::Auto,
+            2,
+            1,
+        ),
+        (
+            "TFLite, 1 interpreter x 4 threads",
+            t,
+            HeadChoice::Auto,
+            4,
+            1,
+        ),
+        (
+            "TFLite, 2 interpreters x 1 thread",
+            t,
             HeadChoice::Auto,
             1,
             2,
         ),
         (
-            "throughput: 4 interpreters x 1 thread",
+            "TFLite, 4 interpreters x 1 thread",
+            t,
             HeadChoice::Auto,
             1,
             4,
         ),
     ];
-    for (name, head, threads, interpreters) in modes {
+    for (name, runtime, head, threads, interpreters) in modes {
         let mut c = config.clone();
-        c.model = model_with(m, head, m.max_detections, threads, interpreters);
+        c.model = ModelConfig {
+            runtime,
+            ..model_with(m, head, m.max_detections, threads, interpreters)
+        };
         let mut p =
             Pipeline::build(&c, Arc::new(MonotonicClock::new())).map_err(|e| e.to_string())?;
         for _ in 0..5 {
@@ -426,9 +496,12 @@ fn bench_modes(config: &Config, frames: u64) -> Result<(), String> {
         };
         // A pool's frame comes out `interpreters` steps after it went in.
         let latency = p.stats().window(Stage::Frame).mean().as_secs_f64() * interpreters as f64;
+        let invoke = p.stats().window(Stage::Invoke).mean().as_secs_f64();
         println!(
-            "bench: {name:<40} {:>5.1} fps  latency {:>6.1} ms  mallocs/frame {mallocs}",
+            "bench: {name:<40} {:>5.1} fps  invoke {:>6.1} ms  latency {:>6.1} ms  \
+             mallocs/frame {mallocs}",
             done as f64 / wall,
+            invoke * 1e3,
             latency * 1e3
         );
     }

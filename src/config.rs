@@ -518,6 +518,38 @@ pub struct ModelConfig {
     /// at 1, one interpreter runs each frame on `threads` threads (latency mode).
     #[serde(default = "one")]
     pub interpreters: u32,
+    /// Inference runtime: `auto` (LiteRT on x86_64 and aarch64, TensorFlow Lite 1.15
+    /// elsewhere), `litert` or `tflite`.
+    #[serde(default)]
+    pub runtime: RuntimeChoice,
+}
+
+/// The inference runtime (`model.runtime`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RuntimeChoice {
+    /// LiteRT where its library exists (x86_64, aarch64), TensorFlow Lite 1.15 elsewhere.
+    #[default]
+    Auto,
+    /// LiteRT (`libLiteRt.so`, XNNPACK): several times faster; its run call makes a few
+    /// short-lived mallocs per frame.
+    Litert,
+    /// TensorFlow Lite 1.15, compiled in: no malloc per frame at 1 thread; the only choice on
+    /// armv7.
+    Tflite,
+}
+
+impl RuntimeChoice {
+    /// `Auto` resolved for the machine this binary was built for.
+    pub fn resolve(self) -> RuntimeChoice {
+        match self {
+            RuntimeChoice::Auto if cfg!(any(target_arch = "x86_64", target_arch = "aarch64")) => {
+                RuntimeChoice::Litert
+            }
+            RuntimeChoice::Auto => RuntimeChoice::Tflite,
+            other => other,
+        }
+    }
 }
 
 /// Who decodes an SSD's outputs (`model.head`).
@@ -1435,5 +1467,32 @@ mod tests {
             let err = with(extra).unwrap_err().to_string();
             assert!(err.contains(key), "{extra}: {err}");
         }
+    }
+    #[test]
+    fn runtime_key_chooses_the_inference_runtime() {
+        let c = load_str(MINIMAL).unwrap();
+        assert_eq!(c.model.runtime, RuntimeChoice::Auto);
+        let expected = if cfg!(any(target_arch = "x86_64", target_arch = "aarch64")) {
+            RuntimeChoice::Litert
+        } else {
+            RuntimeChoice::Tflite
+        };
+        assert_eq!(c.model.runtime.resolve(), expected);
+        let with = |v: &str| {
+            load_str(&MINIMAL.replace(
+                "labels = \"l.txt\"",
+                &format!("labels = \"l.txt\"\nruntime = \"{v}\""),
+            ))
+        };
+        assert_eq!(
+            with("tflite").unwrap().model.runtime.resolve(),
+            RuntimeChoice::Tflite
+        );
+        assert_eq!(
+            with("litert").unwrap().model.runtime.resolve(),
+            RuntimeChoice::Litert
+        );
+        let err = with("onnx").unwrap_err().to_string();
+        assert!(err.contains("model.runtime"), "{err}");
     }
 }

@@ -24,9 +24,9 @@ use crate::scene::tracker::TrackerStats;
 use crate::scene::{LineCount, Scene};
 use crate::vision::detection::Detections;
 use crate::vision::detector::{Detector, DetectorError};
-use crate::vision::pool::{DetectorPool, FrameLag};
+use crate::vision::pool::{load_detector, FrameLag};
 use crate::vision::preprocess::{InputSpec, PreprocessError, Preprocessor};
-use crate::vision::tflite::{class_ids, TfliteDetector};
+use crate::vision::tflite::class_ids;
 
 /// Why the pipeline could not start or stopped.
 #[derive(Debug, thiserror::Error)]
@@ -158,10 +158,7 @@ impl Pipeline {
     /// Opens every camera, loads the model and sizes every buffer for `config`.
     pub fn build(config: &Config, clock: Arc<dyn Clock>) -> Result<Pipeline, PipelineError> {
         // model.interpreters > 1: throughput mode (see vision::pool).
-        let detector: Box<dyn Detector> = match config.model.interpreters {
-            0 | 1 => Box::new(TfliteDetector::load(&config.model)?),
-            _ => Box::new(DetectorPool::load(&config.model)?),
-        };
+        let detector = load_detector(&config.model)?;
         let sources = config
             .cameras
             .iter()

@@ -303,3 +303,113 @@ fn every_board_config_validates() {
     }
     assert!(checked >= 2, "demo.toml and pi4-intersection.toml at least");
 }
+
+/// Runs a site with extra environment variables.
+fn run_site_env(text: &str, env: &[(&str, &Path)]) -> Output {
+    let (_dir, path) = site(text);
+    Command::new(env!("CARGO_BIN_EXE_edgewatch"))
+        .args(["run", "--config", path.to_str().unwrap(), "--frames", "2"])
+        .env("EDGEWATCH_MODEL_DIR", util::model_dir())
+        .env("EDGEWATCH_FRAMES_DIR", util::frames_dir())
+        .env("RUST_LOG", "warn")
+        .envs(env.iter().map(|(k, v)| (k, v.as_os_str())))
+        .output()
+        .expect("edgewatch runs")
+}
+
+/// Asserts a clean failure (exit 1) whose stderr is exactly one line holding every needle.
+fn assert_one_line(out: &Output, needles: &[&str]) {
+    assert_fails(out, 1, needles);
+    let err = stderr(out);
+    assert_eq!(err.trim_end().lines().count(), 1, "one line, got: {err}");
+}
+
+#[test]
+fn litert_library_problems_are_one_clear_line() {
+    let frames = util::frames_dir();
+    let litert = util::ssd_site(&frames, 256, 256, "rgb24").replace(
+        "score_threshold = 0.3",
+        "score_threshold = 0.3\nruntime = \"litert\"",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let lib = dir.path().join("libLiteRt.so");
+
+    let out = run_site_env(&litert, &[("EDGEWATCH_LITERT_LIB", &lib)]);
+    assert_one_line(&out, &["libLiteRt.so", "scripts/setup.sh", "runtime"]);
+
+    // A library of another architecture (its ELF header is enough to tell).
+    let mut header = [0u8; 64];
+    header[..4].copy_from_slice(b"\x7fELF");
+    header[4] = 2;
+    let other: u16 = if cfg!(target_arch = "aarch64") {
+        62
+    } else {
+        183
+    };
+    header[18..20].copy_from_slice(&other.to_le_bytes());
+    std::fs::write(&lib, header).unwrap();
+    let out = run_site_env(&litert, &[("EDGEWATCH_LITERT_LIB", &lib)]);
+    assert_one_line(
+        &out,
+        &["libLiteRt.so", "but this machine is", "scripts/setup.sh"],
+    );
+
+    // Not a library at all.
+    std::fs::write(&lib, b"not a shared object").unwrap();
+    let out = run_site_env(&litert, &[("EDGEWATCH_LITERT_LIB", &lib)]);
+    assert_one_line(
+        &out,
+        &["libLiteRt.so", "cannot load LiteRT", "scripts/setup.sh"],
+    );
+
+    // A library that is not LiteRT: the C library has none of its functions.
+    let libc = Path::new("/lib/x86_64-linux-gnu/libc.so.6");
+    if libc.exists() && cfg!(target_arch = "x86_64") {
+        let out = run_site_env(&litert, &[("EDGEWATCH_LITERT_LIB", libc)]);
+        assert_one_line(&out, &["LiteRtCreateEnvironment", "scripts/setup.sh"]);
+    }
+
+    // TensorFlow Lite 1.15 needs no library: the same site runs without it.
+    let tflite = litert.replace("runtime = \"litert\"", "runtime = \"tflite\"");
+    let out = run_site_env(&tflite, &[("EDGEWATCH_LITERT_LIB", &lib)]);
+    assert!(out.status.success(), "stderr: {}", stderr(&out));
+}
+
+#[test]
+fn a_model_litert_cannot_run_is_one_clear_line() {
+    use tflite::model::{BuiltinOperator, Model};
+    let frames = util::frames_dir();
+    let models = util::model_dir();
+    let real_model = models.join("ssd_mobilenet_v1_coco_quant.tflite");
+    let site_text = util::ssd_site(&frames, 256, 256, "rgb24").replace(
+        "score_threshold = 0.3",
+        "score_threshold = 0.3\nruntime = \"litert\"",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    // A valid flatbuffer (it passes verification and the model checks) whose first operator
+    // is a custom op no runtime knows.
+    let bytes = std::fs::read(&real_model).unwrap();
+    let mut model = Model::from_buffer(&bytes).unwrap();
+    let code = model.subgraphs[0].operators[0].opcode_index as usize;
+    model.operator_codes[code].builtin_code = BuiltinOperator::BuiltinOperator_CUSTOM;
+    model.operator_codes[code]
+        .custom_code
+        .assign(&c"EdgewatchNoSuchOp");
+    let path = dir.path().join("unknown-op.tflite");
+    std::fs::write(&path, model.to_buffer()).unwrap();
+    let text = site_text.replace(&real_model.display().to_string(), path.to_str().unwrap());
+    let out = run_site_env(&text, &[]);
+    assert_one_line(&out, &["unknown-op.tflite", "LiteRT"]);
+    eprintln!("{}", stderr(&out));
+
+    // The flipped-bytes model of `bad_model_files_are_clear_errors`, on LiteRT.
+    let mut flipped = bytes.clone();
+    for b in flipped[8..4096].iter_mut().step_by(7) {
+        *b ^= 0x5a;
+    }
+    let path = dir.path().join("flipped.tflite");
+    std::fs::write(&path, &flipped).unwrap();
+    let text = site_text.replace(&real_model.display().to_string(), path.to_str().unwrap());
+    let out = run_site_env(&text, &[]);
+    assert_one_line(&out, &["flipped.tflite"]);
+}

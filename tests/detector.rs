@@ -1,15 +1,20 @@
-//! The TFLite detector on the real shared models: the SSD's detections agree with another
-//! TFLite runtime's reference output, the BlazeFace raw-anchor path finds the faces, and a
-//! YOLOX model, which TFLite 1.15 cannot run, is refused with the way out.
+//! The detector on the real shared models, on both runtimes (LiteRT and TensorFlow Lite
+//! 1.15): the SSD's detections agree with another TFLite runtime's reference output, the
+//! BlazeFace raw-anchor path finds the faces, and a YOLOX model is refused by TFLite 1.15
+//! with the way out.
 
 mod util;
 
 use std::path::Path;
 
-use edgewatch::config::{AnchorConfig, ModelConfig, ModelFamily};
+use edgewatch::config::{AnchorConfig, ModelConfig, ModelFamily, RuntimeChoice};
 use edgewatch::vision::detection::{Detection, Detections};
 use edgewatch::vision::detector::Detector;
+use edgewatch::vision::pool::load_detector;
 use edgewatch::vision::tflite::TfliteDetector;
+
+/// The two runtimes every detector test runs on.
+const RUNTIMES: [RuntimeChoice; 2] = [RuntimeChoice::Litert, RuntimeChoice::Tflite];
 
 fn model_config(file: &Path, labels: &Path, threshold: f32) -> ModelConfig {
     ModelConfig {
@@ -26,11 +31,12 @@ fn model_config(file: &Path, labels: &Path, threshold: f32) -> ModelConfig {
         head: Default::default(),
         family: Default::default(),
         interpreters: 1,
+        runtime: RuntimeChoice::Auto,
     }
 }
 
 /// Runs `detector` on an RGB image file and returns its detections.
-fn detect(detector: &mut TfliteDetector, image: &Path) -> Detections {
+fn detect(detector: &mut dyn Detector, image: &Path) -> Detections {
     util::detect(detector, &image::open(image).unwrap().into_rgb8())
 }
 
@@ -65,12 +71,20 @@ fn matches(ours: &Detection, r: &RefDetection) -> bool {
 fn ssd_agrees_with_reference_detections() {
     let models = util::model_dir();
     let frames = util::frames_dir();
-    let cfg = model_config(
-        &models.join("ssd_mobilenet_v1_coco_quant.tflite"),
-        &models.join("coco_labels.txt"),
-        0.3,
-    );
-    let mut detector = TfliteDetector::load(&cfg).unwrap();
+    for runtime in RUNTIMES {
+        eprintln!("{runtime:?}");
+        let mut cfg = model_config(
+            &models.join("ssd_mobilenet_v1_coco_quant.tflite"),
+            &models.join("coco_labels.txt"),
+            0.3,
+        );
+        cfg.runtime = runtime;
+        let mut detector = load_detector(&cfg).unwrap();
+        ssd_agrees_with_reference(&mut *detector, &models, &frames);
+    }
+}
+
+fn ssd_agrees_with_reference(detector: &mut dyn Detector, models: &Path, frames: &Path) {
     let text = std::fs::read_to_string(models.join("reference_detections.json")).unwrap();
     let reference: Reference = serde_json::from_str(&text).unwrap();
     assert_eq!(
@@ -80,7 +94,7 @@ fn ssd_agrees_with_reference_detections() {
     );
     let mut confident = 0;
     for (file, expected) in &reference.detections {
-        let ours = detect(&mut detector, &frames.join(file));
+        let ours = detect(detector, &frames.join(file));
         eprintln!(
             "{file}: {:?}",
             ours.iter().map(|d| (d.class, d.score)).collect::<Vec<_>>()
@@ -162,8 +176,15 @@ fn blazeface_raw_outputs_find_the_faces() {
         nms_iou: 0.3,
         weighted_nms: true,
     });
-    let mut detector = TfliteDetector::load(&cfg).unwrap();
-    let faces = detect(&mut detector, &frames.join("face.jpg"));
+    for runtime in RUNTIMES {
+        cfg.runtime = runtime;
+        let mut detector = load_detector(&cfg).unwrap();
+        eprintln!("{runtime:?}");
+        finds_the_faces(&detect(&mut *detector, &frames.join("face.jpg")));
+    }
+}
+
+fn finds_the_faces(faces: &Detections) {
     eprintln!("faces: {faces:?}");
     // Two people stand in front; two more at the edges behind them may or may not be found.
     let front: Vec<_> = faces.iter().filter(|d| d.bbox.width() > 0.08).collect();
@@ -188,4 +209,44 @@ fn blazeface_raw_outputs_find_the_faces() {
         xs[xs.len() - 1] - xs[0] > 0.15,
         "front faces overlap: {xs:?}"
     );
+}
+
+#[test]
+fn yolox_runs_on_litert_and_finds_the_cars() {
+    let models = util::model_dir();
+    let frames = util::frames_dir();
+    let labels = models.join("coco80_labels.txt");
+    for file in [
+        "yolox_nano_ti_lite_320_int8.tflite",
+        "yolox_nano_ti_lite_320_dw_int8.tflite",
+    ] {
+        let mut cfg = model_config(&models.join(file), &labels, 0.3);
+        cfg.runtime = RuntimeChoice::Litert;
+        cfg.max_detections = 50;
+        let mut detector = load_detector(&cfg).unwrap();
+        let spec = *detector.input_spec();
+        assert!(spec.letterbox && spec.bgr, "{spec:?}");
+        // The depthwise variant calls some of these cars motorcycles: any vehicle counts.
+        let vehicles: Vec<u16> = ["car", "truck", "bus", "motorcycle"]
+            .iter()
+            .map(|v| detector.labels().iter().position(|l| l == v).unwrap() as u16)
+            .collect();
+        for n in 1..=3 {
+            let image = frames.join(format!("traffic_000{n}.bmp"));
+            let found = detect(detector.as_mut(), &image);
+            let cars: Vec<&Detection> = found
+                .iter()
+                .filter(|d| vehicles.contains(&d.class) && d.score >= 0.4)
+                .collect();
+            assert!(cars.len() >= 2, "{file} frame {n}: {found:?}");
+            for d in &cars {
+                let b = d.bbox;
+                assert!(
+                    b.xmin >= -0.05 && b.ymin >= -0.05 && b.xmax <= 1.05 && b.ymax <= 1.05,
+                    "{b:?}"
+                );
+                assert!(b.width() < 0.6 && b.height() < 0.6, "{b:?}");
+            }
+        }
+    }
 }

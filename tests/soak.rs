@@ -1,5 +1,6 @@
 //! Memory stays flat: `edgewatch soak` runs the demo pipeline well past its warm-up and the
-//! resident set at the end equals the one at the checkpoint, under the 21 MiB budget.
+//! resident set at the end equals the one at the checkpoint, under the budget: 30 MiB on
+//! LiteRT, 22 MiB on TensorFlow Lite 1.15.
 
 mod util;
 
@@ -19,14 +20,13 @@ fn field(text: &str, prefix: &str, key: &str) -> i64 {
     value.parse().unwrap()
 }
 
-#[test]
-fn rss_is_flat_and_under_budget() {
-    let demo = concat!(env!("CARGO_MANIFEST_DIR"), "/board/demo.toml");
+/// Soaks `config` and checks the report against `budget_mib` of peak RSS.
+fn soak(config: &std::path::Path, budget_mib: i64) {
     let out = Command::new(env!("CARGO_BIN_EXE_edgewatch"))
         .args([
             "soak",
             "--config",
-            demo,
+            config.to_str().unwrap(),
             "--frames",
             "1200",
             "--checkpoint",
@@ -53,7 +53,33 @@ fn rss_is_flat_and_under_budget() {
     assert_eq!(field(&text, "soak: rss_growth", "errors"), 0);
     let peak_kib = field(&text, "soak: rss_growth", "peak_rss_kib");
     assert!(
-        peak_kib < 21 * 1024,
-        "peak RSS {peak_kib} KiB is over the 21 MiB budget"
+        peak_kib < budget_mib * 1024,
+        "peak RSS {peak_kib} KiB is over the {budget_mib} MiB budget"
     );
+}
+
+/// The demo on the default runtime (LiteRT here): the XNNPACK-packed weights, LiteRT's model
+/// and code come on top of the flatbuffer, within the 30 MiB budget.
+#[test]
+fn rss_is_flat_and_under_budget() {
+    let demo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("board/demo.toml");
+    let text = std::fs::read_to_string(&demo).unwrap();
+    let litert = !text.contains("runtime = \"tflite\"")
+        && cfg!(any(target_arch = "x86_64", target_arch = "aarch64"));
+    soak(&demo, if litert { 30 } else { 22 });
+}
+
+/// The demo on TensorFlow Lite 1.15: 22 MiB. (It was 21 MiB; on 2026-12-03 main's own binary
+/// measured 21,420 to 21,676 KiB peak on this machine, run to run, so 21 MiB no longer held
+/// there either.)
+#[test]
+fn rss_is_flat_and_under_budget_on_tflite() {
+    let demo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("board/demo.toml");
+    let text = std::fs::read_to_string(&demo)
+        .unwrap()
+        .replace("[model]\n", "[model]\nruntime = \"tflite\"\n");
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("demo-tflite.toml");
+    std::fs::write(&config, text).unwrap();
+    soak(&config, 22);
 }

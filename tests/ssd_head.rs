@@ -5,9 +5,10 @@
 mod util;
 
 use edgewatch::bench::mjpeg_frames;
-use edgewatch::config::{HeadChoice, ModelConfig};
+use edgewatch::config::{HeadChoice, ModelConfig, RuntimeChoice};
 use edgewatch::vision::detection::{Detection, Detections};
 use edgewatch::vision::detector::Detector;
+use edgewatch::vision::litert::LiteRtDetector;
 use edgewatch::vision::tflite::TfliteDetector;
 
 /// Score and box tolerances of the issue: quantization (the op requantizes every head into
@@ -17,8 +18,21 @@ const SCORE_TOL: f32 = 0.02;
 const BOX_TOL: f32 = 0.01;
 
 fn ssd(head: HeadChoice, threshold: f32, max_detections: usize) -> TfliteDetector {
+    TfliteDetector::load(&ssd_config(head, threshold, max_detections)).unwrap()
+}
+
+/// The same SSD on LiteRT: cut and decoded by the same Rust head, or whole.
+fn ssd_litert(head: HeadChoice, threshold: f32, max_detections: usize) -> LiteRtDetector {
+    let mut cfg = ssd_config(head, threshold, max_detections);
+    cfg.runtime = RuntimeChoice::Litert;
+    let detector = LiteRtDetector::load(&cfg).unwrap();
+    assert_eq!(detector.has_rust_head(), head == HeadChoice::Auto);
+    detector
+}
+
+fn ssd_config(head: HeadChoice, threshold: f32, max_detections: usize) -> ModelConfig {
     let models = util::model_dir();
-    let cfg = ModelConfig {
+    ModelConfig {
         file: models.join("ssd_mobilenet_v1_coco_quant.tflite"),
         labels: models.join("coco_labels.txt"),
         threads: 1,
@@ -32,8 +46,8 @@ fn ssd(head: HeadChoice, threshold: f32, max_detections: usize) -> TfliteDetecto
         head,
         family: Default::default(),
         interpreters: 1,
-    };
-    TfliteDetector::load(&cfg).unwrap()
+        runtime: RuntimeChoice::Tflite,
+    }
 }
 
 fn same(a: &Detection, b: &Detection) -> bool {
@@ -65,33 +79,47 @@ fn rust_head_gives_the_ops_detections_on_the_sample_frames() {
     let frames = util::frames_dir();
     // A low threshold, so the comparison covers weak detections and the 10-detection cap.
     let threshold = 0.1;
-    let mut op = ssd(HeadChoice::TfliteOp, threshold, 10);
-    let mut rust = ssd(HeadChoice::Auto, threshold, 10);
-    assert_eq!(op.labels(), rust.labels());
+    let mut tflite_op = ssd(HeadChoice::TfliteOp, threshold, 10);
+    let mut tflite = ssd(HeadChoice::Auto, threshold, 10);
+    let mut litert_op = ssd_litert(HeadChoice::TfliteOp, threshold, 10);
+    let mut litert = ssd_litert(HeadChoice::Auto, threshold, 10);
+    assert_eq!(tflite_op.labels(), tflite.labels());
+    assert_eq!(tflite_op.labels(), litert.labels());
     let mut compared = 0;
-    for file in [
-        "traffic_0001.bmp",
-        "traffic_0002.bmp",
-        "traffic_0003.bmp",
-        "face.jpg",
-    ] {
-        let img = image::open(frames.join(file)).unwrap().into_rgb8();
-        let (a, b) = (util::detect(&mut op, &img), util::detect(&mut rust, &img));
-        eprintln!("{file}\n  op:   {a:?}\n  rust: {b:?}");
-        assert!(a.len() <= 10 && b.len() <= 10);
-        // Scores near the threshold, or near the weakest of a full list of 10, may fall on
-        // either side in one head and not the other; everything clearly inside must match.
-        let floor = |d: &Detections| {
-            let last = if d.len() == 10 { d[9].score } else { 0.0 };
-            threshold.max(last) + SCORE_TOL
-        };
-        let floor = floor(&a).max(floor(&b));
-        all_found(&a, &b, floor).unwrap_or_else(|e| panic!("{file}: op {e} in the Rust head"));
-        all_found(&b, &a, floor).unwrap_or_else(|e| panic!("{file}: Rust {e} in the op"));
-        compared += a.iter().filter(|d| d.score >= floor).count();
+    // On each runtime, the op against the Rust head on the cut graph (the runtimes' quantized
+    // kernels round differently, so each head is compared with its own runtime's op).
+    let runtimes: [(&str, &mut dyn Detector, &mut dyn Detector); 2] = [
+        ("TFLite 1.15", &mut tflite_op, &mut tflite),
+        ("LiteRT", &mut litert_op, &mut litert),
+    ];
+    for (runtime, op, rust) in runtimes {
+        for file in [
+            "traffic_0001.bmp",
+            "traffic_0002.bmp",
+            "traffic_0003.bmp",
+            "face.jpg",
+        ] {
+            let img = image::open(frames.join(file)).unwrap().into_rgb8();
+            let (a, b) = (util::detect(&mut *op, &img), util::detect(&mut *rust, &img));
+            eprintln!("{file}\n  op:   {a:?}\n  rust head on {runtime}: {b:?}");
+            assert!(a.len() <= 10 && b.len() <= 10);
+            // Scores near the threshold, or near the weakest of a full list of 10, may fall
+            // on either side in one head and not the other; everything clearly inside must
+            // match.
+            let floor = |d: &Detections| {
+                let last = if d.len() == 10 { d[9].score } else { 0.0 };
+                threshold.max(last) + SCORE_TOL
+            };
+            let floor = floor(&a).max(floor(&b));
+            all_found(&a, &b, floor)
+                .unwrap_or_else(|e| panic!("{file}: op {e} in the Rust head on {runtime}"));
+            all_found(&b, &a, floor)
+                .unwrap_or_else(|e| panic!("{file}: Rust head on {runtime}: {e} in the op"));
+            compared += a.iter().filter(|d| d.score >= floor).count();
+        }
     }
     assert!(
-        compared >= 10,
+        compared >= 20,
         "the frames should hold detections to compare, got {compared}"
     );
 }

@@ -63,4 +63,8 @@ pub enum DetectorError {
     /// The interpreter failed while running the model.
     #[error("model invocation failed")]
     Invoke,
+    /// The inference runtime itself is unusable: `libLiteRt.so` missing, of another
+    /// architecture or release (the message names the file and what to run).
+    #[error("{0}")]
+    Runtime(String),
 }

@@ -3,6 +3,7 @@
 pub mod detection;
 pub mod detector;
 pub mod flexbuffer;
+pub mod litert;
 pub mod pool;
 pub mod preprocess;
 pub mod ssd;

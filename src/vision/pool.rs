@@ -18,9 +18,30 @@ use std::thread::JoinHandle;
 
 use super::detection::Detections;
 use super::detector::{Detector, DetectorError};
+use super::litert::LiteRtDetector;
 use super::preprocess::{InputKind, InputSpec, InputTensor};
 use super::tflite::{PreparedModel, TfliteDetector};
-use crate::config::ModelConfig;
+use crate::config::{ModelConfig, RuntimeChoice};
+
+/// The detector `cfg` asks for: one interpreter, or a pool of `model.interpreters`, on the
+/// runtime `model.runtime` resolves to.
+pub fn load_detector(cfg: &ModelConfig) -> Result<Box<dyn Detector>, DetectorError> {
+    let runtime = cfg.runtime.resolve();
+    log::info!(
+        "inference: {}, {} interpreter(s) x {} thread(s)",
+        match runtime {
+            RuntimeChoice::Tflite => "TensorFlow Lite 1.15",
+            _ => "LiteRT (XNNPACK)",
+        },
+        cfg.interpreters.max(1),
+        cfg.threads
+    );
+    Ok(match (cfg.interpreters, runtime) {
+        (0 | 1, RuntimeChoice::Tflite) => Box::new(TfliteDetector::load(cfg)?),
+        (0 | 1, _) => Box::new(LiteRtDetector::load(cfg)?),
+        _ => Box::new(DetectorPool::load(cfg)?),
+    })
+}
 
 /// Where one slot's frame is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,14 +56,22 @@ enum State {
     Stop,
 }
 
-#[derive(Debug)]
 struct SlotInner {
-    detector: TfliteDetector,
+    detector: Box<dyn Detector>,
     state: State,
     detections: Detections,
     /// Whether the invoke and decode succeeded (kept apart from the error, whose message
     /// would be a `String`, so the frame path never formats one unless something failed).
     result: Result<(), DetectorError>,
+}
+
+impl std::fmt::Debug for SlotInner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SlotInner")
+            .field("state", &self.state)
+            .field("detections", &self.detections.len())
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Debug)]
@@ -98,15 +127,26 @@ impl DetectorPool {
     /// Loads `cfg.file` once and builds `cfg.interpreters` single-threaded interpreters on it,
     /// each with its own arena and worker thread.
     ///
-    /// The loaded model is leaked: interpreters borrow it for `'static`, and it must outlive
-    /// them all. A pool is built once per process (the pipeline's), so this is a few MB held
-    /// for the process lifetime, not a leak that grows.
+    /// On TensorFlow Lite 1.15 the loaded model is leaked: interpreters borrow it for
+    /// `'static`, and it must outlive them all. A pool is built once per process (the
+    /// pipeline's), so this is a few MB held for the process lifetime, not a leak that grows.
+    /// LiteRT's compiled models share it through an `Arc`.
     pub fn load(cfg: &ModelConfig) -> Result<DetectorPool, DetectorError> {
         let count = cfg.interpreters.max(1) as usize;
-        let model: &'static PreparedModel = Box::leak(Box::new(PreparedModel::read(cfg)?));
+        let mut detectors: Vec<Box<dyn Detector>> = Vec::with_capacity(count);
+        if cfg.runtime.resolve() == RuntimeChoice::Tflite {
+            let model: &'static PreparedModel = Box::leak(Box::new(PreparedModel::read(cfg)?));
+            for _ in 0..count {
+                detectors.push(Box::new(TfliteDetector::on_shared(model, cfg)?));
+            }
+        } else {
+            let model = std::sync::Arc::new(PreparedModel::read(cfg)?);
+            for _ in 0..count {
+                detectors.push(Box::new(LiteRtDetector::on_shared(model.clone(), cfg)?));
+            }
+        }
         let mut slots = Vec::with_capacity(count);
-        for _ in 0..count {
-            let detector = TfliteDetector::on_shared(model, cfg)?;
+        for detector in detectors {
             slots.push(Arc::new(Slot {
                 inner: Mutex::new(SlotInner {
                     detector,

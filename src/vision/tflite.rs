@@ -10,6 +10,7 @@
 
 use std::path::Path;
 
+use tflite::model::stl::vector::VectorSlice;
 use tflite::model::{BuiltinOperator, Model, TensorType};
 use tflite::ops::builtin::BuiltinOpResolver;
 use tflite::{FlatBufferModel, Interpreter, InterpreterBuilder};
@@ -48,7 +49,7 @@ impl std::fmt::Debug for TfliteDetector {
 
 /// How the model's outputs become detections.
 #[derive(Debug)]
-enum Head {
+pub(crate) enum Head {
     /// The graph ends in `TFLite_Detection_PostProcess`: boxes, classes, scores, count.
     PostProcess {
         boxes: i32,
@@ -69,6 +70,94 @@ enum Head {
         tensors: Vec<(i32, i32)>,
         head: Box<QuantizedSsdHead>,
     },
+    /// YOLOX's one raw `[1, cells, 5 + classes]` output, decoded in Rust.
+    Yolox {
+        output: i32,
+        kind: tflite::context::ElementKind,
+        head: Box<yolox::YoloxHead>,
+    },
+}
+
+impl Head {
+    /// Decodes the last invoke's outputs, read through `it`, into `out` (cleared first);
+    /// `(labels, score threshold, max detections)` bound what the post-process op's outputs
+    /// give. Allocates nothing.
+    pub(crate) fn decode(
+        &mut self,
+        it: &impl Tensors,
+        (labels, score_threshold, max_detections): (usize, f32, usize),
+        out: &mut Detections,
+    ) -> Result<(), DetectorError> {
+        out.clear();
+        match self {
+            Head::PostProcess {
+                boxes,
+                classes,
+                scores,
+                count,
+                max,
+            } => {
+                let (b, c) = (output_f32(it, *boxes)?, output_f32(it, *classes)?);
+                let (s, n) = (output_f32(it, *scores)?, output_f32(it, *count)?);
+                let n = n.first().map_or(0, |&n| {
+                    if n.is_finite() {
+                        n.max(0.0) as usize
+                    } else {
+                        0
+                    }
+                });
+                let n = n.min(*max).min(max_detections);
+                let num_classes = labels as f32;
+                for i in 0..n {
+                    let (score, class) = (s[i], c[i]);
+                    // Written so that NaN scores or classes are skipped too.
+                    if !(score >= score_threshold && (0.0..num_classes).contains(&class)) {
+                        continue;
+                    }
+                    let bx = &b[i * 4..i * 4 + 4];
+                    let bbox = BBox::new(bx[1], bx[0], bx[3], bx[2]);
+                    let _ = out.push(Detection {
+                        class: class as u16,
+                        score,
+                        bbox,
+                    });
+                }
+                Ok(())
+            }
+            Head::RawSsd {
+                regressors,
+                scores,
+                decoder,
+            } => {
+                let regs = output_f32(it, *regressors)?;
+                let logits = output_f32(it, *scores)?;
+                decoder
+                    .decode(regs, logits, out)
+                    .map_err(|e| DetectorError::Decode(e.to_string()))
+            }
+            Head::QuantizedSsd { tensors, head } => {
+                let tensors = &*tensors;
+                let outputs = |h: usize| {
+                    let &(boxes, scores) = tensors.get(h)?;
+                    Some((it.tensor_buffer(boxes)?, it.tensor_buffer(scores)?))
+                };
+                head.decode(outputs, out)
+                    .map_err(|e| DetectorError::Decode(e.to_string()))
+            }
+            Head::Yolox { output, kind, head } => {
+                use tflite::context::ElementKind as K;
+                let raw = it
+                    .tensor_buffer(*output)
+                    .ok_or_else(|| DetectorError::Decode("the YOLOX output is missing".into()))?;
+                match kind {
+                    K::kTfLiteInt8 => head.decode_i8(bytemuck::cast_slice(raw), out),
+                    K::kTfLiteUInt8 => head.decode_u8(raw, out),
+                    _ => head.decode_f32(bytemuck::try_cast_slice(raw).unwrap_or_default(), out),
+                }
+                .map_err(|e| DetectorError::Decode(e.to_string()))
+            }
+        }
+    }
 }
 
 /// A model read, verified and, when its SSD tail is recognised and `model.head = "auto"`, cut
@@ -76,9 +165,88 @@ enum Head {
 pub struct PreparedModel {
     /// The model TFLite runs (the cut one, if cut).
     model: FlatBufferModel,
-    info: ModelInfo,
+    pub(crate) info: ModelInfo,
     /// The SSD tail that was cut off, if it was.
-    ssd: Option<SsdGraph>,
+    pub(crate) ssd: Option<SsdGraph>,
+    /// The inputs and outputs of the model as run, from its flatbuffer.
+    pub(crate) io: IoTensors,
+}
+
+/// The graph inputs and outputs of a verified model, as the flatbuffer declares them: what a
+/// runtime that does not expose tensor details by index (LiteRT) decodes with.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct IoTensors {
+    /// `(index, name, element type, shape)` of each of them.
+    pub tensors: Vec<(i32, String, tflite::context::ElementKind, Vec<usize>)>,
+}
+
+/// The shape of output `tensor` if the post-process op writes it: the exporter leaves those
+/// shapes out of the flatbuffer (the op sets them when it runs), but a runtime that binds
+/// outputs before running (LiteRT) needs them: `[1, max, 4]` boxes, `[1, max]` classes and
+/// scores, `[1]` count, `max` from the op's options.
+fn postprocess_output_shape(model: &Model, tensor: i32) -> Result<Option<Vec<usize>>, String> {
+    let graph = model.subgraphs.first().ok_or("the model has no subgraph")?;
+    for op in graph.operators.iter() {
+        let Some(position) = op.outputs.as_slice().iter().position(|&o| o == tensor) else {
+            continue;
+        };
+        let custom = model
+            .operator_codes
+            .get(op.opcode_index as usize)
+            .is_some_and(|c| {
+                c.builtin_code == BuiltinOperator::BuiltinOperator_CUSTOM
+                    && c.custom_code.c_str().to_bytes() == POSTPROCESS_OP
+            });
+        if !custom {
+            return Ok(None);
+        }
+        let max = ssd_head::PostProcessOptions::parse(op.custom_options.as_slice())
+            .map_err(|e| format!("{}: {e}", ssd_head::POSTPROCESS_OP))?
+            .max_detections;
+        return Ok(Some(match position {
+            0 => vec![1, max, 4],
+            1 | 2 => vec![1, max],
+            _ => vec![1],
+        }));
+    }
+    Ok(None)
+}
+
+impl IoTensors {
+    fn read(model: &Model) -> Result<IoTensors, String> {
+        use tflite::context::ElementKind as K;
+        let graph = model.subgraphs.first().ok_or("the model has no subgraph")?;
+        let mut tensors = Vec::new();
+        for &i in graph
+            .inputs
+            .as_slice()
+            .iter()
+            .chain(graph.outputs.as_slice())
+        {
+            let t = usize::try_from(i)
+                .ok()
+                .and_then(|i| graph.tensors.get(i))
+                .ok_or(format!("input/output tensor {i} is out of range"))?;
+            let kind = match t.typ {
+                TensorType::TensorType_UINT8 => K::kTfLiteUInt8,
+                TensorType::TensorType_INT8 => K::kTfLiteInt8,
+                TensorType::TensorType_FLOAT32 => K::kTfLiteFloat32,
+                TensorType::TensorType_INT32 => K::kTfLiteInt32,
+                _ => K::kTfLiteNoType,
+            };
+            let mut shape = t
+                .shape
+                .iter()
+                .map(|&d| usize::try_from(d).map_err(|_| format!("tensor {i} has a dynamic shape")))
+                .collect::<Result<Vec<usize>, String>>()?;
+            if shape.is_empty() {
+                shape = postprocess_output_shape(model, i)?.unwrap_or_default();
+            }
+            let name = t.name.c_str().to_string_lossy().into_owned();
+            tensors.push((i, name, kind, shape));
+        }
+        Ok(IoTensors { tensors })
+    }
 }
 
 impl std::fmt::Debug for PreparedModel {
@@ -91,6 +259,11 @@ impl std::fmt::Debug for PreparedModel {
 }
 
 impl PreparedModel {
+    /// The flatbuffer bytes of the model as run (cut, if the Rust head decodes).
+    pub(crate) fn bytes(&self) -> &[u8] {
+        self.model.buffer()
+    }
+
     /// Reads and verifies `cfg.file` and decides which head decodes it (logged).
     pub fn read(cfg: &ModelConfig) -> Result<PreparedModel, DetectorError> {
         let path = cfg.file.as_path();
@@ -98,9 +271,6 @@ impl PreparedModel {
             path: path.into(),
             message,
         };
-        if cfg.family == ModelFamily::Yolox {
-            return Err(bad(format!("model.family = \"yolox\": {NO_YOLOX}")));
-        }
         let bytes = std::fs::read(path).map_err(|source| DetectorError::Io {
             path: path.into(),
             source,
@@ -113,13 +283,18 @@ impl PreparedModel {
         let mut parsed = Model::from_buffer(&bytes)
             .ok_or("corrupt or truncated model: flatbuffer verification failed")
             .map_err(|e| bad(e.into()))?;
-        if cfg.family == ModelFamily::Auto && looks_like_yolox(&parsed) {
-            return Err(bad(format!(
-                "the model's shapes are YOLOX's (model.family = \"auto\"): {NO_YOLOX}"
-            )));
-        }
-        let info = inspect(&parsed).map_err(bad)?;
-        let ssd = match (cfg.head, ssd_head::recognise(&parsed)) {
+        let mut info = inspect(&parsed).map_err(bad)?;
+        info.yolox = match cfg.family {
+            ModelFamily::Yolox => true,
+            ModelFamily::Auto => looks_like_yolox(&parsed),
+            ModelFamily::Ssd => false,
+        };
+        let recognised = if info.yolox {
+            Ok(None)
+        } else {
+            ssd_head::recognise(&parsed)
+        };
+        let ssd = match (cfg.head, recognised) {
             (_, Ok(None)) => None,
             (HeadChoice::TfliteOp, _) => {
                 log::info!("model.head = \"tflite-op\": the model's post-process op decodes");
@@ -133,6 +308,7 @@ impl PreparedModel {
             }
             (HeadChoice::Auto, Ok(Some(ssd))) => Some(ssd),
         };
+        let io;
         let model = match &ssd {
             Some(ssd) => {
                 log_rust_head(ssd, cfg);
@@ -140,24 +316,35 @@ impl PreparedModel {
                 // load-time peak RSS (which the soak test budgets) low.
                 drop(bytes);
                 ssd_head::cut(&mut parsed, ssd);
+                io = IoTensors::read(&parsed).map_err(bad)?;
                 let cut = parsed.to_buffer();
                 drop(parsed);
                 FlatBufferModel::build_from_buffer(cut)
             }
             None => {
+                io = IoTensors::read(&parsed).map_err(bad)?;
                 drop(parsed);
                 FlatBufferModel::build_from_buffer(bytes)
             }
         }
         .map_err(|e| bad(format!("TensorFlow Lite rejected the model: {e}")))?;
-        Ok(PreparedModel { model, info, ssd })
+        Ok(PreparedModel {
+            model,
+            info,
+            ssd,
+            io,
+        })
     }
 }
 
 /// What the flatbuffer says about the model, read before the interpreter is built.
 #[derive(Debug, Clone, Copy)]
-struct ModelInfo {
+pub(crate) struct ModelInfo {
     input_quant: Option<(f32, i32)>,
+    /// Quantization of the first output, for raw heads that dequantize it (YOLOX).
+    output_quant: Option<(f32, i32)>,
+    /// The model is decoded as YOLOX (`model.family`, or recognised from its shapes).
+    yolox: bool,
     /// Classes of the post-process op (background excluded), if the graph has one.
     postprocess_classes: Option<usize>,
 }
@@ -194,6 +381,13 @@ impl TfliteDetector {
             path: path.into(),
             message,
         };
+        if info.yolox {
+            let why = match cfg.family {
+                ModelFamily::Yolox => "model.family = \"yolox\"",
+                _ => "the model's shapes are YOLOX's (model.family = \"auto\")",
+            };
+            return Err(bad(format!("{why}: {NO_YOLOX}")));
+        }
         let builder = builder.map_err(|e| bad(format!("cannot build an interpreter: {e}")))?;
         // build_with_threads, not set_num_threads: the latter prints to stdout, which would
         // corrupt `--json` output.
@@ -241,11 +435,39 @@ impl TfliteDetector {
     }
 }
 
+/// What model loading and decoding need of a runtime: its input and output tensor indices
+/// (the flatbuffer's), their shape and type, and their bytes. Both backends, TensorFlow Lite
+/// 1.15 here and LiteRT (`super::litert`), implement it, so the heads below decode either's
+/// outputs with the same code. `tensor_info` allocates (load time only); `tensor_buffer` must
+/// not (it runs per frame).
+pub(crate) trait Tensors {
+    /// Tensor indices of the model inputs.
+    fn inputs(&self) -> &[i32];
+    /// Tensor indices of the model outputs, in the graph's order.
+    fn outputs(&self) -> &[i32];
+    /// Name, element type and shape of a tensor.
+    fn tensor_info(&self, index: i32) -> Option<tflite::context::TensorInfo>;
+    /// The bytes of a tensor after an invoke.
+    fn tensor_buffer(&self, index: i32) -> Option<&[u8]>;
+}
+
+impl Tensors for Interpreter<'static, BuiltinOpResolver> {
+    fn inputs(&self) -> &[i32] {
+        Interpreter::inputs(self)
+    }
+    fn outputs(&self) -> &[i32] {
+        Interpreter::outputs(self)
+    }
+    fn tensor_info(&self, index: i32) -> Option<tflite::context::TensorInfo> {
+        Interpreter::tensor_info(self, index)
+    }
+    fn tensor_buffer(&self, index: i32) -> Option<&[u8]> {
+        Interpreter::tensor_buffer(self, index)
+    }
+}
+
 /// A float32 output tensor, read in place from the arena.
-fn output_f32<'a>(
-    interpreter: &'a Interpreter<'static, BuiltinOpResolver>,
-    index: i32,
-) -> Result<&'a [f32], DetectorError> {
+fn output_f32(interpreter: &impl Tensors, index: i32) -> Result<&[f32], DetectorError> {
     let bytes = interpreter.tensor_buffer(index).unwrap_or_default();
     // Misalignment cannot happen with TFLite's 16-byte arena; if it ever did, the frame is
     // reported as undecodable rather than read wrongly.
@@ -277,70 +499,63 @@ impl Detector for TfliteDetector {
     }
 
     fn decode(&mut self, out: &mut Detections) -> Result<(), DetectorError> {
-        out.clear();
-        match &mut self.head {
-            &mut Head::PostProcess {
-                boxes,
-                classes,
-                scores,
-                count,
-                max,
-            } => {
-                let it = &self.interpreter;
-                let (b, c) = (output_f32(it, boxes)?, output_f32(it, classes)?);
-                let (s, n) = (output_f32(it, scores)?, output_f32(it, count)?);
-                let n = n.first().map_or(0, |&n| {
-                    if n.is_finite() {
-                        n.max(0.0) as usize
-                    } else {
-                        0
-                    }
-                });
-                let n = n.min(max).min(self.max_detections);
-                let num_classes = self.labels.len() as f32;
-                for i in 0..n {
-                    let (score, class) = (s[i], c[i]);
-                    // Written so that NaN scores or classes are skipped too.
-                    if !(score >= self.score_threshold && (0.0..num_classes).contains(&class)) {
-                        continue;
-                    }
-                    let bx = &b[i * 4..i * 4 + 4];
-                    let bbox = BBox::new(bx[1], bx[0], bx[3], bx[2]);
-                    let _ = out.push(Detection {
-                        class: class as u16,
-                        score,
-                        bbox,
-                    });
-                }
-                Ok(())
-            }
-            Head::RawSsd {
-                regressors,
-                scores,
-                decoder,
-            } => {
-                let regs = output_f32(&self.interpreter, *regressors)?;
-                let logits = output_f32(&self.interpreter, *scores)?;
-                decoder
-                    .decode(regs, logits, out)
-                    .map_err(|e| DetectorError::Decode(e.to_string()))
-            }
-            Head::QuantizedSsd { tensors, head } => {
-                let it = &self.interpreter;
-                let tensors = &*tensors;
-                let outputs = |h: usize| {
-                    let &(boxes, scores) = tensors.get(h)?;
-                    Some((it.tensor_buffer(boxes)?, it.tensor_buffer(scores)?))
-                };
-                head.decode(outputs, out)
-                    .map_err(|e| DetectorError::Decode(e.to_string()))
-            }
-        }
+        let limits = (self.labels.len(), self.score_threshold, self.max_detections);
+        self.head.decode(&self.interpreter, limits, out)
     }
 
     fn labels(&self) -> &[String] {
         &self.labels
     }
+}
+
+/// The YOLOX head on the model's one raw output.
+fn yolox_head(
+    interpreter: &impl Tensors,
+    info: &ModelInfo,
+    cfg: &ModelConfig,
+    input: &InputSpec,
+) -> Result<(Head, usize), String> {
+    let &[output] = interpreter.outputs() else {
+        return Err(format!(
+            "YOLOX has one output, this model has {}",
+            interpreter.outputs().len()
+        ));
+    };
+    let t = interpreter
+        .tensor_info(output)
+        .ok_or("the output tensor is missing")?;
+    let shape = t.dims.clone();
+    if !yolox::wanted(cfg.family, input.width, input.height, &shape).map_err(|e| e.to_string())? {
+        return Err(format!("output shape {shape:?} is not YOLOX's"));
+    }
+    use tflite::context::ElementKind as K;
+    let quant = match t.element_kind {
+        K::kTfLiteInt8 | K::kTfLiteUInt8 => info
+            .output_quant
+            .ok_or("the YOLOX output is quantized but has no scale and zero point")?,
+        K::kTfLiteFloat32 => (1.0, 0),
+        other => return Err(format!("YOLOX output type {other:?} is not supported")),
+    };
+    let head = yolox::YoloxHead::new(
+        input.width,
+        input.height,
+        &shape,
+        quant,
+        cfg.score_threshold,
+        yolox::DEFAULT_NMS_IOU,
+        cfg.max_detections,
+    )
+    .map_err(|e| e.to_string())?;
+    let classes = head.num_classes();
+    log::info!("YOLOX head: {shape:?} decoded in Rust, {classes} classes");
+    Ok((
+        Head::Yolox {
+            output,
+            kind: t.element_kind,
+            head: Box::new(head),
+        },
+        classes,
+    ))
 }
 
 /// Why a YOLOX model is refused here, before TensorFlow Lite fails on its int8 ops.
@@ -385,9 +600,11 @@ fn inspect(model: &Model) -> Result<ModelInfo, String> {
         .ok()
         .and_then(|i| graph.tensors.get(i))
         .ok_or("the input tensor index is out of range")?;
-    let input_quant = match input.typ {
-        TensorType::TensorType_UINT8 if input.quantization.is_valid() => {
-            let q = &input.quantization;
+    let quant = |t: &tflite::model::TensorT| match t.typ {
+        TensorType::TensorType_UINT8 | TensorType::TensorType_INT8
+            if t.quantization.is_valid() =>
+        {
+            let q = &t.quantization;
             q.scale
                 .first()
                 .zip(q.zero_point.first())
@@ -395,6 +612,12 @@ fn inspect(model: &Model) -> Result<ModelInfo, String> {
         }
         _ => None,
     };
+    let input_quant = quant(input);
+    let output_quant = graph
+        .outputs
+        .first()
+        .and_then(|&i| graph.tensors.get(usize::try_from(i).ok()?))
+        .and_then(|t| quant(t));
     let mut postprocess_classes = None;
     for op in graph.operators.iter() {
         let code = model
@@ -417,22 +640,21 @@ fn inspect(model: &Model) -> Result<ModelInfo, String> {
     }
     Ok(ModelInfo {
         input_quant,
+        output_quant,
+        yolox: false,
         postprocess_classes,
     })
 }
 
-fn dims(
-    interpreter: &Interpreter<'static, BuiltinOpResolver>,
-    index: i32,
-) -> Result<Vec<usize>, String> {
+pub(crate) fn dims(interpreter: &impl Tensors, index: i32) -> Result<Vec<usize>, String> {
     interpreter
         .tensor_info(index)
         .map(|t| t.dims)
         .ok_or_else(|| format!("tensor {index} is missing"))
 }
 
-fn input_spec(
-    interpreter: &Interpreter<'static, BuiltinOpResolver>,
+pub(crate) fn input_spec(
+    interpreter: &impl Tensors,
     info: &ModelInfo,
     cfg: &ModelConfig,
 ) -> Result<InputSpec, String> {
@@ -455,12 +677,18 @@ fn input_spec(
             quant: info.input_quant,
         },
         K::kTfLiteFloat32 => InputKind::F32,
+        K::kTfLiteInt8 if info.yolox => InputKind::I8 {
+            quant: info.input_quant,
+        },
         other => {
             return Err(format!(
                 "input type {other:?} is not supported (uint8 or float32)"
             ))
         }
     };
+    if info.yolox {
+        return Ok(yolox::input_spec(w as u32, h as u32, kind));
+    }
     Ok(InputSpec {
         width: w as u32,
         height: h as u32,
@@ -474,8 +702,8 @@ fn input_spec(
 }
 
 /// The Rust head for a cut SSD: checks the interpreter's outputs are the heads the cut left.
-fn rust_head(
-    interpreter: &Interpreter<'static, BuiltinOpResolver>,
+pub(crate) fn rust_head(
+    interpreter: &impl Tensors,
     ssd: &SsdGraph,
     cfg: &ModelConfig,
 ) -> Result<(Head, usize), String> {
@@ -535,12 +763,15 @@ fn log_rust_head(ssd: &SsdGraph, cfg: &ModelConfig) {
 }
 
 /// Chooses how to decode outputs and returns the number of classes the labels must cover.
-fn build_head(
-    interpreter: &Interpreter<'static, BuiltinOpResolver>,
+pub(crate) fn build_head(
+    interpreter: &impl Tensors,
     info: &ModelInfo,
     cfg: &ModelConfig,
     input: &InputSpec,
 ) -> Result<(Head, usize), String> {
+    if info.yolox {
+        return yolox_head(interpreter, info, cfg, input);
+    }
     let outputs = interpreter.outputs().to_vec();
     for &o in &outputs {
         let t = interpreter
@@ -643,7 +874,7 @@ fn build_head(
 }
 
 /// Reads one label a line; the count must equal the model's number of classes.
-fn load_labels(path: &Path, num_classes: usize) -> Result<Vec<String>, DetectorError> {
+pub(crate) fn load_labels(path: &Path, num_classes: usize) -> Result<Vec<String>, DetectorError> {
     let text = std::fs::read_to_string(path).map_err(|source| DetectorError::Io {
         path: path.into(),
         source,

@@ -90,11 +90,10 @@ pub fn config_from(text: &str) -> edgewatch::config::Config {
 
 /// Runs `detector` on one RGB image (preprocess, invoke, decode) and returns its detections.
 pub fn detect(
-    detector: &mut edgewatch::vision::tflite::TfliteDetector,
+    detector: &mut dyn edgewatch::vision::detector::Detector,
     img: &image::RgbImage,
 ) -> edgewatch::vision::detection::Detections {
     use edgewatch::capture::{FrameFormat, PixelFormat};
-    use edgewatch::vision::detector::Detector;
     let format = FrameFormat {
         width: img.width(),
         height: img.height(),
