@@ -155,11 +155,7 @@ const IDLE: Duration = Duration::from_millis(20);
 impl Pipeline {
     /// Opens every camera, loads the model and sizes every buffer for `config`.
     pub fn build(config: &Config, clock: Arc<dyn Clock>) -> Result<Pipeline, PipelineError> {
-        // model.interpreters > 1: throughput mode (see vision::pool).
-        let detector: Box<dyn Detector> = match config.model.interpreters {
-            0 | 1 => Box::new(TfliteDetector::load(&config.model)?),
-            _ => Box::new(DetectorPool::load(&config.model)?),
-        };
+        let detector = load_detector(config)?;
         let sources = config
             .cameras
             .iter()
@@ -545,6 +541,15 @@ impl Pipeline {
         report(self, self.clock.now(), true);
         Ok(())
     }
+}
+
+/// Loads the site's detector: one interpreter, or with `model.interpreters > 1` a pool of
+/// them (throughput mode, see [`crate::vision::pool`]).
+pub fn load_detector(config: &Config) -> Result<Box<dyn Detector>, PipelineError> {
+    Ok(match config.model.interpreters {
+        0 | 1 => Box::new(TfliteDetector::load(&config.model)?),
+        _ => Box::new(DetectorPool::load(&config.model)?),
+    })
 }
 
 fn open_source(
