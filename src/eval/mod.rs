@@ -369,11 +369,8 @@ impl Run {
     }
 }
 
-/// Classes as a `+`-joined label, e.g. `car+truck`; `all` for every counted class.
+/// Classes as a `+`-joined label, e.g. `car+truck`.
 fn class_label(indexes: &[usize], classes: &[String]) -> String {
-    if indexes.len() == classes.len() && classes.len() > 1 {
-        return "all".into();
-    }
     indexes
         .iter()
         .map(|&i| classes[i].as_str())

@@ -417,7 +417,7 @@ mod tests {
     #[test]
     fn errors_name_the_key() {
         let cases = [
-            ("speed = 3", "(top level): unknown field `speed`"),
+            ("speed = 3", "speed: unknown field `speed`"),
             (
                 "[[lines]]\nname = \"x50\"\ndirection = \"in\"\nmin = 1\nmaxx = 2",
                 "lines[0].maxx",
