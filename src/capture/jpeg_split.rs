@@ -45,8 +45,8 @@ pub fn next_jpeg(data: &[u8], from: usize) -> Option<(usize, usize)> {
 
 #[cfg(test)]
 mod tests {
-    use super::next_jpeg;
-
+    // Called by path, not imported: the fake V4L2 camera's harness-less test binary compiles
+    // this module without its tests, and an import would be unused there.
     #[test]
     fn jpeg_splitting_skips_segments_and_entropy_data() {
         // SOI, APP1 holding a fake EOI, SOS with stuffed FF00 and an RST, EOI; then a second.
@@ -57,9 +57,12 @@ mod tests {
         let mut data = vec![0x00, 0x11];
         data.extend_from_slice(one);
         data.extend_from_slice(one);
-        assert_eq!(next_jpeg(&data, 0), Some((2, 2 + one.len())));
-        let second = next_jpeg(&data, 2 + one.len());
+        assert_eq!(super::next_jpeg(&data, 0), Some((2, 2 + one.len())));
+        let second = super::next_jpeg(&data, 2 + one.len());
         assert_eq!(second, Some((2 + one.len(), data.len())));
-        assert_eq!(next_jpeg(&data[..data.len() - 1], 2 + one.len()), None);
+        assert_eq!(
+            super::next_jpeg(&data[..data.len() - 1], 2 + one.len()),
+            None
+        );
     }
 }

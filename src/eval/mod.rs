@@ -184,7 +184,7 @@ fn eval_config(
         cam.pixel_format = Some(f);
     }
     if cam.capture_format().delivered().needs_even_size()
-        && (cam.width % 2 != 0 || cam.height % 2 != 0)
+        && (!cam.width.is_multiple_of(2) || !cam.height.is_multiple_of(2))
     {
         cam.pixel_format = Some(CaptureFormat::Rgb24);
     }
