@@ -30,7 +30,7 @@ use crate::health::stats::Stage;
 use crate::pipeline::{load_detector, Pipeline, PipelineError, Step};
 use crate::scene::LineCount;
 
-use mot::{MotBox, MotError, MotMetrics, MotSequence};
+use mot::{MotBox, MotError, MotSequence};
 pub use report::{Figures, LineCheck, Report, TrackCheck, ZoneCheck, ZoneStat};
 use truth::{SiteNames, Truth, TruthError};
 
@@ -239,7 +239,7 @@ pub fn run(opts: &EvalOptions) -> Result<Report, EvalError> {
     let config = eval_config(site, &opts.recording, &probe, fps)?;
     let run = Run::new(&config, fps, opts.every)?;
     let observed = run.go(mot_gt.is_some())?;
-    Ok(report::build(opts, &config, &truth, fps, observed, mot_gt))
+    Ok(report::build(opts, &truth, fps, observed, mot_gt))
 }
 
 /// What the run saw, frame by frame, before it is judged.
@@ -376,9 +376,4 @@ fn class_label(indexes: &[usize], classes: &[String]) -> String {
         .map(|&i| classes[i].as_str())
         .collect::<Vec<_>>()
         .join("+")
-}
-
-/// Scores `hyp` against `gt` over the processed frames.
-fn score(gt: &MotSequence, hyp: &MotSequence, processed: &[u64]) -> MotMetrics {
-    mot::evaluate(gt, hyp, processed)
 }

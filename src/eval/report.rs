@@ -5,8 +5,7 @@ use std::io::{self, Write};
 
 use super::mot::{MotMetrics, MotSequence};
 use super::truth::{class_indexes, Truth};
-use super::{class_label, score, EvalOptions, Observed};
-use crate::config::Config;
+use super::{class_label, EvalOptions, Observed};
 use crate::json;
 use crate::scene::LineCount;
 
@@ -151,7 +150,6 @@ pub struct Report {
 
 pub(super) fn build(
     opts: &EvalOptions,
-    _config: &Config,
     truth: &Truth,
     fps: f64,
     o: Observed,
@@ -242,7 +240,7 @@ pub(super) fn build(
         .iter()
         .map(|(n, f)| (n.clone(), ZoneStat::from_frames(f, &all)))
         .collect();
-    let mot = gt.map(|gt| score(&gt, &o.hyp, &o.processed));
+    let mot = gt.map(|gt| super::mot::evaluate(&gt, &o.hyp, &o.processed));
     Report {
         recording: opts.recording.display().to_string(),
         fps,
