@@ -320,14 +320,21 @@ impl Run {
             for (z, (_, occ)) in zones.iter_mut().zip(p.zones()) {
                 z.push(*occ);
             }
+            let counted = p.counted_class_ids();
             for t in p.scene().tracks().iter().filter(|t| t.seen_this_frame()) {
-                track_class.insert(t.id, t.class_index);
+                if let Some(c) = counted.iter().position(|&id| id == t.class) {
+                    track_class.insert(t.id, c);
+                }
                 if want_boxes {
                     // The frame the track was seen in (a pool of interpreters trails a frame).
-                    let frame = (t.last_seen.as_nanos() as u64 + step_ns / 2) / step_ns.max(1);
+                    let frame = (t.last_seen.as_nanos() as u64 + step_ns / 2) / step_ns.max(1) + 1;
+                    let known = hyp.frames.get(&frame);
+                    if known.is_some_and(|f| f.iter().any(|b| b.id == t.id)) {
+                        continue;
+                    }
                     let b = t.bbox;
                     hyp.push(
-                        frame + 1,
+                        frame,
                         MotBox {
                             id: t.id,
                             x: f64::from(b.xmin) * self.width,
