@@ -67,6 +67,32 @@ enum Command {
         #[arg(long, default_value_t = 1_000)]
         checkpoint: u64,
     },
+    /// Run a recording through the whole pipeline, in video time, and check the counts
+    /// against a truth file. Exit status 0 when every expectation holds, 1 when one fails,
+    /// 2 for a bad config, truth file or option.
+    Eval {
+        /// Site configuration (TOML); its first camera's source is replaced by the recording.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Truth file (TOML): expected crossings, tracks and zone presence.
+        #[arg(long)]
+        truth: PathBuf,
+        /// Y4M file, MJPEG file (.mjpeg), image folder or image.
+        recording: PathBuf,
+        /// Process one frame in N (emulates a slower detector on the same footage).
+        #[arg(long, default_value_t = 1)]
+        every: u32,
+        /// The recording's frame rate (overrides the truth file and the Y4M header).
+        #[arg(long)]
+        fps: Option<f64>,
+        /// Print one JSON object instead of the table.
+        #[arg(long)]
+        json: bool,
+        /// MOT-format ground truth (frame,id,x,y,w,h,conf,class,vis in pixels) to score the
+        /// tracks: MOTA, IDF1, ID switches, FP, FN.
+        #[arg(long)]
+        gt: Option<PathBuf>,
+    },
     /// List what a V4L2 camera offers: driver, capabilities, formats, sizes and frame rates.
     Probe {
         /// The device: `/dev/videoN`, a `/dev/v4l/by-id/` path, or just the by-id name.
@@ -78,6 +104,8 @@ enum Command {
 const EXIT_CONFIG: u8 = 2;
 /// Exit status for a failure while starting or running.
 const EXIT_RUNTIME: u8 = 1;
+/// Exit status of `eval` when an expectation of the truth file does not hold.
+const EXIT_FAILED_CHECK: u8 = 1;
 
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
@@ -104,6 +132,25 @@ fn main() -> ExitCode {
                 .map_err(pipeline_fail)
         }),
         Command::Probe { device } => probe(&device),
+        Command::Eval {
+            config,
+            truth,
+            recording,
+            every,
+            fps,
+            json,
+            gt,
+        } => {
+            let opts = edgewatch::eval::EvalOptions {
+                config,
+                truth,
+                recording,
+                every,
+                fps,
+                gt,
+            };
+            eval(&opts, json)
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -182,6 +229,39 @@ fn run(path: &Path, frames: Option<u64>, json: bool) -> Result<(), Failure> {
     service.shut_down();
     result.map_err(pipeline_fail)?;
     io_result.map_err(|e| fail(EXIT_RUNTIME, e))
+}
+
+/// Runs `eval`; an unmet expectation is exit status 1 with the report printed, not an error
+/// message.
+fn eval(opts: &edgewatch::eval::EvalOptions, json: bool) -> Result<(), Failure> {
+    let report = edgewatch::eval::run(opts).map_err(|e| {
+        let code = if e.is_input() {
+            EXIT_CONFIG
+        } else {
+            EXIT_RUNTIME
+        };
+        fail(code, e)
+    })?;
+    let mut out = std::io::stdout().lock();
+    let written = if json {
+        report.write_json(&mut out)
+    } else {
+        report.write_table(&mut out)
+    };
+    written
+        .and_then(|()| out.flush())
+        .map_err(|e| fail(EXIT_RUNTIME, e))?;
+    if report.passed() {
+        Ok(())
+    } else {
+        Err((
+            EXIT_FAILED_CHECK,
+            format!(
+                "eval: {} of the truth file's expectations failed",
+                report.failures()
+            ),
+        ))
+    }
 }
 
 fn service_fail(e: ServiceError) -> Failure {

@@ -3,6 +3,8 @@
 pub mod backoff;
 pub mod convert;
 pub mod jpeg;
+pub mod jpeg_split;
+pub mod mjpeg_file;
 pub mod mjpeg_http;
 pub mod replay;
 pub mod v4l2;

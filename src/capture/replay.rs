@@ -1,8 +1,10 @@
-//! Replay of recorded frames: a directory of images (BMP, PNG, JPEG, PPM), one image, or a raw
-//! Y4M video, delivered in the pixel format a real camera would produce.
+//! Replay of recorded frames: a directory of images (BMP, PNG, JPEG, PPM), one image, a raw
+//! Y4M video or an MJPEG file (`.mjpeg`, `.mjpg`: concatenated JPEGs), delivered in the pixel
+//! format a real camera would produce.
 //!
 //! Images are decoded and converted once, at start-up, into slots sized by
-//! `cameras[].max_frames`; a Y4M video streams through one preallocated picture. Paced replay
+//! `cameras[].max_frames`; a Y4M video streams through one preallocated picture, an MJPEG
+//! file through a buffer of `cameras[].max_frame_kib` and the JPEG decoder's NV12 frame. Paced replay
 //! behaves like a camera: frames fall due at the configured fps whether or not the pipeline is
 //! ready, and the pipeline gets the newest one, the rest being counted as dropped.
 
@@ -13,10 +15,21 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::convert;
+use super::jpeg::{self, JpegDecoder};
+use super::mjpeg_file::MjpegFile;
 use super::y4m::{self, Y4mError};
-use super::{CaptureError, CaptureStats, Frame, FrameFormat, FrameSource, Next};
+use super::{CaptureError, CaptureStats, Frame, FrameFormat, FrameSource, Next, PixelFormat};
 use crate::clock::Clock;
 use crate::config::CameraConfig;
+
+/// File endings replayed as MJPEG files.
+const MJPEG_EXTENSIONS: [&str; 2] = ["mjpeg", "mjpg"];
+
+/// The time between frames a replay at `fps` delivers; `None` (lock-step) for 0. Callers that
+/// drive a replay's clock frame by frame (`eval`) step by exactly this.
+pub fn frame_interval(fps: f32) -> Option<Duration> {
+    (fps > 0.0).then(|| Duration::from_secs_f64(1.0 / fps as f64))
+}
 
 /// Image file endings a directory replay picks up.
 const IMAGE_EXTENSIONS: [&str; 6] = ["bmp", "png", "jpg", "jpeg", "ppm", "pnm"];
@@ -52,6 +65,23 @@ enum Media {
     Images { slots: Vec<u8>, count: u64 },
     /// A Y4M file streamed through one I420 picture and one converted frame.
     Y4m(Box<Y4mStream>),
+    /// An MJPEG file streamed through one compressed frame and one decoded frame.
+    Mjpeg(Box<MjpegStream>),
+}
+
+struct MjpegStream {
+    file: MjpegFile,
+    decoder: JpegDecoder,
+    nv12: Vec<u8>,
+    /// The frame converted to the camera's format; empty when that is NV12.
+    frame: Vec<u8>,
+    /// Scratch RGB for formats other than NV12 and RGB24; empty otherwise.
+    rgb: Vec<u8>,
+    /// Index in the file of the next frame to read, sequence number it will carry, and the
+    /// frames in the file once known (as for Y4M).
+    file_index: u64,
+    next_read_seq: u64,
+    loop_len: Option<u64>,
 }
 
 struct Y4mStream {
@@ -85,10 +115,12 @@ impl ReplaySource {
             load_images(&files, format)?
         } else if has_extension(path, &["y4m"]) {
             open_y4m(path, format)?
+        } else if has_extension(path, &MJPEG_EXTENSIONS) {
+            open_mjpeg(path, format, cam.max_frame_bytes())?
         } else {
             load_images(&[path.to_path_buf()], format)?
         };
-        let interval = (cam.fps > 0.0).then(|| Duration::from_secs_f64(1.0 / cam.fps as f64));
+        let interval = frame_interval(cam.fps);
         let start = clock.now();
         Ok(ReplaySource {
             format,
@@ -164,6 +196,14 @@ impl FrameSource for ReplaySource {
                 }
                 &y.frame
             }
+            Media::Mjpeg(m) => {
+                let corrupt = match read_mjpeg_until(m, seq, self.looping)? {
+                    Some(corrupt) => corrupt,
+                    None => return Ok(Next::End),
+                };
+                self.stats.corrupt += corrupt;
+                mjpeg_frame(m, self.format)?
+            }
         };
         self.stats.dropped += seq - self.next_seq;
         self.stats.delivered += 1;
@@ -207,6 +247,116 @@ fn read_y4m_until(y: &mut Y4mStream, seq: u64, looping: bool) -> Result<bool, Y4
         y.file_index = 0;
         y.reader.seek(SeekFrom::Start(y.data_start))?;
     }
+}
+
+/// Reads forward, rewinding at the end when looping, until the frame for sequence number
+/// `seq` is decoded into `m.nv12`; `None` when a non-looping file ends first, otherwise how
+/// many frames were damaged on the way (each is skipped, as a camera's would be, and the next
+/// frame takes its place).
+fn read_mjpeg_until(
+    m: &mut MjpegStream,
+    seq: u64,
+    looping: bool,
+) -> Result<Option<u64>, CaptureError> {
+    let mut corrupt = 0;
+    loop {
+        if let Some(len) = m.loop_len {
+            m.next_read_seq += (seq.max(m.next_read_seq) - m.next_read_seq) / len * len;
+        }
+        if let Some(jpeg) = m.file.next_frame()? {
+            let got = m.next_read_seq;
+            m.next_read_seq += 1;
+            m.file_index += 1;
+            if got < seq {
+                continue;
+            }
+            match m.decoder.decode(jpeg, &mut m.nv12) {
+                Ok(()) => return Ok(Some(corrupt)),
+                Err(e) => {
+                    corrupt += 1;
+                    if corrupt.is_power_of_two() {
+                        log::warn!(
+                            "{}: frame {} skipped: {e}",
+                            m.file.path().display(),
+                            m.file_index - 1
+                        );
+                    }
+                    continue;
+                }
+            }
+        }
+        if m.file_index == 0 {
+            return Err(CaptureError::Empty {
+                path: m.file.path().to_path_buf(),
+                message: "no JPEG frame (FF D8 .. FF D9) in the file".into(),
+            });
+        }
+        if !looping {
+            return Ok(None);
+        }
+        m.loop_len = Some(m.file_index);
+        m.file_index = 0;
+        m.file.rewind()?;
+    }
+}
+
+/// The decoded frame in the camera's pixel format.
+fn mjpeg_frame(m: &mut MjpegStream, f: FrameFormat) -> Result<&[u8], CaptureError> {
+    let decode_err = |e: convert::ConvertError| CaptureError::Decode {
+        path: m.file.path().to_path_buf(),
+        message: e.to_string(),
+    };
+    match f.pixel_format {
+        PixelFormat::Nv12 => return Ok(&m.nv12),
+        PixelFormat::Rgb24 => {
+            convert::to_rgb(PixelFormat::Nv12, f.width, f.height, &m.nv12, &mut m.frame)
+                .map_err(decode_err)?
+        }
+        other => {
+            convert::to_rgb(PixelFormat::Nv12, f.width, f.height, &m.nv12, &mut m.rgb)
+                .map_err(decode_err)?;
+            convert::rgb_to(other, f.width, f.height, &m.rgb, &mut m.frame).map_err(decode_err)?;
+        }
+    }
+    Ok(&m.frame)
+}
+
+/// The width and height of the first frame of an MJPEG file, from its frame header.
+pub fn mjpeg_size(path: &Path, max_frame: usize) -> Result<(u32, u32), CaptureError> {
+    let mut file = MjpegFile::open(path, max_frame)?;
+    let first = file.next_frame()?.ok_or_else(|| CaptureError::Empty {
+        path: path.to_path_buf(),
+        message: "no JPEG frame (FF D8 .. FF D9) in the file".into(),
+    })?;
+    jpeg::frame_size(first).map_err(|e| CaptureError::Decode {
+        path: path.to_path_buf(),
+        message: format!("frame 0: {e}"),
+    })
+}
+
+fn open_mjpeg(path: &Path, format: FrameFormat, max_frame: usize) -> Result<Media, CaptureError> {
+    let (width, height) = mjpeg_size(path, max_frame)?;
+    check_size(path, width, height, format)?;
+    let decoder = JpegDecoder::try_new(width, height).map_err(|e| CaptureError::Decode {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    let rgb_len = PixelFormat::Rgb24.frame_len(width, height);
+    let (frame, rgb) = match format.pixel_format {
+        PixelFormat::Nv12 => (Vec::new(), Vec::new()),
+        PixelFormat::Rgb24 => (vec![0; rgb_len], Vec::new()),
+        _ => (vec![0; format.frame_len()], vec![0; rgb_len]),
+    };
+    Ok(Media::Mjpeg(Box::new(MjpegStream {
+        file: MjpegFile::open(path, max_frame)?,
+        nv12: vec![0; decoder.nv12_len()],
+        decoder,
+        frame,
+        rgb,
+        file_index: 0,
+        next_read_seq: 0,
+        loop_len: None,
+    })))
 }
 
 fn io_err(path: &Path, source: std::io::Error) -> CaptureError {

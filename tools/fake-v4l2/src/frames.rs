@@ -16,6 +16,11 @@ use image::imageops::FilterType;
 use image::{ImageFormat, RgbImage};
 use v4l::v4l_sys;
 
+// The splitter edgewatch's MJPEG-file replay uses: one copy of the code, compiled into both.
+#[path = "../../../src/capture/jpeg_split.rs"]
+mod jpeg_split;
+use jpeg_split::next_jpeg;
+
 /// `v4l2_fourcc(a, b, c, d)`.
 const fn fourcc(code: &[u8; 4]) -> u32 {
     u32::from_le_bytes(*code)
@@ -361,68 +366,8 @@ fn load_mjpeg(path: &Path, max_frames: usize) -> Result<Vec<RgbImage>, String> {
     Ok(images)
 }
 
-/// The next complete JPEG (SOI .. EOI) at or after `from`: `(start, end)` with `end` just past
-/// the EOI, or `None` if no complete one is there yet. Walks marker segments and skips
-/// entropy-coded data properly, so an EOI inside a segment (an EXIF thumbnail) is not taken for
-/// the end of the frame.
-pub(crate) fn next_jpeg(data: &[u8], from: usize) -> Option<(usize, usize)> {
-    let start = from
-        + data
-            .get(from..)?
-            .windows(2)
-            .position(|w| w == [0xFF, 0xD8])?;
-    let mut i = start + 2;
-    loop {
-        if *data.get(i)? != 0xFF {
-            // Not a marker where one must be: resynchronise on the next EOI.
-            let eoi = data[i..].windows(2).position(|w| w == [0xFF, 0xD9])?;
-            return Some((start, i + eoi + 2));
-        }
-        let marker = *data.get(i + 1)?;
-        match marker {
-            0xFF => i += 1, // fill byte
-            0xD9 => return Some((start, i + 2)),
-            0x01 | 0xD0..=0xD7 => i += 2,
-            _ => {
-                let len = usize::from(u16::from_be_bytes([*data.get(i + 2)?, *data.get(i + 3)?]));
-                i += 2 + len;
-                if marker == 0xDA {
-                    // Entropy-coded data runs to the next marker that is not FF00 or RSTn.
-                    loop {
-                        let ff = data.get(i..)?.iter().position(|&b| b == 0xFF)?;
-                        i += ff;
-                        match *data.get(i + 1)? {
-                            0x00 | 0xD0..=0xD7 => i += 2,
-                            _ => break,
-                        }
-                    }
-                }
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    #[test]
-    fn jpeg_splitting_skips_segments_and_entropy_data() {
-        // SOI, APP1 holding a fake EOI, SOS with stuffed FF00 and an RST, EOI; then a second.
-        let one: &[u8] = &[
-            0xFF, 0xD8, 0xFF, 0xE1, 0x00, 0x04, 0xFF, 0xD9, 0xFF, 0xDA, 0x00, 0x02, 0x12, 0xFF,
-            0x00, 0x34, 0xFF, 0xD0, 0x56, 0xFF, 0xD9,
-        ];
-        let mut data = vec![0x00, 0x11];
-        data.extend_from_slice(one);
-        data.extend_from_slice(one);
-        assert_eq!(super::next_jpeg(&data, 0), Some((2, 2 + one.len())));
-        let second = super::next_jpeg(&data, 2 + one.len());
-        assert_eq!(second, Some((2 + one.len(), data.len())));
-        assert_eq!(
-            super::next_jpeg(&data[..data.len() - 1], 2 + one.len()),
-            None
-        );
-    }
-
     #[test]
     fn layouts_match_the_v4l2_definitions() {
         assert_eq!(super::PixelFormat::Yuyv.layout(640, 480), (1280, 614_400));
