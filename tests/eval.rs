@@ -323,7 +323,11 @@ fn traffic_every_4_counts_within_one_of_truth() {
         l["counted"].as_u64().unwrap()
     };
     assert!((15..=17).contains(&counted("in")), "in: {}", counted("in"));
-    assert!((9..=10).contains(&counted("out")), "out: {}", counted("out"));
+    assert!(
+        (9..=10).contains(&counted("out")),
+        "out: {}",
+        counted("out")
+    );
     let per_object = check(&report, "tracks")[0]["per_object"].as_f64().unwrap();
     assert!(per_object <= 1.3, "tracks per vehicle {per_object}");
     // Exit 0 exactly when every count is in its range, 1 otherwise.

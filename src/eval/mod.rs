@@ -28,8 +28,8 @@ use crate::clock::{ManualClock, MonotonicClock};
 use crate::config::{CaptureFormat, Config, ConfigError, SourceKind};
 use crate::health::stats::Stage;
 use crate::pipeline::{Pipeline, PipelineError, Step};
-use crate::vision::pool::load_detector;
 use crate::scene::LineCount;
+use crate::vision::pool::load_detector;
 
 use mot::{MotBox, MotError, MotSequence};
 pub use report::{Figures, LineCheck, Report, TrackCheck, ZoneCheck, ZoneStat};

@@ -601,9 +601,7 @@ fn inspect(model: &Model) -> Result<ModelInfo, String> {
         .and_then(|i| graph.tensors.get(i))
         .ok_or("the input tensor index is out of range")?;
     let quant = |t: &tflite::model::TensorT| match t.typ {
-        TensorType::TensorType_UINT8 | TensorType::TensorType_INT8
-            if t.quantization.is_valid() =>
-        {
+        TensorType::TensorType_UINT8 | TensorType::TensorType_INT8 if t.quantization.is_valid() => {
             let q = &t.quantization;
             q.scale
                 .first()
