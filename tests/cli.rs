@@ -3,18 +3,10 @@
 
 mod util;
 
+use util::edgewatch;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-
-fn edgewatch(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_edgewatch"))
-        .args(args)
-        .env("EDGEWATCH_MODEL_DIR", util::model_dir())
-        .env("EDGEWATCH_FRAMES_DIR", util::frames_dir())
-        .env("RUST_LOG", "warn")
-        .output()
-        .expect("edgewatch runs")
-}
 
 fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()

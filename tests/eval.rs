@@ -7,21 +7,13 @@
 
 mod util;
 
+use util::edgewatch;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::Mutex;
 
 use serde_json::Value;
-
-fn edgewatch(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_edgewatch"))
-        .args(args)
-        .env("EDGEWATCH_MODEL_DIR", util::model_dir())
-        .env("EDGEWATCH_FRAMES_DIR", util::frames_dir())
-        .env("RUST_LOG", "warn")
-        .output()
-        .expect("edgewatch runs")
-}
 
 fn data(name: &str) -> String {
     Path::new(env!("CARGO_MANIFEST_DIR"))

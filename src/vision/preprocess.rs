@@ -89,7 +89,19 @@ pub enum InputTensor<'a> {
     I8(&'a mut [i8]),
 }
 
-impl InputTensor<'_> {
+impl<'a> InputTensor<'a> {
+    /// A runtime's input buffer seen as a tensor of `kind` (empty if its bytes do not fit the
+    /// element type's alignment).
+    pub fn from_bytes(kind: InputKind, bytes: &'a mut [u8]) -> InputTensor<'a> {
+        match kind {
+            InputKind::U8 { .. } => InputTensor::U8(bytes),
+            InputKind::F32 => {
+                InputTensor::F32(bytemuck::try_cast_slice_mut(bytes).unwrap_or_default())
+            }
+            InputKind::I8 { .. } => InputTensor::I8(bytemuck::cast_slice_mut(bytes)),
+        }
+    }
+
     /// Elements of the tensor.
     pub fn len(&self) -> usize {
         match self {

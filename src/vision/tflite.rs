@@ -485,13 +485,7 @@ impl Detector for TfliteDetector {
             .interpreter
             .tensor_buffer_mut(self.input_index)
             .unwrap_or_default();
-        match kind {
-            InputKind::U8 { .. } => InputTensor::U8(bytes),
-            InputKind::F32 => {
-                InputTensor::F32(bytemuck::try_cast_slice_mut(bytes).unwrap_or_default())
-            }
-            InputKind::I8 { .. } => InputTensor::I8(bytemuck::cast_slice_mut(bytes)),
-        }
+        InputTensor::from_bytes(kind, bytes)
     }
 
     fn invoke(&mut self) -> Result<(), DetectorError> {

@@ -3,6 +3,18 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// Runs the edgewatch binary with `args`, the shared models and frames, and warnings-only logs.
+pub fn edgewatch(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_edgewatch"))
+        .args(args)
+        .env("EDGEWATCH_MODEL_DIR", model_dir())
+        .env("EDGEWATCH_FRAMES_DIR", frames_dir())
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("edgewatch runs")
+}
 
 /// A folder named by `var`, falling back to `fallback` under the project root. A missing
 /// folder fails the test (never skips it) and says how to get the files.

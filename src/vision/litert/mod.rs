@@ -37,7 +37,7 @@ use tflite::context::{ElementKind, TensorInfo};
 use self::api::{Api, Handle, RankedTensorType, OK};
 use super::detection::Detections;
 use super::detector::{Detector, DetectorError};
-use super::preprocess::{InputKind, InputSpec, InputTensor};
+use super::preprocess::{InputSpec, InputTensor};
 use super::tflite::{build_head, input_spec, load_labels, rust_head};
 use super::tflite::{Head, PreparedModel, Tensors};
 use crate::config::ModelConfig;
@@ -580,13 +580,7 @@ impl Detector for LiteRtDetector {
             Some(b) => b.bytes_mut(),
             None => &mut [],
         };
-        match kind {
-            InputKind::U8 { .. } => InputTensor::U8(bytes),
-            InputKind::F32 => {
-                InputTensor::F32(bytemuck::try_cast_slice_mut(bytes).unwrap_or_default())
-            }
-            InputKind::I8 { .. } => InputTensor::I8(bytemuck::cast_slice_mut(bytes)),
-        }
+        InputTensor::from_bytes(kind, bytes)
     }
 
     fn invoke(&mut self) -> Result<(), DetectorError> {
