@@ -76,6 +76,19 @@ impl BBox {
         Point::new((self.xmin + self.xmax) / 2.0, self.ymax)
     }
 
+    /// Whether every edge lies within 1e-5 of `other`'s: equal up to float rounding.
+    #[cfg(test)]
+    pub(crate) fn close_to(&self, other: &BBox) -> bool {
+        [
+            self.xmin - other.xmin,
+            self.ymin - other.ymin,
+            self.xmax - other.xmax,
+            self.ymax - other.ymax,
+        ]
+        .iter()
+        .all(|d| d.abs() < 1e-5)
+    }
+
     /// Intersection over the smaller box's area, in [0, 1]: 1 when one box lies inside the
     /// other.
     pub fn overlap_of_smaller(&self, other: &BBox) -> f32 {

@@ -211,12 +211,6 @@ impl BoxFilter {
         }
     }
 
-    /// Squared Mahalanobis distance of a measured box's centre from the predicted centre; see
-    /// [`Gate::distance2`].
-    pub fn distance2(&self, b: &BBox, noise: &MotionNoise) -> f32 {
-        self.gate(noise).distance2(b)
-    }
-
     /// Standard deviation of the centre estimate, `(x, y)`.
     pub fn center_std(&self) -> (f32, f32) {
         (self.cx.pp.max(0.0).sqrt(), self.cy.pp.max(0.0).sqrt())
@@ -302,16 +296,20 @@ mod tests {
         let n = noise();
         let mut f = BoxFilter::new(&BBox::from_center(0.5, 0.5, 0.1, 0.1), &n);
         let away = BBox::from_center(0.6, 0.5, 0.1, 0.1);
-        let fresh = f.distance2(&away, &n);
+        let fresh = f.gate(&n).distance2(&away);
         f.predict(1.0, &n);
-        let later = f.distance2(&away, &n);
+        let later = f.gate(&n).distance2(&away);
         assert!(later < fresh / 4.0, "{fresh} -> {later}");
         // ... up to a point: after a minute of coasting a box four sizes away is still out.
         f.predict(60.0, &n);
         let far = BBox::from_center(f.center().x + 0.4, f.center().y, 0.1, 0.1);
-        assert!(f.distance2(&far, &n) > GATE, "{}", f.distance2(&far, &n));
+        assert!(
+            f.gate(&n).distance2(&far) > GATE,
+            "{}",
+            f.gate(&n).distance2(&far)
+        );
         // The same box measured where it is predicted is close.
-        assert!(f.distance2(&f.bbox(), &n) < 1e-6);
+        assert!(f.gate(&n).distance2(&f.bbox()) < 1e-6);
     }
 
     #[test]

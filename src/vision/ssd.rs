@@ -511,16 +511,6 @@ mod tests {
         out.1[i] = logit;
     }
 
-    fn close(a: BBox, b: BBox) -> bool {
-        let d = [
-            a.xmin - b.xmin,
-            a.ymin - b.ymin,
-            a.xmax - b.xmax,
-            a.ymax - b.ymax,
-        ];
-        d.iter().all(|d| d.abs() < 1e-5)
-    }
-
     #[test]
     fn blazeface_anchors_match_mediapipe() {
         let anchors = generate_anchors(&blazeface(), 128, 128).unwrap();
@@ -588,7 +578,7 @@ mod tests {
         assert!((d.score - sigmoid_score(3.0)).abs() < 1e-6);
         assert!((d.score - 0.952_574_1).abs() < 1e-6);
         let want = BBox::from_center(0.0625 + 0.1, 0.0625 + 0.2, 0.25, 0.5);
-        assert!(close(d.bbox, want), "{:?}", d.bbox);
+        assert!(d.bbox.close_to(&want), "{:?}", d.bbox);
         // Decoding again replaces, never appends.
         dec.decode(&outputs.0, &outputs.1, &mut out).unwrap();
         assert_eq!(out.len(), 1);
@@ -606,7 +596,7 @@ mod tests {
         // ty = 1 -> +0.1 * h; tx = 2 -> +0.2 * w; th = tw = 0 -> anchor size.
         let b = decode_box([1.0, 2.0, 0.0, 5.0 * 2f32.ln()], &anchor, &coding);
         let want = BBox::from_center(0.5 + 0.04, 0.4 + 0.01, 0.4, 0.1);
-        assert!(close(b, want), "{b:?}");
+        assert!(b.close_to(&want), "{b:?}");
     }
 
     #[test]
@@ -626,22 +616,20 @@ mod tests {
         // The blend moves the box towards the weaker one by its share of the score.
         let cx = 0.1875 + 0.02 * s_lo / (s_hi + s_lo);
         let want = BBox::from_center(cx, 0.1875, 0.25, 0.25);
-        assert!(close(out[0].bbox, want), "{:?} vs {want:?}", out[0].bbox);
+        assert!(out[0].bbox.close_to(&want), "{:?} vs {want:?}", out[0].bbox);
         assert_eq!(out[1].score, sigmoid_score(0.5));
-        assert!(close(
-            out[1].bbox,
-            BBox::from_center(0.9375, 0.9375, 0.125, 0.125)
-        ));
+        assert!(out[1]
+            .bbox
+            .close_to(&BBox::from_center(0.9375, 0.9375, 0.125, 0.125)));
 
         // Hard NMS keeps the strongest box as it is.
         decoder(false, 10)
             .decode(&outputs.0, &outputs.1, &mut out)
             .unwrap();
         assert_eq!(out.len(), 2);
-        assert!(close(
-            out[0].bbox,
-            BBox::from_center(0.1875, 0.1875, 0.25, 0.25)
-        ));
+        assert!(out[0]
+            .bbox
+            .close_to(&BBox::from_center(0.1875, 0.1875, 0.25, 0.25)));
     }
 
     #[test]

@@ -387,16 +387,6 @@ mod tests {
         row[5 + class] = q(p);
     }
 
-    fn close(a: BBox, b: BBox) -> bool {
-        let d = [
-            a.xmin - b.xmin,
-            a.ymin - b.ymin,
-            a.xmax - b.xmax,
-            a.ymax - b.ymax,
-        ];
-        d.iter().all(|d| d.abs() < 1e-5)
-    }
-
     #[test]
     fn cell_counts_follow_the_three_grids() {
         assert_eq!(cell_count(320, 320), Some(1600 + 400 + 100));
@@ -435,7 +425,7 @@ mod tests {
             w.exp() * 16.0 / 320.0,
             h.exp() * 16.0 / 320.0,
         );
-        assert!(close(d.bbox, want), "{:?} vs {want:?}", d.bbox);
+        assert!(d.bbox.close_to(&want), "{:?} vs {want:?}", d.bbox);
         // About (7.5 * 16, 11.25 * 16) = (120, 180) px, 43 x 26 px.
         assert!((d.bbox.xmin - (120.0 - 21.75) / 320.0).abs() < 0.01);
         assert!((d.bbox.ymax - (180.0 + 13.2) / 320.0).abs() < 0.01);
@@ -466,7 +456,11 @@ mod tests {
                 stride / 320.0,
                 stride / 320.0,
             );
-            assert!(close(out[0].bbox, want), "cell {cell}: {:?}", out[0].bbox);
+            assert!(
+                out[0].bbox.close_to(&want),
+                "cell {cell}: {:?}",
+                out[0].bbox
+            );
         }
     }
 
@@ -531,7 +525,7 @@ mod tests {
         head.decode_f32(&real, &mut got).unwrap();
         assert_eq!(got.len(), 1);
         assert!((got[0].score - want[0].score).abs() < 1e-6);
-        assert!(close(got[0].bbox, want[0].bbox));
+        assert!(got[0].bbox.close_to(&want[0].bbox));
         // The same values as uint8 with the zero point moved by 128.
         let mut u8_head =
             YoloxHead::new(320, 320, &SHAPE, (QUANT.0, QUANT.1 + 128), 0.3, 0.45, 10).unwrap();
@@ -540,7 +534,7 @@ mod tests {
         assert_eq!(got.len(), 1);
         assert_eq!(got[0].class, 9);
         assert!((got[0].score - want[0].score).abs() < 1e-6);
-        assert!(close(got[0].bbox, want[0].bbox));
+        assert!(got[0].bbox.close_to(&want[0].bbox));
     }
 
     #[test]
