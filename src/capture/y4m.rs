@@ -73,14 +73,18 @@ fn read_line(r: &mut impl BufRead, buf: &mut Vec<u8>) -> Result<bool, Y4mError> 
 
 /// Parses the stream header line (`YUV4MPEG2 W.. H.. ...`); `line` excludes the newline.
 pub fn parse_header(line: &[u8]) -> Result<Y4mHeader, Y4mError> {
-    let text = std::str::from_utf8(line).map_err(|_| format_err("header is not ASCII"))?;
+    let text = std::str::from_utf8(line).map_err(|_| format_err("header is not UTF-8 text"))?;
     let mut tags = text.split(' ').filter(|t| !t.is_empty());
     if tags.next() != Some("YUV4MPEG2") {
         return Err(format_err("missing the YUV4MPEG2 signature at byte 0"));
     }
     let (mut width, mut height, mut fps) = (None, None, None);
     for tag in tags {
-        let (key, value) = tag.split_at(1);
+        // Tags are one ASCII letter and a value; a tag starting with any other character
+        // (a multibyte UTF-8 one among them) is some other writer's extension: skipped.
+        let Some((key, value)) = tag.split_at_checked(1) else {
+            continue;
+        };
         match key {
             "W" => width = Some(parse_dim("W", value)?),
             "H" => height = Some(parse_dim("H", value)?),
@@ -211,6 +215,18 @@ mod tests {
             let err = parse_header(header.as_bytes()).unwrap_err().to_string();
             assert!(err.contains(want), "{header}: {err}");
         }
+    }
+
+    #[test]
+    fn tags_of_other_writers_are_skipped_even_multibyte_ones() {
+        // Found by fuzzing: a tag made of one two-byte UTF-8 character panicked when split
+        // after its first byte.
+        let mut line = b"YUV4MPEG2 W640 H360 ".to_vec();
+        line.extend_from_slice(&[0xC3, 0xA9]);
+        let h = parse_header(&line).unwrap();
+        assert_eq!((h.width, h.height), (640, 360));
+        line.extend_from_slice(b" X\xe9t\xe9 \xff");
+        assert!(parse_header(&line).is_err(), "invalid UTF-8 is refused");
     }
 
     #[test]
