@@ -209,7 +209,11 @@ fn bad_labels_are_clear_errors() {
     assert_fails(
         &out,
         1,
-        &["short.txt", "89 labels, but the model has 90 classes"],
+        &[
+            "short.txt",
+            "89 labels, but the model",
+            "ssd_mobilenet_v1_coco_quant.tflite has 90 classes",
+        ],
     );
 
     let long = dir.path().join("long.txt");
@@ -404,4 +408,65 @@ fn a_model_litert_cannot_run_is_one_clear_line() {
     let text = site_text.replace(&real_model.display().to_string(), path.to_str().unwrap());
     let out = run_site_env(&text, &[]);
     assert_one_line(&out, &["flipped.tflite"]);
+}
+
+#[test]
+fn fuzz_findings_are_clear_errors_from_the_binary() {
+    let frames = util::frames_dir();
+    let models = util::model_dir();
+    let good = util::ssd_site(&frames, 256, 256, "rgb24");
+    let real_model = models.join("ssd_mobilenet_v1_coco_quant.tflite");
+    let dir = tempfile::tempdir().unwrap();
+    // A model whose post-process op has a corrupt count: refused at load, on both runtimes,
+    // before TensorFlow Lite's op could crash on it.
+    let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/fuzz/postprocess");
+    let options = std::fs::read(corpus.join("max_detections-negative.bin")).unwrap();
+    let bytes = std::fs::read(&real_model).unwrap();
+    let path = dir.path().join("negative-max.tflite");
+    std::fs::write(
+        &path,
+        util::with_postprocess_options(&bytes, &options).unwrap(),
+    )
+    .unwrap();
+    let text = good.replace(&real_model.display().to_string(), path.to_str().unwrap());
+    for runtime in ["litert", "tflite"] {
+        let text = text.replace(
+            "score_threshold = 0.3",
+            &format!("score_threshold = 0.3\nruntime = \"{runtime}\"\nhead = \"tflite-op\""),
+        );
+        let out = run_site_env(&text, &[]);
+        assert_one_line(
+            &out,
+            &[
+                "negative-max.tflite",
+                "TFLite_Detection_PostProcess",
+                "`max_detections`",
+            ],
+        );
+    }
+
+    // The Y4M header with a two-byte UTF-8 tag: read, not a panic; it holds no picture.
+    let y4m = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/fuzz/y4m/utf8-tag.y4m");
+    let out = run_site(&util::ssd_site(&y4m, 640, 360, "nv12"));
+    assert_fails(&out, 1, &["utf8-tag.y4m", "holds no frames"]);
+}
+
+#[test]
+fn a_recording_whose_every_frame_fails_exits_non_zero() {
+    // Every invoke fails (an injected fault) and the limit is never reached, so nothing but
+    // the end of the recording stops the run: it must not pass for a good one.
+    let text = util::ssd_site(&util::frames_dir(), 256, 256, "rgb24")
+        .replace("loop = true", "loop = false")
+        .replace(
+            "score_threshold = 0.3",
+            "score_threshold = 0.3\nmax_failures = 10000",
+        )
+        + "\n[testing]\nfail_invoke_after_frames = 0\n";
+    let (_dir, path) = site(&text);
+    let out = edgewatch(&["run", "--config", path.to_str().unwrap()]);
+    assert_fails(
+        &out,
+        1,
+        &["the recording ended with all 3 of its frames skipped"],
+    );
 }

@@ -32,6 +32,7 @@ fn model_config(file: &Path, labels: &Path, threshold: f32) -> ModelConfig {
         family: Default::default(),
         interpreters: 1,
         runtime: RuntimeChoice::Auto,
+        max_failures: 10,
     }
 }
 

@@ -47,6 +47,7 @@ fn ssd_config(head: HeadChoice, threshold: f32, max_detections: usize) -> ModelC
         family: Default::default(),
         interpreters: 1,
         runtime: RuntimeChoice::Tflite,
+        max_failures: 10,
     }
 }
 

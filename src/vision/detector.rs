@@ -1,8 +1,8 @@
 //! The detector interface the pipeline drives: fill the input tensor, invoke, decode.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use super::detection::Detections;
+use super::detection::{Detections, MAX_DETECTIONS};
 use super::preprocess::{InputSpec, InputTensor};
 
 /// An object detector with its input tensor and working memory allocated when it loads.
@@ -67,4 +67,77 @@ pub enum DetectorError {
     /// architecture or release (the message names the file and what to run).
     #[error("{0}")]
     Runtime(String),
+}
+
+/// Runs `detector` once on its input as loaded (zeroed) and decodes the result, so that a
+/// model that cannot run one frame is refused at load, naming `path`, rather than skipping
+/// every frame in service.
+pub(crate) fn warm_up(detector: &mut dyn Detector, path: &Path) -> Result<(), DetectorError> {
+    let bad = |what: &str, e: DetectorError| DetectorError::BadModel {
+        path: path.into(),
+        message: format!("cannot {what} one frame at load: {e}"),
+    };
+    detector.invoke().map_err(|e| bad("run", e))?;
+    let mut out = Detections::new();
+    detector.decode(&mut out).map_err(|e| bad("decode", e))?;
+    debug_assert!(out.len() <= MAX_DETECTIONS);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::vision::preprocess::InputKind;
+
+    /// A detector whose invoke or decode fails, as a corrupt model's would.
+    struct Failing {
+        spec: InputSpec,
+        invoke_fails: bool,
+    }
+
+    impl Detector for Failing {
+        fn input_spec(&self) -> &InputSpec {
+            &self.spec
+        }
+        fn input_tensor(&mut self) -> InputTensor<'_> {
+            InputTensor::U8(&mut [])
+        }
+        fn invoke(&mut self) -> Result<(), DetectorError> {
+            if self.invoke_fails {
+                Err(DetectorError::Invoke)
+            } else {
+                Ok(())
+            }
+        }
+        fn decode(&mut self, _: &mut Detections) -> Result<(), DetectorError> {
+            Err(DetectorError::Decode("output 3 is empty".into()))
+        }
+        fn labels(&self) -> &[String] {
+            &[]
+        }
+    }
+
+    #[test]
+    fn warm_up_refuses_a_model_that_cannot_run_or_decode_one_frame() {
+        let spec = InputSpec {
+            width: 4,
+            height: 4,
+            channels: 3,
+            kind: InputKind::U8 { quant: None },
+            mean: None,
+            std: None,
+            letterbox: false,
+            bgr: false,
+        };
+        let path = Path::new("/models/broken.tflite");
+        for (invoke_fails, want) in [(true, "cannot run one frame"), (false, "output 3 is empty")] {
+            let mut d = Failing {
+                spec,
+                invoke_fails,
+            };
+            let err = warm_up(&mut d, path).unwrap_err().to_string();
+            assert!(err.starts_with("/models/broken.tflite: "), "{err}");
+            assert!(err.contains(want), "{err}");
+        }
+    }
 }

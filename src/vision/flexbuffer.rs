@@ -20,6 +20,11 @@ pub enum FlexError {
     /// A map key is not a NUL-terminated string.
     #[error("custom options: a key is not terminated")]
     BadKey,
+    /// The keys are not in strictly ascending order, as every FlexBuffer writer leaves them.
+    /// TFLite's C++ reader looks keys up by binary search, so it could read another entry
+    /// than this reader's; such options are refused rather than read two ways.
+    #[error("custom options: the keys are not sorted")]
+    UnsortedKeys,
 }
 
 /// A scalar value of the map.
@@ -172,14 +177,20 @@ impl<'a> FlexMap<'a> {
         if key_len != len as u64 {
             return Err(FlexError::OutOfBounds);
         }
-        Ok(FlexMap {
+        let map = FlexMap {
             buf,
             values,
             width: w,
             len,
             keys,
             key_width,
-        })
+        };
+        for i in 1..len {
+            if map.key(i - 1)? >= map.key(i)? {
+                return Err(FlexError::UnsortedKeys);
+            }
+        }
+        Ok(map)
     }
 
     /// Number of entries.
@@ -230,6 +241,55 @@ impl<'a> FlexMap<'a> {
         }
         Ok(None)
     }
+}
+
+/// Writes a FlexBuffer map of scalars with every field 8 bytes wide, keys sorted: what a
+/// model exporter writes for an op's options, for tests and the fuzz harness to build
+/// options with chosen values. `Other` is written as null.
+pub fn write_map(entries: &[(&str, FlexScalar)]) -> Vec<u8> {
+    let mut entries = entries.to_vec();
+    entries.sort_by(|a, b| a.0.cmp(b.0));
+    entries.dedup_by(|a, b| a.0 == b.0);
+    let mut buf = Vec::new();
+    let mut key_at = Vec::new();
+    for (key, _) in &entries {
+        key_at.push(buf.len());
+        buf.extend_from_slice(key.as_bytes());
+        buf.push(0);
+    }
+    let pad = |buf: &mut Vec<u8>| buf.resize(buf.len().next_multiple_of(8), 0);
+    let put = |buf: &mut Vec<u8>, v: u64| buf.extend_from_slice(&v.to_le_bytes());
+    pad(&mut buf);
+    put(&mut buf, entries.len() as u64);
+    let keys = buf.len();
+    for &k in &key_at {
+        let back = buf.len() - k;
+        put(&mut buf, back as u64);
+    }
+    // The values vector's prefix: offset back to the keys, their width, the length.
+    let back = buf.len() - keys;
+    put(&mut buf, back as u64);
+    put(&mut buf, 8);
+    put(&mut buf, entries.len() as u64);
+    let values = buf.len();
+    let mut types = Vec::new();
+    for (_, v) in &entries {
+        let (typ, bits) = match *v {
+            FlexScalar::Int(i) => (TYPE_INT, i as u64),
+            FlexScalar::UInt(u) => (TYPE_UINT, u),
+            FlexScalar::Float(f) => (TYPE_FLOAT, f.to_bits()),
+            FlexScalar::Bool(b) => (TYPE_BOOL, u64::from(b)),
+            FlexScalar::Other => (TYPE_NULL, 0),
+        };
+        put(&mut buf, bits);
+        types.push(typ << 2 | 3);
+    }
+    buf.extend_from_slice(&types);
+    let root = buf.len();
+    put(&mut buf, (root - values) as u64);
+    buf.push(TYPE_MAP << 2 | 3);
+    buf.push(8);
+    buf
 }
 
 #[cfg(test)]
@@ -294,10 +354,31 @@ mod tests {
             }
         }
         assert_eq!(FlexMap::parse(&[]).unwrap_err(), FlexError::OutOfBounds);
+        // Swapping the first letters of two keys unsorts them.
+        let mut bytes = SSD_OPTIONS.to_vec();
+        bytes.swap(0, 8);
+        assert_eq!(FlexMap::parse(&bytes).unwrap_err(), FlexError::UnsortedKeys);
         assert_eq!(
             FlexMap::parse(&[0, 4, 1]).unwrap_err(),
             FlexError::NotAMap(1)
         );
+    }
+
+    #[test]
+    fn written_maps_read_back() {
+        let bytes = write_map(&[
+            ("b", FlexScalar::Float(0.5)),
+            ("a", FlexScalar::Int(-3)),
+            ("c", FlexScalar::Bool(true)),
+            ("d", FlexScalar::UInt(7)),
+        ]);
+        let m = FlexMap::parse(&bytes).unwrap();
+        assert_eq!(m.len(), 4);
+        assert_eq!(m.get("a").unwrap(), Some(FlexScalar::Int(-3)));
+        assert_eq!(m.get("b").unwrap(), Some(FlexScalar::Float(0.5)));
+        assert_eq!(m.get("c").unwrap(), Some(FlexScalar::Bool(true)));
+        assert_eq!(m.get("d").unwrap(), Some(FlexScalar::UInt(7)));
+        assert_eq!(m.get("e").unwrap(), None);
     }
 
     #[test]

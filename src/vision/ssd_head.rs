@@ -61,30 +61,51 @@ pub struct PostProcessOptions {
     pub w_scale: f32,
 }
 
+/// Largest `max_detections` and `detections_per_class` accepted: exporters use 10 to 100;
+/// the op sizes its outputs and NMS vectors by them, so a corrupt huge value must not reach it.
+const MAX_OP_DETECTIONS: usize = 1000;
+/// Largest `num_classes` accepted (COCO has 90; Open Images 601).
+const MAX_OP_CLASSES: usize = 10_000;
+/// Largest box-coding scale accepted (exporters use 5 and 10).
+const MAX_OP_SCALE: f32 = 1000.0;
+
 impl PostProcessOptions {
-    /// Reads the op's FlexBuffer options; every key the op requires must be there, the two it
-    /// defaults (`detections_per_class`, `use_regular_nms`) get the op's defaults.
+    /// Reads the op's FlexBuffer options and range-checks every one, because TensorFlow Lite's
+    /// op trusts them (a corrupt count crashes it or fails every invoke). Every key the op
+    /// requires must be there; the two it defaults (`detections_per_class`,
+    /// `use_regular_nms`) get the op's defaults. The error names the option.
     pub fn parse(bytes: &[u8]) -> Result<Self, String> {
         let map = FlexMap::parse(bytes).map_err(|e| e.to_string())?;
         let get = |key: &str| map.get(key).map_err(|e| format!("{key}: {e}"));
-        let int = |key: &str| -> Result<usize, String> {
-            get(key)?
+        let int = |key: &str, max: usize| -> Result<usize, String> {
+            let v = get(key)?
                 .ok_or(format!("custom options lack `{key}`"))?
                 .as_i64()
-                .and_then(|v| usize::try_from(v).ok())
-                .ok_or(format!("custom option `{key}` is not a count"))
+                .ok_or(format!("custom option `{key}` is not a number"))?;
+            usize::try_from(v)
+                .ok()
+                .filter(|n| (1..=max).contains(n))
+                .ok_or(format!("custom option `{key}` = {v} is not in 1..={max}"))
         };
-        let float = |key: &str| -> Result<f32, String> {
-            get(key)?
+        let float = |key: &str, range: std::ops::RangeInclusive<f32>| -> Result<f32, String> {
+            let v = get(key)?
                 .ok_or(format!("custom options lack `{key}`"))?
                 .as_f64()
-                .map(|v| v as f32)
-                .filter(|v| v.is_finite())
-                .ok_or(format!("custom option `{key}` is not a number"))
+                .ok_or(format!("custom option `{key}` is not a number"))?
+                as f32;
+            if range.contains(&v) {
+                Ok(v)
+            } else {
+                Err(format!(
+                    "custom option `{key}` = {v} is not in {}..={}",
+                    range.start(),
+                    range.end()
+                ))
+            }
         };
         let detections_per_class = match get("detections_per_class")? {
             None => DEFAULT_DETECTIONS_PER_CLASS,
-            Some(_) => int("detections_per_class")?,
+            Some(_) => int("detections_per_class", MAX_OP_DETECTIONS)?,
         };
         let use_regular_nms = match get("use_regular_nms")? {
             None => false,
@@ -92,18 +113,21 @@ impl PostProcessOptions {
                 .as_bool()
                 .ok_or("custom option `use_regular_nms` is not a bool")?,
         };
+        let num_classes = int("num_classes", MAX_OP_CLASSES)?;
+        // A scale of 0 divides by zero in the op; the smallest positive f32 is as bad.
+        let scale = |key: &str| float(key, 1e-3..=MAX_OP_SCALE);
         Ok(PostProcessOptions {
-            max_detections: int("max_detections")?,
-            max_classes_per_detection: int("max_classes_per_detection")?,
+            max_detections: int("max_detections", MAX_OP_DETECTIONS)?,
+            max_classes_per_detection: int("max_classes_per_detection", num_classes)?,
             detections_per_class,
             use_regular_nms,
-            score_threshold: float("nms_score_threshold")?,
-            iou_threshold: float("nms_iou_threshold")?,
-            num_classes: int("num_classes")?,
-            y_scale: float("y_scale")?,
-            x_scale: float("x_scale")?,
-            h_scale: float("h_scale")?,
-            w_scale: float("w_scale")?,
+            score_threshold: float("nms_score_threshold", 0.0..=1.0)?,
+            iou_threshold: float("nms_iou_threshold", 1e-3..=1.0)?,
+            num_classes,
+            y_scale: scale("y_scale")?,
+            x_scale: scale("x_scale")?,
+            h_scale: scale("h_scale")?,
+            w_scale: scale("w_scale")?,
         })
     }
 
@@ -237,6 +261,74 @@ fn concat_inputs(
     }
 }
 
+/// Checks every `TFLite_Detection_PostProcess` op of `model` before TensorFlow Lite or LiteRT
+/// may run it: its options in range ([`PostProcessOptions::parse`]) and its inputs of the
+/// shapes its C++ code assumes without checking: box encodings `[1, N, >=4]`, class scores
+/// `[1, N, C]` with `num_classes <= C <= num_classes + 1`, constant anchors `[N, 4]`.
+/// The FlatBuffer verifier looks inside none of this. Returns the first op's options.
+pub fn check_ops(model: &Model) -> Result<Option<PostProcessOptions>, String> {
+    let Some(graph) = model.subgraphs.first() else {
+        return Ok(None);
+    };
+    let mut first = None;
+    for (i, op) in graph.operators.iter().enumerate() {
+        let is_op = opcode(model, i).is_some_and(|(code, name)| {
+            code == BuiltinOperator::BuiltinOperator_CUSTOM && name == POSTPROCESS_OP
+        });
+        if !is_op {
+            continue;
+        }
+        let checked =
+            check_op(model, op).map_err(|e| format!("{POSTPROCESS_OP} (operator {i}): {e}"))?;
+        first.get_or_insert(checked);
+    }
+    Ok(first)
+}
+
+fn check_op(model: &Model, op: &tflite::model::OperatorT) -> Result<PostProcessOptions, String> {
+    let graph = &model.subgraphs[0];
+    let (&[boxes, scores, anchors], 4) = (op.inputs.as_slice(), op.outputs.len()) else {
+        return Err("the op does not have 3 inputs and 4 outputs".into());
+    };
+    let options = PostProcessOptions::parse(op.custom_options.as_slice())?;
+    let shape = |index: i32, what: &str| -> Result<Vec<i32>, String> {
+        let t = tensor(graph, index).map_err(|e| format!("{what}: {e}"))?;
+        let ok_type = matches!(
+            t.typ,
+            TensorType::TensorType_UINT8 | TensorType::TensorType_FLOAT32
+        );
+        if !ok_type {
+            return Err(format!("{what} are {:?}, not uint8 or float32", t.typ));
+        }
+        Ok(t.shape.as_slice().to_vec())
+    };
+    let (bs, ss, a) = (
+        shape(boxes, "box encodings")?,
+        shape(scores, "class scores")?,
+        shape(anchors, "anchors")?,
+    );
+    let n = match (bs.as_slice(), ss.as_slice(), a.as_slice()) {
+        (&[1, n, coords], &[1, m, _], &[k, 4]) if n > 0 && n == m && n == k && coords >= 4 => n,
+        _ => {
+            return Err(format!(
+                "inputs of shapes {bs:?}, {ss:?} and {a:?}, not [1, N, 4+], [1, N, C] and [N, 4]"
+            ))
+        }
+    };
+    let columns = ss[2].max(0) as usize;
+    if !(options.num_classes..=options.num_classes + 1).contains(&columns) {
+        return Err(format!(
+            "custom option `num_classes` = {} does not fit the {columns} score columns",
+            options.num_classes
+        ));
+    }
+    let read = read_anchors(model, anchors)?;
+    if read.len() != n as usize {
+        return Err(format!("{} anchors for {n} boxes", read.len()));
+    }
+    Ok(options)
+}
+
 /// Looks for the TensorFlow Object Detection API's SSD tail. `Ok(None)`: the model has no
 /// post-process op. `Err`: it has one, but not in a shape this head can replace (the reason
 /// says why; the caller keeps the op).
@@ -266,19 +358,6 @@ pub fn recognise(model: &Model) -> Result<Option<SsdGraph>, String> {
             "fast NMS with {} classes per box is not supported",
             options.max_classes_per_detection
         ));
-    }
-    let coding = options.coding();
-    if ![
-        coding.x_scale,
-        coding.y_scale,
-        coding.w_scale,
-        coding.h_scale,
-    ]
-    .iter()
-    .all(|s| *s > 0.0)
-        || !(0.0..=1.0).contains(&options.iou_threshold)
-    {
-        return Err("the op's scales or IoU threshold are out of range".into());
     }
 
     let mut removed = vec![pp];

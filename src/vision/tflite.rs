@@ -8,15 +8,13 @@
 //! bytes without copying: the crate's `tensor_data*` build a `TensorInfo` (a `String` and a
 //! `Vec`) on every call, which the frame loop cannot afford.
 
-use std::path::Path;
-
 use tflite::model::stl::vector::VectorSlice;
 use tflite::model::{BuiltinOperator, Model, TensorType};
 use tflite::ops::builtin::BuiltinOpResolver;
 use tflite::{FlatBufferModel, Interpreter, InterpreterBuilder};
 
 use super::detection::{Detection, Detections};
-use super::detector::{Detector, DetectorError};
+use super::detector::{warm_up, Detector, DetectorError};
 use super::preprocess::{InputKind, InputSpec, InputTensor};
 use super::ssd::{generate_anchors, RawSsdDecoder};
 use super::ssd_head::{self, QuantizedSsdHead, SsdGraph};
@@ -283,6 +281,8 @@ impl PreparedModel {
         let mut parsed = Model::from_buffer(&bytes)
             .ok_or("corrupt or truncated model: flatbuffer verification failed")
             .map_err(|e| bad(e.into()))?;
+        // Nothing TensorFlow Lite or LiteRT would trust unchecked goes further.
+        ssd_head::check_ops(&parsed).map_err(bad)?;
         let mut info = inspect(&parsed).map_err(bad)?;
         info.yolox = match cfg.family {
             ModelFamily::Yolox => true,
@@ -402,7 +402,7 @@ impl TfliteDetector {
             Some(ssd) => rust_head(&interpreter, ssd, cfg).map_err(bad)?,
             None => build_head(&interpreter, info, cfg, &input_spec).map_err(bad)?,
         };
-        let labels = load_labels(&cfg.labels, num_classes)?;
+        let labels = load_labels(cfg, num_classes)?;
         let mut detector = TfliteDetector {
             interpreter,
             input_index,
@@ -417,6 +417,7 @@ impl TfliteDetector {
                 return Err(bad("the float input tensor is not 4-byte aligned".into()));
             }
         }
+        warm_up(&mut detector, path)?;
         // Model parsing allocated and freed several megabytes; hand them back to the OS so
         // the steady-state RSS is what the frame loop actually uses.
         #[cfg(target_env = "gnu")]
@@ -471,7 +472,11 @@ fn output_f32(interpreter: &impl Tensors, index: i32) -> Result<&[f32], Detector
     let bytes = interpreter.tensor_buffer(index).unwrap_or_default();
     // Misalignment cannot happen with TFLite's 16-byte arena; if it ever did, the frame is
     // reported as undecodable rather than read wrongly.
-    bytemuck::try_cast_slice(bytes).map_err(|_| DetectorError::Decode(String::new()))
+    bytemuck::try_cast_slice(bytes).map_err(|_| {
+        DetectorError::Decode(format!(
+            "output tensor {index} is not a whole number of aligned float32 values"
+        ))
+    })
 }
 
 impl Detector for TfliteDetector {
@@ -865,8 +870,12 @@ pub(crate) fn build_head(
     ))
 }
 
-/// Reads one label a line; the count must equal the model's number of classes.
-pub(crate) fn load_labels(path: &Path, num_classes: usize) -> Result<Vec<String>, DetectorError> {
+/// Reads `cfg.labels`, one label a line; the count must equal the model's number of classes.
+pub(crate) fn load_labels(
+    cfg: &ModelConfig,
+    num_classes: usize,
+) -> Result<Vec<String>, DetectorError> {
+    let path = cfg.labels.as_path();
     let text = std::fs::read_to_string(path).map_err(|source| DetectorError::Io {
         path: path.into(),
         source,
@@ -880,8 +889,9 @@ pub(crate) fn load_labels(path: &Path, num_classes: usize) -> Result<Vec<String>
         return Err(DetectorError::BadLabels {
             path: path.into(),
             message: format!(
-                "{} labels, but the model has {num_classes} classes",
-                labels.len()
+                "{} labels, but the model {} has {num_classes} classes",
+                labels.len(),
+                cfg.file.display()
             ),
         });
     }

@@ -127,3 +127,51 @@ pub fn detect(
 
 pub mod mjpeg_server;
 pub mod v4l2;
+
+/// `model` (a `.tflite` file's bytes) with the custom options of its
+/// `TFLite_Detection_PostProcess` op replaced by `options`; `None` if it has no such op.
+pub fn with_postprocess_options(model: &[u8], options: &[u8]) -> Option<Vec<u8>> {
+    use tflite::model::stl::vector::VectorInsert;
+    let mut m = tflite::model::Model::from_buffer(model)?;
+    let code = m.operator_codes.iter().position(|c| {
+        c.custom_code.c_str().to_bytes() == edgewatch::vision::ssd_head::POSTPROCESS_OP.as_bytes()
+    })?;
+    let op = m.subgraphs[0]
+        .operators
+        .iter_mut()
+        .find(|op| op.opcode_index as usize == code)?;
+    op.custom_options.assign(options.iter().copied());
+    Some(m.to_buffer())
+}
+
+/// The custom options of `model`'s `TFLite_Detection_PostProcess` op.
+pub fn postprocess_options(model: &[u8]) -> Option<Vec<u8>> {
+    use tflite::model::stl::vector::VectorSlice;
+    let m = tflite::model::Model::from_buffer(model)?;
+    let code = m.operator_codes.iter().position(|c| {
+        c.custom_code.c_str().to_bytes() == edgewatch::vision::ssd_head::POSTPROCESS_OP.as_bytes()
+    })?;
+    let op = m.subgraphs[0]
+        .operators
+        .iter()
+        .find(|op| op.opcode_index as usize == code)?;
+    Some(op.custom_options.as_slice().to_vec())
+}
+
+/// The regression inputs of the fuzz harness in `tests/data/fuzz/<kind>/`, sorted, with
+/// their file names.
+pub fn fuzz_corpus(kind: &str) -> Vec<(String, Vec<u8>)> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data/fuzz")
+        .join(kind);
+    let mut files: Vec<(String, Vec<u8>)> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| {
+            let path = e.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            (name, std::fs::read(&path).unwrap())
+        })
+        .collect();
+    files.sort();
+    files
+}

@@ -36,7 +36,7 @@ use tflite::context::{ElementKind, TensorInfo};
 
 use self::api::{Api, Handle, RankedTensorType, OK};
 use super::detection::Detections;
-use super::detector::{Detector, DetectorError};
+use super::detector::{warm_up, Detector, DetectorError};
 use super::preprocess::{InputSpec, InputTensor};
 use super::tflite::{build_head, input_spec, load_labels, rust_head};
 use super::tflite::{Head, PreparedModel, Tensors};
@@ -207,18 +207,14 @@ impl LiteRtDetector {
             message,
         };
         let (compiled, logged) = api::capture_stderr(|| compile(api, &model, threads));
-        let mut c = compiled.map_err(|e| bad(with_log(e, &logged)))?;
+        let c = compiled.map_err(|e| bad(with_log(e, &logged)))?;
         let input_spec = input_spec(&c.tensors, &model.info, cfg).map_err(bad)?;
         let (head, num_classes) = match model.ssd.as_ref() {
             Some(ssd) => rust_head(&c.tensors, ssd, cfg).map_err(bad)?,
             None => build_head(&c.tensors, &model.info, cfg, &input_spec).map_err(bad)?,
         };
-        let labels = load_labels(&cfg.labels, num_classes)?;
-        // One run on the zeroed input: what LiteRT only finds out when it first runs (tensor
-        // allocation, a kernel's preparation) is then a load error, not a failed frame.
-        let (status, logged) = api::capture_stderr(|| c.run());
-        check(status, "LiteRT cannot run the model", &logged).map_err(bad)?;
-        let detector = LiteRtDetector {
+        let labels = load_labels(cfg, num_classes)?;
+        let mut detector = LiteRtDetector {
             c,
             input_spec,
             head,
@@ -226,6 +222,17 @@ impl LiteRtDetector {
             score_threshold: cfg.score_threshold,
             max_detections: cfg.max_detections,
         };
+        // One run and decode on the zeroed input: what LiteRT only finds out when it first
+        // runs (tensor allocation, a kernel's preparation) is then a load error, with what
+        // LiteRT logged, not a failed frame.
+        let (warmed, logged) = api::capture_stderr(|| warm_up(&mut detector, path));
+        warmed.map_err(|e| match e {
+            DetectorError::BadModel { path, message } => DetectorError::BadModel {
+                path,
+                message: with_log(message, &logged),
+            },
+            other => other,
+        })?;
         #[cfg(target_env = "gnu")]
         // SAFETY: malloc_trim only releases free heap pages; it has no preconditions.
         unsafe {
