@@ -202,6 +202,9 @@ impl Default for HealthConfig {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TestingConfig {
+    /// After this many frames through the detector, every invoke fails (a model that stops
+    /// running).
+    pub fail_invoke_after_frames: Option<u64>,
     /// After this many frames, the next inference stalls for `stall_ms`.
     pub stall_after_frames: Option<u64>,
     /// How long the injected stall lasts.
@@ -522,6 +525,11 @@ pub struct ModelConfig {
     /// elsewhere), `litert` or `tflite`.
     #[serde(default)]
     pub runtime: RuntimeChoice,
+    /// Frames in a row whose invoke or decode may fail before the detector counts as failed
+    /// (1 to 10000): the signals then run degraded, `/health` says why and the watchdog
+    /// restarts the process.
+    #[serde(default = "default_max_failures")]
+    pub max_failures: u32,
 }
 
 /// The inference runtime (`model.runtime`).
@@ -584,6 +592,10 @@ fn default_score() -> f32 {
     0.5
 }
 fn default_max_detections() -> usize {
+    10
+}
+
+fn default_max_failures() -> u32 {
     10
 }
 
@@ -1138,6 +1150,7 @@ impl CameraConfig {
 impl ModelConfig {
     fn validate(&self) -> Result<(), ConfigError> {
         check_range("model.threads", self.threads, 1, 16)?;
+        check_range("model.max_failures", self.max_failures, 1, 10_000)?;
         check_range("model.score_threshold", self.score_threshold, 0.0, 1.0)?;
         check_range(
             "model.max_detections",

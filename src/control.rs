@@ -29,6 +29,9 @@ pub struct SceneFeed {
     /// Per line: crossings in, then out, per class.
     lines: Box<[[[AtomicU64; MAX_CLASSES]; 2]]>,
     cameras: Box<[CameraFeed]>,
+    /// The model failed `model.max_failures` frames in a row (see
+    /// [`crate::health::stats::DetectorHealth`]): detection is lost whatever the cameras do.
+    detector_failed: AtomicBool,
 }
 
 /// What one camera last published.
@@ -115,7 +118,18 @@ impl SceneFeed {
                     ..CameraFeed::default()
                 })
                 .collect(),
+            detector_failed: AtomicBool::new(false),
         }
+    }
+
+    /// Marks the detector failed (or running again).
+    pub fn set_detector_failed(&self, failed: bool) {
+        self.detector_failed.store(failed, Relaxed);
+    }
+
+    /// True while the detector is marked failed.
+    pub fn detector_failed(&self) -> bool {
+        self.detector_failed.load(Relaxed)
     }
 
     /// Publishes cumulative counts of the lines `lines` (indexes into the site's lines).
@@ -525,7 +539,8 @@ impl<C: Clock, O: OutputPin, I: InputPin> ControlLoop<C, O, I> {
         // start for the first one (the model is loaded by then; the first frame is due).
         let last_frame = last_frame.unwrap_or(self.started);
         let fresh = now.saturating_sub(last_frame) <= self.settings.stale_after;
-        let camera_ok = fresh && self.feed.video() == VideoState::Ok;
+        let camera_ok =
+            fresh && self.feed.video() == VideoState::Ok && !self.feed.detector_failed();
         self.beats.control(now);
         let report = self.system.tick(&self.occupancy, camera_ok);
         if let Some(fault) = &report.new_fault {

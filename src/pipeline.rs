@@ -17,6 +17,7 @@ use crate::config::{CameraConfig, Config, ConfigError, SourceKind, MAX_CLASSES};
 use crate::control::SceneFeed;
 use crate::geometry::Roi;
 use crate::health::restart::RestartHistory;
+use crate::health::stats::DetectorStep;
 use crate::health::stats::{PipelineStats, Stage};
 use crate::health::video::VideoCheck;
 use crate::health::watchdog::Heartbeats;
@@ -43,6 +44,9 @@ pub enum PipelineError {
     /// The frame cannot be mapped onto the model input.
     #[error("preprocessing: {0}")]
     Preprocess(#[from] PreprocessError),
+    /// A recording ended and not one of its frames could be processed.
+    #[error("the recording ended with all {0} of its frames skipped (the warnings say why)")]
+    AllSkipped(u64),
 }
 
 /// What one call to [`Pipeline::step`] did.
@@ -127,6 +131,8 @@ pub struct Pipeline {
     feed: Option<Arc<SceneFeed>>,
     beats: Arc<Heartbeats>,
     faults: FaultInjection,
+    /// `model.max_failures`.
+    max_failures: u32,
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -267,6 +273,7 @@ impl Pipeline {
             feed: None,
             beats: Arc::new(Heartbeats::default()),
             faults: FaultInjection::new(&config.testing),
+            max_failures: config.model.max_failures,
         })
     }
 
@@ -435,30 +442,39 @@ impl Pipeline {
             .preprocessor
             .run(frame.data, self.detector.input_tensor());
         let t2 = self.clock.now();
-        let invoked = pre
-            .map_err(PipelineError::from)
-            .and_then(|()| Ok(self.detector.invoke()?));
+        let invoked = match pre {
+            Err(e) => Err((None, PipelineError::from(e))),
+            Ok(()) if self.faults.fail_invoke() => {
+                Err((Some(DetectorStep::Invoke), DetectorError::Invoke.into()))
+            }
+            Ok(()) => self
+                .detector
+                .invoke()
+                .map_err(|e| (Some(DetectorStep::Invoke), e.into())),
+        };
         let t3 = self.clock.now();
         // A pool's detections are of an earlier frame, maybe of another camera.
         let tag = self.lag.push(tag);
-        let decoded = invoked.and_then(|()| Ok(self.detector.decode(&mut self.detections)?));
+        let decoded = invoked.and_then(|()| {
+            self.detector
+                .decode(&mut self.detections)
+                .map_err(|e| (Some(DetectorStep::Decode), e.into()))
+        });
         self.beats.inference_done();
         if let Some(feed) = &self.feed {
             feed.publish_video(i, video, lane.video.incidents());
         }
-        if let Err(e) = decoded {
-            let errors = self.stats.errors.fetch_add(1, Relaxed) + 1;
-            // Logged at 1, 2, 4, 8, ... so a persistent fault cannot flood the log.
-            if errors.is_power_of_two() {
-                log::warn!(
-                    "camera {} frame {} skipped ({errors} so far): {e}",
-                    self.lanes[i].name,
-                    tag.seq
-                );
-            }
-            self.publish_capture();
+        if let Err((step, e)) = decoded {
+            self.skipped(i, tag.seq, step, &e);
             return Ok(Step::Skipped);
         }
+        if self.stats.detector.failure().is_some() {
+            log::info!("detector: frames run and decode again");
+            if let Some(feed) = &self.feed {
+                feed.set_detector_failed(false);
+            }
+        }
+        self.stats.detector.succeeded();
         let lane = &mut self.lanes[tag.lane];
         keep_counted(&self.counted, &mut self.detections);
         to_frame(lane.roi, &mut self.detections);
@@ -484,6 +500,38 @@ impl Pipeline {
         Ok(Step::Processed)
     }
 
+    /// Counts a frame of camera `lane` that could not be processed, logged at the 1st, 2nd,
+    /// 4th, 8th, ... error so a persistent fault cannot flood the log. A failed invoke or
+    /// decode (`step`) also counts towards `model.max_failures` in a row, which marks the
+    /// detector failed: the signals degrade and the watchdog restarts.
+    fn skipped(&mut self, lane: usize, seq: u64, step: Option<DetectorStep>, e: &PipelineError) {
+        let errors = self.stats.errors.fetch_add(1, Relaxed) + 1;
+        if errors.is_power_of_two() {
+            log::warn!(
+                "camera {} frame {seq} skipped ({errors} so far): {e}",
+                self.lanes[lane].name
+            );
+        }
+        if let Some(step) = step {
+            let detector = &self.stats.detector;
+            if detector.failed_at(step, u64::from(self.max_failures)) {
+                log::error!(
+                    "detector failed: {} frames in a row could not {} (last: {e}); \
+                     signals degrade, the watchdog restarts",
+                    detector.consecutive(),
+                    match step {
+                        DetectorStep::Invoke => "run",
+                        DetectorStep::Decode => "decode",
+                    }
+                );
+                if let Some(feed) = &self.feed {
+                    feed.set_detector_failed(true);
+                }
+            }
+        }
+        self.publish_capture();
+    }
+
     /// Copies every source's counters to the stats and the feed.
     fn publish_capture(&self) {
         let mut dropped = 0;
@@ -505,14 +553,18 @@ impl Pipeline {
         frames: u64,
         mut each: impl FnMut(u64),
     ) -> Result<u64, PipelineError> {
-        let mut done = 0;
+        let (mut done, mut skipped) = (0, 0);
         while done < frames {
             match self.step()? {
                 Step::Processed => {
                     done += 1;
                     each(done);
                 }
-                Step::Skipped | Step::Waiting => {}
+                Step::Skipped => skipped += 1,
+                Step::Waiting => {}
+                Step::End if done == 0 && skipped > 0 => {
+                    return Err(PipelineError::AllSkipped(skipped))
+                }
                 Step::End => break,
             }
         }
@@ -529,12 +581,17 @@ impl Pipeline {
         mut report: impl FnMut(&Pipeline, Duration, bool),
     ) -> Result<(), PipelineError> {
         let mut next_report = self.clock.now() + interval;
-        let mut processed = 0u64;
+        let (mut processed, mut skipped) = (0u64, 0u64);
         while !stop.load(Relaxed) && max_frames.is_none_or(|m| processed < m) {
             match self.step()? {
+                Step::End if processed == 0 && skipped > 0 => {
+                    report(self, self.clock.now(), true);
+                    return Err(PipelineError::AllSkipped(skipped));
+                }
                 Step::End => break,
                 Step::Processed => processed += 1,
-                Step::Skipped | Step::Waiting => {}
+                Step::Skipped => skipped += 1,
+                Step::Waiting => {}
             }
             let now = self.clock.now();
             if now >= next_report {
@@ -563,6 +620,9 @@ fn open_source(
 /// watchdog act. Inert unless configured.
 #[derive(Debug)]
 struct FaultInjection {
+    fail_invoke_after: Option<u64>,
+    /// Frames through the detector so far (for `fail_invoke_after`).
+    invokes: u64,
     stall_after: Option<u64>,
     stall: Duration,
     balloon_after: Option<u64>,
@@ -578,11 +638,19 @@ impl FaultInjection {
             _ => 0,
         };
         FaultInjection {
+            fail_invoke_after: cfg.fail_invoke_after_frames.filter(|_| active),
+            invokes: 0,
             stall_after: cfg.stall_after_frames.filter(|_| active),
             stall: Duration::from_millis(cfg.stall_ms),
             balloon_after: cfg.balloon_after_frames.filter(|_| active),
             balloon: Vec::with_capacity(balloon_mib),
         }
+    }
+
+    /// Whether this invoke is to fail (every one after `fail_invoke_after` frames).
+    fn fail_invoke(&mut self) -> bool {
+        self.invokes += 1;
+        self.fail_invoke_after.is_some_and(|n| self.invokes > n)
     }
 
     fn before_inference(&mut self, frames: u64) {

@@ -92,3 +92,41 @@ fn stale_camera_degrades_and_shutdown_leaves_all_red() {
     assert_eq!(state_of("traffic"), GroupState::Red);
     assert_eq!(state_of("walkers"), GroupState::DontWalk);
 }
+
+#[test]
+fn failed_detector_degrades_while_frames_are_fresh() {
+    let config = demo();
+    let tick = Duration::from_millis(config.control.tick_ms);
+    let clock = Arc::new(SteppedClock::default());
+    let feed = Arc::new(SceneFeed::new(config.zones.len(), config.lines.len()));
+    let control = control::start(&config, feed.clone(), clock.clone(), Default::default())
+        .unwrap()
+        .expect("the demo has signals");
+    let status = control.status().clone();
+    let occupancy = vec![[0u32; MAX_CLASSES]; config.zones.len()];
+    let run = |ticks: u32| {
+        for _ in 0..ticks {
+            feed.publish(&occupancy, clock.now());
+            clock.advance(tick);
+        }
+    };
+    run(10);
+    assert!(!status.degraded(), "frames are fresh and the model runs");
+    // Frames keep arriving, but the model fails every one of them: detection is lost, and
+    // no camera state says so.
+    feed.set_detector_failed(true);
+    run(3);
+    assert!(status.degraded(), "a failed detector degrades at once");
+    feed.set_detector_failed(false);
+    let recover = config.signals.as_ref().unwrap().camera_recover_s;
+    run((recover * 1000.0) as u32 / tick.as_millis() as u32 + 3);
+    assert!(
+        !status.degraded(),
+        "good frames again: back after camera_recover_s"
+    );
+    let stopper = std::thread::spawn(move || control.shut_down());
+    while !stopper.is_finished() {
+        clock.advance(tick);
+    }
+    stopper.join().unwrap();
+}

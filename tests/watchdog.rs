@@ -146,6 +146,43 @@ fn memory_balloon_forces_all_red_and_restarts() {
 }
 
 #[test]
+fn failing_detector_forces_all_red_and_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("pins.log");
+    // From frame 20 every invoke fails; 4 in a row mark the detector failed.
+    let extra = "[watchdog]\nperiod_ms = 50\n[testing]\nfail_invoke_after_frames = 20\n";
+    let config = site(dir.path(), &log, extra);
+    let text = std::fs::read_to_string(&config).unwrap();
+    let text = text.replace(
+        "score_threshold = 0.2",
+        "score_threshold = 0.2\nmax_failures = 4",
+    );
+    std::fs::write(&config, text).unwrap();
+    let out = edgewatch(&config, 30).output().unwrap();
+    let err = stderr(&out);
+    assert!(
+        out.status.success(),
+        "the restarted process finishes its frames: {err}"
+    );
+    assert!(
+        err.contains("detector failed: 4 frames in a row could not run"),
+        "{err}"
+    );
+    assert!(
+        err.contains("watchdog: detector failed: 4 frames in a row failed to invoke"),
+        "{err}"
+    );
+    let runs = levels_per_process(&log);
+    assert_eq!(runs.len(), 2, "one restart: {runs:?}");
+    assert_all_red(&runs[0], "when the watchdog fired");
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.lines().last().unwrap().contains("final frames 30"),
+        "{text}"
+    );
+}
+
+#[test]
 fn restart_storm_stops_at_the_budget() {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("pins.log");

@@ -1,7 +1,7 @@
 //! Lock-free counters and fixed-bucket latency histograms, readable from any thread while the
 //! pipeline writes them. Nothing here allocates after construction.
 
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
 /// Exact buckets for 0..8 ns, then 8 buckets per power of two: a reported percentile is at
@@ -164,6 +164,83 @@ pub struct PipelineStats {
     watchdog: Histogram,
     /// Frames per second over the last summary window, as f64 bits.
     recent_fps: AtomicU64,
+    /// Whether the model still runs.
+    pub detector: DetectorHealth,
+}
+
+/// Which step of running the model failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DetectorStep {
+    /// The runtime's invoke.
+    Invoke,
+    /// Decoding the outputs into detections.
+    Decode,
+}
+
+impl DetectorStep {
+    /// Lower-case name for logs and `/health`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DetectorStep::Invoke => "invoke",
+            DetectorStep::Decode => "decode",
+        }
+    }
+}
+
+/// Consecutive failed invokes or decodes, and whether they reached `model.max_failures`:
+/// a detector that fails every frame is a failure of the unit (the signals degrade, the
+/// watchdog restarts), not a stream of skipped frames.
+#[derive(Debug, Default)]
+pub struct DetectorHealth {
+    consecutive: AtomicU64,
+    failed: AtomicBool,
+    decode: AtomicBool,
+}
+
+/// A failed detector: how many frames in a row, and the step that failed last.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DetectorFailure {
+    /// Consecutive frames the model could not run or decode.
+    pub consecutive: u64,
+    /// The step that failed last.
+    pub step: DetectorStep,
+}
+
+impl DetectorHealth {
+    /// A frame ran and decoded: the count starts again.
+    pub fn succeeded(&self) {
+        self.consecutive.store(0, Relaxed);
+        self.failed.store(false, Relaxed);
+    }
+
+    /// A frame failed at `step`; returns true when this failure makes `limit` in a row (the
+    /// moment the detector is marked failed).
+    pub fn failed_at(&self, step: DetectorStep, limit: u64) -> bool {
+        self.decode.store(step == DetectorStep::Decode, Relaxed);
+        let n = self.consecutive.fetch_add(1, Relaxed) + 1;
+        if n >= limit.max(1) {
+            !self.failed.swap(true, Relaxed)
+        } else {
+            false
+        }
+    }
+
+    /// Consecutive failures so far, failed or not yet.
+    pub fn consecutive(&self) -> u64 {
+        self.consecutive.load(Relaxed)
+    }
+
+    /// `Some` while the detector is marked failed.
+    pub fn failure(&self) -> Option<DetectorFailure> {
+        self.failed.load(Relaxed).then(|| DetectorFailure {
+            consecutive: self.consecutive(),
+            step: if self.decode.load(Relaxed) {
+                DetectorStep::Decode
+            } else {
+                DetectorStep::Invoke
+            },
+        })
+    }
 }
 
 impl PipelineStats {
@@ -212,6 +289,28 @@ impl PipelineStats {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn detector_fails_after_the_limit_in_a_row_and_recovers_on_success() {
+        let d = DetectorHealth::default();
+        assert!(!d.failed_at(DetectorStep::Invoke, 3));
+        assert!(!d.failed_at(DetectorStep::Invoke, 3));
+        d.succeeded();
+        assert!(!d.failed_at(DetectorStep::Invoke, 3));
+        assert!(!d.failed_at(DetectorStep::Decode, 3));
+        assert_eq!(d.failure(), None);
+        assert!(d.failed_at(DetectorStep::Decode, 3), "third in a row");
+        assert!(!d.failed_at(DetectorStep::Decode, 3), "reported once");
+        assert_eq!(
+            d.failure(),
+            Some(DetectorFailure {
+                consecutive: 4,
+                step: DetectorStep::Decode
+            })
+        );
+        d.succeeded();
+        assert_eq!((d.failure(), d.consecutive()), (None, 0));
+    }
 
     #[test]
     fn buckets_are_contiguous_and_bound_their_values() {

@@ -9,7 +9,7 @@ use std::time::Duration;
 use super::memory::{peak_rss_bytes, rss_bytes};
 use super::restart::RestartHistory;
 use super::server::HealthSource;
-use super::stats::{PipelineStats, Stage};
+use super::stats::{DetectorHealth, PipelineStats, Stage};
 use crate::clock::Clock;
 use crate::control::{CameraFeed, SceneFeed, SignalStatus};
 use crate::json;
@@ -113,11 +113,27 @@ impl HealthState {
         }
         let camera_ok = matches!(self.camera().0, "ok" | "waiting");
         let degraded = self.signals.as_ref().is_some_and(|s| s.degraded());
-        if !camera_ok || degraded {
+        if !camera_ok || degraded || self.stats.detector.failure().is_some() {
             Status::Degraded
         } else {
             Status::Ok
         }
+    }
+}
+
+/// `{"state":"ok"|"failed","consecutive_failures":..,"failed_step":..}`: whether the model
+/// still runs, and if not, which step failed.
+fn detector_json(w: &mut dyn Write, d: &DetectorHealth) -> io::Result<()> {
+    let failure = d.failure();
+    write!(
+        w,
+        "{{\"state\":\"{}\",\"consecutive_failures\":{},\"failed_step\":",
+        if failure.is_some() { "failed" } else { "ok" },
+        d.consecutive()
+    )?;
+    match failure {
+        Some(f) => write!(w, "\"{}\"}}", f.step.as_str()),
+        None => w.write_all(b"null}"),
     }
 }
 
@@ -178,6 +194,8 @@ impl HealthSource for HealthState {
             s.dropped.load(Relaxed),
             s.errors.load(Relaxed)
         )?;
+        w.write_all(b",\"detector\":")?;
+        detector_json(w, &s.detector)?;
         let classes = &self.classes;
         w.write_all(b",\"latency_ms\":")?;
         json::latency(w, &STAGES, |stage| s.total(stage))?;
@@ -278,6 +296,18 @@ impl HealthSource for HealthState {
             "video_incidents_total",
             "Frozen or dark video episodes.",
             self.feed.video_incidents(),
+        )?;
+        gauge(
+            w,
+            "detector_failed",
+            "1 while the model has failed model.max_failures frames in a row.",
+            f64::from(u8::from(s.detector.failure().is_some())),
+        )?;
+        gauge(
+            w,
+            "detector_consecutive_failures",
+            "Frames in a row whose invoke or decode failed.",
+            s.detector.consecutive() as f64,
         )?;
         gauge(
             w,
@@ -494,6 +524,36 @@ mod tests {
         // The camera goes stale without frames.
         clock.advance(Duration::from_secs(4));
         assert_eq!(s.status(), Status::Degraded);
+    }
+
+    #[test]
+    fn a_failed_detector_degrades_and_says_which_step() {
+        use crate::health::stats::DetectorStep;
+        let (s, _) = state();
+        let health = |s: &HealthState| {
+            let mut out = Vec::new();
+            s.write_health(&mut out).unwrap();
+            String::from_utf8(out).unwrap()
+        };
+        let ok = "\"detector\":{\"state\":\"ok\",\"consecutive_failures\":0,\"failed_step\":null}";
+        assert!(health(&s).contains(ok), "{}", health(&s));
+        for _ in 0..3 {
+            s.stats.detector.failed_at(DetectorStep::Decode, 3);
+        }
+        assert_eq!(s.status(), Status::Degraded);
+        let text = health(&s);
+        assert!(
+            text.contains("\"detector\":{\"state\":\"failed\",\"consecutive_failures\":3,\"failed_step\":\"decode\"}"),
+            "{text}"
+        );
+        let mut out = Vec::new();
+        s.write_metrics(&mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.contains("edgewatch_detector_failed 1\n"), "{text}");
+        assert!(
+            text.contains("edgewatch_detector_consecutive_failures 3\n"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use super::memory::rss_bytes;
 use super::notify::Notifier;
-use super::stats::PipelineStats;
+use super::stats::{DetectorStep, PipelineStats};
 use crate::clock::Clock;
 use crate::config::WatchdogConfig;
 use crate::signal::SafeState;
@@ -77,6 +77,13 @@ pub enum Breach {
         /// How long it has been running.
         for_ms: u64,
     },
+    /// The model failed `model.max_failures` frames in a row.
+    DetectorFailed {
+        /// Frames in a row that failed.
+        frames: u64,
+        /// The step that failed last.
+        step: DetectorStep,
+    },
     /// No frame for longer than the camera limit.
     NoFrames {
         /// Time since the last frame (or since start).
@@ -110,6 +117,13 @@ impl fmt::Display for Breach {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {
             Breach::InferenceStuck { for_ms } => write!(f, "inference stuck for {for_ms} ms"),
+            Breach::DetectorFailed { frames, step } => {
+                write!(
+                    f,
+                    "detector failed: {frames} frames in a row failed to {}",
+                    step.as_str()
+                )
+            }
             Breach::NoFrames { for_ms } => write!(f, "no camera frame for {for_ms} ms"),
             Breach::ControlStuck { for_ms } => write!(f, "signal control stuck for {for_ms} ms"),
             Breach::Latency { p99_ms } => write!(f, "frame latency p99 {p99_ms} ms over budget"),
@@ -178,6 +192,12 @@ impl Watchdog {
                     for_ms: Self::ms(now.saturating_sub(since)),
                 });
             }
+        }
+        if let Some(failure) = self.stats.detector.failure() {
+            return Err(Breach::DetectorFailed {
+                frames: failure.consecutive,
+                step: failure.step,
+            });
         }
         let last_frame = self.beats.frame.get().unwrap_or(self.started);
         if now.saturating_sub(last_frame) > limit(self.cfg.camera_limit_ms) {
@@ -383,6 +403,26 @@ mod tests {
             w.check(ms(18_200), None),
             Err(Breach::ControlStuck { for_ms: 1100 })
         );
+    }
+
+    #[test]
+    fn a_failed_detector_is_a_breach_while_frames_still_flow() {
+        let (mut w, beats, stats) = dog(false);
+        beats.frame(ms(100));
+        stats.detector.failed_at(DetectorStep::Invoke, 2);
+        assert_eq!(w.check(ms(100), None), Ok(()), "one failure is not yet");
+        stats.detector.failed_at(DetectorStep::Invoke, 2);
+        let breach = w.check(ms(100), None).unwrap_err();
+        assert_eq!(
+            breach,
+            Breach::DetectorFailed {
+                frames: 2,
+                step: DetectorStep::Invoke
+            }
+        );
+        assert!(breach
+            .to_string()
+            .contains("2 frames in a row failed to invoke"));
     }
 
     #[test]
