@@ -529,6 +529,30 @@ fn read_into(stream: &mut TcpStream, parts: &mut Multipart) -> Result<bool, Faul
     }
 }
 
+/// Feeds `response` (what a camera sends after the request) to the stream parser in reads of
+/// at most `read` bytes, as the socket loop does, taking every complete part; returns how
+/// many parts came, or the error that drops the connection. For the fuzz harness and tests:
+/// the same parser, without a socket.
+pub fn parse_response(response: &[u8], read: usize, max_part: usize) -> Result<u64, String> {
+    let mut parts = Multipart::new(max_part);
+    let (mut at, mut taken) = (0, 0);
+    while at < response.len() {
+        let buf = parts.spare();
+        if buf.is_empty() {
+            return Err(Fault::Invalid("receive buffer full").to_string());
+        }
+        let n = buf.len().min(read.max(1)).min(response.len() - at);
+        buf[..n].copy_from_slice(&response[at..at + n]);
+        at += n;
+        let filled = parts.filled(n);
+        if parts.take_newest().is_some() {
+            taken += 1;
+        }
+        filled.map_err(|e| e.to_string())?;
+    }
+    Ok(taken)
+}
+
 /// Whether a counter going from `old` to `new` reached a power of two.
 fn crossed_power_of_two(old: u64, new: u64) -> bool {
     new > old && (old == 0 || new.ilog2() > old.ilog2())
