@@ -131,10 +131,7 @@ mod tests {
         };
         let path = Path::new("/models/broken.tflite");
         for (invoke_fails, want) in [(true, "cannot run one frame"), (false, "output 3 is empty")] {
-            let mut d = Failing {
-                spec,
-                invoke_fails,
-            };
+            let mut d = Failing { spec, invoke_fails };
             let err = warm_up(&mut d, path).unwrap_err().to_string();
             assert!(err.starts_with("/models/broken.tflite: "), "{err}");
             assert!(err.contains(want), "{err}");
