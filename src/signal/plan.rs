@@ -31,8 +31,12 @@ const GRAVITY: f32 = 9.81;
 const VEHICLE_LENGTH_M: f32 = 6.0;
 /// Pedestrian walking speed for the clearance time.
 const WALKING_SPEED: f32 = 1.07;
-/// No amber is ever shorter than this, whatever the formula says.
+/// No amber is ever shorter than this, whatever the formula says (ITE guidance: 3-6 s).
 const MIN_AMBER_S: f32 = 3.0;
+/// No amber is longer: drivers treat a longer one as part of the green.
+const MAX_AMBER_S: f32 = 6.0;
+/// The shortest all-red after any phase, with or without a crossing width to compute it from.
+const MIN_ALL_RED_S: f32 = 1.0;
 /// The shortest minimum green.
 const MIN_GREEN_S: f32 = 4.0;
 /// Slack for seconds typed with one decimal compared against a computed minimum.
@@ -51,6 +55,10 @@ pub struct SignalConfig {
     /// How long frames must be good again before leaving the degraded fixed-time fallback.
     #[serde(default = "default_recover_s")]
     pub camera_recover_s: f32,
+    /// The shortest walk any phase may show (MUTCD 4E.06: 7 s; down to 4 s where few people
+    /// cross and none wait long).
+    #[serde(default = "default_min_walk_s")]
+    pub min_walk_s: f32,
     /// Signal groups: vehicle heads, pedestrian heads, bus B signals and beacons.
     pub groups: Vec<GroupConfig>,
     /// Pairs of group names that must never show green (amber, walk, clearance, B) together.
@@ -71,6 +79,9 @@ fn default_startup_s() -> f32 {
 }
 fn default_recover_s() -> f32 {
     5.0
+}
+fn default_min_walk_s() -> f32 {
+    7.0
 }
 fn default_passage_s() -> f32 {
     3.0
@@ -600,6 +611,7 @@ impl<'a> Compiler<'a> {
     fn compile(mut self) -> Result<SignalPlan, ConfigError> {
         let cfg = self.cfg;
         check_secs("signals.camera_recover_s", cfg.camera_recover_s, 0.0, 600.0)?;
+        check_secs("signals.min_walk_s", cfg.min_walk_s, 4.0, 60.0)?;
         check_secs(
             "signals.startup_all_red_s",
             cfg.startup_all_red_s,
@@ -889,11 +901,25 @@ impl<'a> Compiler<'a> {
                 ),
             ));
         }
+        if amber > MAX_AMBER_S + EPS {
+            return Err(invalid(
+                format!("{key}.amber_s"),
+                format!(
+                    "{amber} s is over {MAX_AMBER_S} s (ITE: 3-6 s); drivers take a longer \
+                     amber as part of the green"
+                ),
+            ));
+        }
         Ok(amber)
     }
 
     fn all_red(&self, key: &str, p: &PhaseConfig) -> Result<(), ConfigError> {
-        check_secs(&format!("{key}.all_red_s"), p.all_red_s, 0.0, 10.0)?;
+        check_secs(
+            &format!("{key}.all_red_s"),
+            p.all_red_s,
+            MIN_ALL_RED_S,
+            10.0,
+        )?;
         let Some(width) = p.crossing_width_m else {
             return Ok(());
         };
@@ -951,7 +977,8 @@ impl<'a> Compiler<'a> {
                 "required for a phase with pedestrian heads",
             ));
         };
-        check_secs(&format!("{key}.walk_s"), walk, 4.0, 60.0)?;
+        let min_walk = self.cfg.min_walk_s;
+        check_secs(&format!("{key}.walk_s"), walk, min_walk, 60.0)?;
         check_secs(&format!("{key}.crossing_length_m"), length, 1.0, 100.0)?;
         let needed = ped_clearance_s(length);
         let clearance = p.ped_clearance_s.unwrap_or(ceil_tenth(needed));
@@ -1329,7 +1356,7 @@ pub(crate) mod tests {
         amber_s = 3.0
         all_red_s = 2.0
         approach_speed_kmh = 30.0
-        walk_s = 6.0
+        walk_s = 7.0
         crossing_length_m = 12.0
         demand = [{ zone = "minor-approach", classes = ["car"] }]
         ped_demand = [{ zone = "crossing", classes = ["person"] }, { input = "button" }]
@@ -1392,6 +1419,52 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn unsafe_clearances_and_short_walks_are_refused() {
+        // An all-red of 0 with no crossing width to compute one from.
+        let err = error_of(
+            &EXAMPLE
+                .replace("        crossing_width_m = 15.0\n", "")
+                .replace(
+                    "all_red_s = 2.0\n        approach_speed_kmh = 50.0",
+                    "all_red_s = 0.0\n        approach_speed_kmh = 50.0",
+                ),
+        );
+        assert!(
+            err.starts_with("signals.phases[0].all_red_s: 0 is out of range 1..=10"),
+            "{err}"
+        );
+        // An amber past the 3-6 s guidance.
+        let err = error_of(&EXAMPLE.replace("amber_s = 4.0", "amber_s = 7.0"));
+        assert!(
+            err.starts_with("signals.phases[0].amber_s: 7 s is over 6 s"),
+            "{err}"
+        );
+        // A walk under the MUTCD 7 s, unless the site lowers the minimum on purpose.
+        let short = EXAMPLE.replace("walk_s = 7.0", "walk_s = 5.0");
+        let err = error_of(&short);
+        assert!(
+            err.starts_with("signals.phases[1].walk_s: 5 is out of range 7..=60"),
+            "{err}"
+        );
+        let quiet = short.replace(
+            "startup_all_red_s = 4.0",
+            "startup_all_red_s = 4.0\nmin_walk_s = 4.0",
+        );
+        assert!(
+            SignalPlan::new(&parse(&quiet), ZONES, CLASSES).is_ok(),
+            "min_walk_s = 4 allows it"
+        );
+        let err = error_of(&short.replace(
+            "startup_all_red_s = 4.0",
+            "startup_all_red_s = 4.0\nmin_walk_s = 3.0",
+        ));
+        assert!(
+            err.starts_with("signals.min_walk_s: 3 is out of range 4..=60"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn each_rule_names_its_key() {
         let cases = [
             (
@@ -1414,7 +1487,7 @@ pub(crate) mod tests {
                 "crossing_length_m = 12.0\nped_clearance_s = 9.0",
                 "signals.phases[1].ped_clearance_s",
             ),
-            ("walk_s = 6.0\n", "", "signals.phases[1].walk_s"),
+            ("walk_s = 7.0\n", "", "signals.phases[1].walk_s"),
             (
                 "max_green_s = 30.0",
                 "max_green_s = 15.0",

@@ -48,6 +48,8 @@ pub const BUTTON: u32 = 20;
 /// protected turn. Timings the tests rely on are repeated in `Timing` below.
 pub const SITE: &str = r#"
 startup_all_red_s = 5.0
+# A quiet crossing: MUTCD allows a walk down to 4 s where few people wait.
+min_walk_s = 4.0
 camera_recover_s = 10.0
 conflicts = [
     ["main", "minor"], ["main", "ped"], ["main", "bus-b"], ["main", "turn"],
