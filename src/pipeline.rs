@@ -27,6 +27,7 @@ use crate::vision::detector::{Detector, DetectorError};
 use crate::vision::pool::{load_detector, FrameLag};
 use crate::vision::preprocess::{InputSpec, PreprocessError, Preprocessor};
 use crate::vision::tflite::class_ids;
+use crate::vision::tiles::{self, Tile, TileMerge};
 
 /// Why the pipeline could not start or stopped.
 #[derive(Debug, thiserror::Error)]
@@ -74,6 +75,91 @@ fn to_frame(roi: Roi, detections: &mut Detections) {
     }
 }
 
+/// One tile of a tiled camera: its own preprocessor into the shared input tensor, and where
+/// it lies in the frame.
+struct TilePass {
+    preprocessor: Preprocessor,
+    tile: Tile,
+}
+
+/// A tiled camera's tiles (`cameras[].tiles`) and the merge of their detections.
+struct Tiling {
+    passes: Vec<TilePass>,
+    merge: TileMerge,
+}
+
+impl Tiling {
+    /// The tiles of `cam` over `roi`, each snapped to the camera's pixels; `None` for an
+    /// untiled camera (or a grid of one tile), which keeps the single-invoke path.
+    fn new(
+        cam: &CameraConfig,
+        format: crate::capture::FrameFormat,
+        roi: Roi,
+        detector: &dyn Detector,
+    ) -> Result<Option<Tiling>, PipelineError> {
+        let Some(grid) = cam.tiles.filter(|t| t.count() > 1) else {
+            return Ok(None);
+        };
+        if detector.latency() > 0 {
+            return Err(ConfigError::invalid(
+                format!("cameras.{}.tiles", cam.name),
+                "tiling needs a detector without a pool (model.interpreters = 1)",
+            )
+            .into());
+        }
+        let passes = tiles::grid(roi, &grid)
+            .into_iter()
+            .map(|tile| {
+                let preprocessor = Preprocessor::new(format, tile.rect, detector.input_spec())?;
+                let tile = Tile {
+                    rect: preprocessor.roi(),
+                    region: preprocessor.tensor_region(),
+                    ..tile
+                };
+                Ok(TilePass { preprocessor, tile })
+            })
+            .collect::<Result<Vec<_>, PipelineError>>()?;
+        Ok(Some(Tiling {
+            merge: TileMerge::new(passes.len()),
+            passes,
+        }))
+    }
+}
+
+/// Time spent preprocessing and invoking.
+#[derive(Debug, Clone, Copy, Default)]
+struct DetectTime {
+    preprocess: Duration,
+    invoke: Duration,
+}
+
+/// Runs every tile of `frame` through `detector` and merges their counted detections, in
+/// frame coordinates, into `out`.
+fn detect_tiles(
+    tiling: &mut Tiling,
+    frame: &[u8],
+    detector: &mut dyn Detector,
+    counted: &[bool],
+    clock: &dyn Clock,
+    out: &mut Detections,
+    time: &mut DetectTime,
+) -> Result<(), PipelineError> {
+    tiling.merge.clear();
+    for (i, pass) in tiling.passes.iter_mut().enumerate() {
+        let t0 = clock.now();
+        pass.preprocessor.run(frame, detector.input_tensor())?;
+        let t1 = clock.now();
+        detector.invoke()?;
+        time.preprocess += t1 - t0;
+        time.invoke += clock.now() - t1;
+        detector.decode(out)?;
+        keep_counted(counted, out);
+        tiling.merge.add(i, &pass.tile, out);
+    }
+    tiling.merge.finish(out);
+    Ok(())
+}
+
 /// One camera's lane: its source, its preprocessing, its scene and its video check.
 struct Lane {
     name: String,
@@ -82,6 +168,8 @@ struct Lane {
     /// The frame region the tensor stands for: the region of interest snapped to this
     /// camera's pixels (so boxes map back exactly), extended over any letterbox padding.
     roi: Roi,
+    /// With `cameras[].tiles`: one invoke per tile instead of one for `preprocessor`.
+    tiling: Option<Tiling>,
     scene: Scene,
     /// Site indexes of this camera's zones and lines, in its scene's order.
     zones: Vec<usize>,
@@ -220,6 +308,7 @@ impl Pipeline {
         for (i, (cam, source)) in config.cameras.iter().zip(sources).enumerate() {
             let format = source.format();
             let preprocessor = Preprocessor::new(format, roi, detector.input_spec())?;
+            let tiling = Tiling::new(cam, format, roi, detector.as_ref())?;
             let zones: Vec<usize> = (0..config.zones.len())
                 .filter(|&z| zone_lane[z] == i)
                 .collect();
@@ -238,6 +327,7 @@ impl Pipeline {
                 name: cam.name.clone(),
                 roi: preprocessor.tensor_region(),
                 preprocessor,
+                tiling,
                 scene: Scene::new(&config.tracker, &zone_cfgs, &line_cfgs, &ids),
                 zones,
                 lines,
@@ -431,17 +521,35 @@ impl Pipeline {
         self.faults
             .before_inference(self.stats.frames.load(Relaxed));
 
-        let pre = lane
-            .preprocessor
-            .run(frame.data, self.detector.input_tensor());
-        let t2 = self.clock.now();
-        let invoked = pre
-            .map_err(PipelineError::from)
-            .and_then(|()| Ok(self.detector.invoke()?));
-        let t3 = self.clock.now();
-        // A pool's detections are of an earlier frame, maybe of another camera.
-        let tag = self.lag.push(tag);
-        let decoded = invoked.and_then(|()| Ok(self.detector.decode(&mut self.detections)?));
+        let mut time = DetectTime::default();
+        let (tag, decoded) = if let Some(tiling) = &mut lane.tiling {
+            let decoded = detect_tiles(
+                tiling,
+                frame.data,
+                self.detector.as_mut(),
+                &self.counted,
+                self.clock.as_ref(),
+                &mut self.detections,
+                &mut time,
+            );
+            // Never a pool (refused at build), so the detections are of this frame.
+            (self.lag.push(tag), decoded)
+        } else {
+            let pre = lane
+                .preprocessor
+                .run(frame.data, self.detector.input_tensor());
+            let t2 = self.clock.now();
+            let invoked = pre
+                .map_err(PipelineError::from)
+                .and_then(|()| Ok(self.detector.invoke()?));
+            let t3 = self.clock.now();
+            time.preprocess = t2 - t1;
+            time.invoke = t3 - t2;
+            // A pool's detections are of an earlier frame, maybe of another camera.
+            let tag = self.lag.push(tag);
+            let decoded = invoked.and_then(|()| Ok(self.detector.decode(&mut self.detections)?));
+            (tag, decoded)
+        };
         self.beats.inference_done();
         if let Some(feed) = &self.feed {
             feed.publish_video(i, video, lane.video.incidents());
@@ -460,8 +568,11 @@ impl Pipeline {
             return Ok(Step::Skipped);
         }
         let lane = &mut self.lanes[tag.lane];
-        keep_counted(&self.counted, &mut self.detections);
-        to_frame(lane.roi, &mut self.detections);
+        // Tiled detections are counted ones in frame coordinates already.
+        if lane.tiling.is_none() {
+            keep_counted(&self.counted, &mut self.detections);
+            to_frame(lane.roi, &mut self.detections);
+        }
         let t4 = self.clock.now();
         lane.scene.update(&self.detections, tag.timestamp);
         lane.frames += 1;
@@ -471,9 +582,10 @@ impl Pipeline {
             feed.publish_lines(&lane.lines, lane.scene.line_counts());
         }
 
-        self.stats.record(Stage::Preprocess, t2 - t1);
-        self.stats.record(Stage::Invoke, t3 - t2);
-        self.stats.record(Stage::Decode, t4 - t3);
+        self.stats.record(Stage::Preprocess, time.preprocess);
+        self.stats.record(Stage::Invoke, time.invoke);
+        let decode = (t4 - t1).saturating_sub(time.preprocess + time.invoke);
+        self.stats.record(Stage::Decode, decode);
         self.stats.record(Stage::Scene, t5 - t4);
         self.stats.record(Stage::Frame, t5 - t1);
         self.stats.frames.fetch_add(1, Relaxed);
