@@ -579,6 +579,7 @@ impl Pipeline {
         let t5 = self.clock.now();
         if let Some(feed) = &self.feed {
             feed.publish_zones(tag.lane, &lane.zones, lane.scene.zone_occupancy(), t5);
+            feed.publish_dwell(&lane.zones, lane.scene.zone_presence());
             feed.publish_lines(&lane.lines, lane.scene.line_counts());
         }
 
