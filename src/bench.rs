@@ -1,6 +1,7 @@
 //! `edgewatch bench`: per-stage timings. Preprocessing is timed on synthetic 640x480 frames
 //! in every camera pixel format; the scene on 10 synthetic moving objects; then the whole
-//! pipeline runs on the configured source. For an SSD with the post-process tail, it then
+//! pipeline runs on the configured source, then again with and without tiles (the frame
+//! time ratio is what `cameras[].tiles` costs). For an SSD with the post-process tail, it then
 //! times the Rust detector head, compares inference modes (fps, latency, mallocs per frame)
 //! and counts people in the crowd clip with the TFLite op and with the Rust head.
 //!
@@ -15,7 +16,7 @@ use std::time::{Duration, Instant};
 use crate::capture::jpeg::{self, JpegDecoder};
 use crate::capture::{FrameFormat, PixelFormat};
 use crate::clock::MonotonicClock;
-use crate::config::{Config, HeadChoice, ModelConfig, RuntimeChoice};
+use crate::config::{Config, HeadChoice, ModelConfig, RuntimeChoice, TilesConfig};
 use crate::geometry::{BBox, Roi};
 use crate::health::stats::{Histogram, Stage};
 use crate::pipeline::{Pipeline, PipelineError};
@@ -209,9 +210,53 @@ pub fn run(config: &Config, frames: u64) -> Result<(), PipelineError> {
         );
     }
     drop(pipeline);
+    bench_tiles(&config, frames)?;
     if let Err(e) = bench_ssd_head(&config, frames) {
         println!("bench: detector head and inference modes skipped: {e}");
     }
+    Ok(())
+}
+
+/// What tiling costs: the first camera with its tiles (2x2 if it has none) against the same
+/// camera untiled, one after the other in this run, on one interpreter (a pool cannot tile).
+fn bench_tiles(config: &Config, frames: u64) -> Result<(), PipelineError> {
+    let grid = config.cameras[0]
+        .tiles
+        .filter(|t| t.count() > 1)
+        .unwrap_or(TilesConfig {
+            cols: 2,
+            rows: 2,
+            overlap: 0.2,
+        });
+    let measure = |tiles: Option<TilesConfig>| -> Result<(Duration, f64), PipelineError> {
+        let mut c = config.clone();
+        c.cameras[0].tiles = tiles;
+        c.model.interpreters = 1;
+        let mut p = Pipeline::build(&c, Arc::new(MonotonicClock::new()))?;
+        for _ in 0..3 {
+            p.step()?;
+        }
+        let stats = p.stats().clone();
+        let before = stats.detections.load(Relaxed);
+        stats.reset_window();
+        let done = p.run_frames(frames, |_| {})?;
+        let per_frame = (stats.detections.load(Relaxed) - before) as f64 / done.max(1) as f64;
+        Ok((stats.window(Stage::Frame).mean(), per_frame))
+    };
+    let (whole, whole_detections) = measure(None)?;
+    let (tiled, tiled_detections) = measure(Some(grid))?;
+    println!(
+        "bench: tiles {}x{} (overlap {}, {} invokes): frame {:.1} ms, {tiled_detections:.1} \
+         detections/frame; untiled: frame {:.1} ms, {whole_detections:.1} detections/frame; \
+         tiled/untiled frame time {:.2}x",
+        grid.cols,
+        grid.rows,
+        grid.overlap,
+        grid.count(),
+        tiled.as_secs_f64() * 1e3,
+        whole.as_secs_f64() * 1e3,
+        tiled.as_secs_f64() / whole.as_secs_f64().max(1e-9)
+    );
     Ok(())
 }
 

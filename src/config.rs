@@ -376,6 +376,38 @@ pub struct CameraConfig {
     /// frames before moving on (1..=16).
     #[serde(default = "one")]
     pub weight: u32,
+    /// Split the region of interest into overlapping tiles, each run through the detector on
+    /// its own, so small and far objects cover more of the model input (one invoke per tile).
+    /// Absent: the whole region in one invoke.
+    #[serde(default)]
+    pub tiles: Option<TilesConfig>,
+}
+
+/// A grid of overlapping tiles over the region of interest (`cameras[].tiles`). Detections
+/// of every tile are mapped back into the frame and merged (see [`crate::vision::tiles`]).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TilesConfig {
+    /// Tiles across (1..=4).
+    pub cols: u32,
+    /// Tiles down (1..=4).
+    pub rows: u32,
+    /// How much of a tile's width (height) it shares with its neighbour (0..=0.5), so an
+    /// object on a tile border is seen whole in at least one tile if it is no larger than
+    /// that.
+    #[serde(default = "default_tile_overlap")]
+    pub overlap: f32,
+}
+
+impl TilesConfig {
+    /// Tiles in the grid: invokes per frame.
+    pub fn count(&self) -> usize {
+        (self.cols * self.rows) as usize
+    }
+}
+
+fn default_tile_overlap() -> f32 {
+    0.2
 }
 
 /// Pixel formats a camera can be asked for.
@@ -879,6 +911,18 @@ impl Config {
             cam.validate(&format!("cameras[{i}]"))?;
         }
         self.model.validate()?;
+        for (i, cam) in self.cameras.iter().enumerate() {
+            let tiled = cam.tiles.is_some_and(|t| t.count() > 1);
+            if tiled && self.model.interpreters > 1 {
+                // A pool's decode trails its invoke by a frame or more, so the tiles of one
+                // frame would come back interleaved with the next frame's.
+                return Err(invalid(
+                    format!("cameras[{i}].tiles"),
+                    "tiling needs model.interpreters = 1 (a pool of interpreters returns \
+                     detections frames late); use model.threads to speed up each invoke",
+                ));
+            }
+        }
         self.tracker.validate()?;
         if self.zones.len() > MAX_ZONES {
             return Err(invalid("zones", format!("at most {MAX_ZONES} zones")));
@@ -1143,6 +1187,11 @@ impl CameraConfig {
             65_536,
         )?;
         check_range(format!("{key}.weight"), self.weight, 1, 16)?;
+        if let Some(t) = &self.tiles {
+            check_range(format!("{key}.tiles.cols"), t.cols, 1, 4)?;
+            check_range(format!("{key}.tiles.rows"), t.rows, 1, 4)?;
+            check_range(format!("{key}.tiles.overlap"), t.overlap, 0.0, 0.5)?;
+        }
         Ok(())
     }
 }
@@ -1481,6 +1530,44 @@ mod tests {
             assert!(err.contains(key), "{extra}: {err}");
         }
     }
+    #[test]
+    fn camera_tiles_are_optional_and_checked() {
+        assert_eq!(load_str(MINIMAL).unwrap().cameras[0].tiles, None);
+        let with = |tiles: &str, model: &str| {
+            load_str(
+                &MINIMAL
+                    .replace("height = 256", &format!("height = 256\ntiles = {tiles}"))
+                    .replace(
+                        "labels = \"l.txt\"",
+                        &format!("labels = \"l.txt\"\n{model}"),
+                    ),
+            )
+        };
+        let c = with("{ cols = 2, rows = 1 }", "").unwrap();
+        let t = c.cameras[0].tiles.unwrap();
+        assert_eq!((t.cols, t.rows, t.overlap, t.count()), (2, 1, 0.2, 2));
+        for (tiles, model, key) in [
+            ("{ cols = 0, rows = 1 }", "", "cameras[0].tiles.cols"),
+            ("{ cols = 2, rows = 5 }", "", "cameras[0].tiles.rows"),
+            (
+                "{ cols = 2, rows = 2, overlap = 0.6 }",
+                "",
+                "cameras[0].tiles.overlap",
+            ),
+            ("{ cols = 2, rows = 1, size = 3 }", "", "cameras[0].tiles"),
+            (
+                "{ cols = 2, rows = 1 }",
+                "interpreters = 2",
+                "cameras[0].tiles",
+            ),
+        ] {
+            let err = with(tiles, model).unwrap_err().to_string();
+            assert!(err.contains(key), "{tiles} {model}: {err}");
+        }
+        // One tile is the untiled pipeline, which a pool can run.
+        assert!(with("{ cols = 1, rows = 1 }", "interpreters = 2").is_ok());
+    }
+
     #[test]
     fn runtime_key_chooses_the_inference_runtime() {
         let c = load_str(MINIMAL).unwrap();

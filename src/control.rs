@@ -17,21 +17,36 @@ use crate::clock::Clock;
 use crate::config::{Config, OutputBackend, MAX_CLASSES};
 use crate::health::video::VideoState;
 use crate::health::watchdog::Heartbeats;
-use crate::scene::LineCount;
+use crate::scene::{Dwell, LineCount, ZonePresence};
 use crate::signal::{GroupState, SafeState, SignalError, SignalSystem, SimPins, TickReport};
 
-/// Zone occupancy, line counts, and per camera the time of the latest processed frame, the
-/// video state and the capture counters, published by the pipeline for the control loop and
-/// the health endpoint.
+/// Zone occupancy and dwell, line counts, and per camera the time of the latest processed
+/// frame, the video state and the capture counters, published by the pipeline for the
+/// control loop and the health endpoint.
 #[derive(Debug)]
 pub struct SceneFeed {
     occupancy: Box<[[AtomicU32; MAX_CLASSES]]>,
+    /// Per zone: its [`Dwell`], durations in nanoseconds.
+    dwell: Box<[ZoneDwellFeed]>,
     /// Per line: crossings in, then out, per class.
     lines: Box<[[[AtomicU64; MAX_CLASSES]; 2]]>,
     cameras: Box<[CameraFeed]>,
     /// The model failed `model.max_failures` frames in a row (see
     /// [`crate::health::stats::DetectorHealth`]): detection is lost whatever the cameras do.
     detector_failed: AtomicBool,
+}
+
+/// One zone's dwell figures as last published.
+#[derive(Debug, Default)]
+struct ZoneDwellFeed {
+    visits: AtomicU64,
+    total_ns: AtomicU64,
+    longest_ns: AtomicU64,
+    current_longest_ns: AtomicU64,
+}
+
+fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
 /// What one camera last published.
@@ -110,6 +125,7 @@ impl SceneFeed {
             .collect();
         SceneFeed {
             occupancy,
+            dwell: (0..zones).map(|_| ZoneDwellFeed::default()).collect(),
             lines,
             cameras: (0..cameras.max(1))
                 .map(|_| CameraFeed {
@@ -145,6 +161,33 @@ impl SceneFeed {
                 a.store(n, Relaxed);
             }
         }
+    }
+
+    /// Publishes the dwell figures of the zones `zones` (indexes into the site's zones) from
+    /// their presence.
+    pub fn publish_dwell(&self, zones: &[usize], presence: &[ZonePresence]) {
+        for (&zone, p) in zones.iter().zip(presence) {
+            let Some(shared) = self.dwell.get(zone) else {
+                continue;
+            };
+            let d = p.dwell();
+            shared.visits.store(d.visits, Relaxed);
+            shared.total_ns.store(nanos(d.total), Relaxed);
+            shared.longest_ns.store(nanos(d.longest), Relaxed);
+            shared
+                .current_longest_ns
+                .store(nanos(d.current_longest), Relaxed);
+        }
+    }
+
+    /// Zone `zone`'s dwell figures as last published (all zero for an unknown zone).
+    pub fn dwell(&self, zone: usize) -> Dwell {
+        self.dwell.get(zone).map_or(Dwell::default(), |d| Dwell {
+            visits: d.visits.load(Relaxed),
+            total: Duration::from_nanos(d.total_ns.load(Relaxed)),
+            longest: Duration::from_nanos(d.longest_ns.load(Relaxed)),
+            current_longest: Duration::from_nanos(d.current_longest_ns.load(Relaxed)),
+        })
     }
 
     /// Publishes `camera`'s video state and its frozen or dark episodes so far.
@@ -600,5 +643,39 @@ mod tests {
         feed.publish(&occ, Duration::from_millis(1500));
         assert_eq!(feed.read(&mut out), Some(Duration::from_millis(1500)));
         assert_eq!(out, occ);
+    }
+
+    #[test]
+    fn feed_carries_each_zones_dwell() {
+        use crate::config::{Anchor, ZoneConfig};
+        let feed = SceneFeed::new(3, 0);
+        let zone = ZoneConfig {
+            name: "z".into(),
+            camera: None,
+            points: vec![[0.0, 0.0], [1.0, 0.0], [1.0, 1.0]],
+            anchor: Anchor::BottomCenter,
+            enter_frames: 1,
+            exit_ms: 0,
+            ignore_stationary: false,
+        };
+        let mut p = ZonePresence::new(&zone);
+        p.record_visit(Duration::from_millis(2500));
+        p.record_visit(Duration::from_millis(500));
+        p.set_current_longest(Duration::from_secs(90));
+        // This camera's one zone is the site's zone 2.
+        feed.publish_dwell(&[2], std::slice::from_ref(&p));
+        assert_eq!(feed.dwell(0), Dwell::default());
+        let d = feed.dwell(2);
+        assert_eq!(d, p.dwell());
+        assert_eq!(
+            (d.visits, d.mean(), d.longest, d.current_longest),
+            (
+                2,
+                Duration::from_millis(1500),
+                Duration::from_millis(2500),
+                Duration::from_secs(90)
+            )
+        );
+        assert_eq!(feed.dwell(7), Dwell::default());
     }
 }

@@ -28,6 +28,7 @@ use crate::vision::detector::{Detector, DetectorError};
 use crate::vision::pool::{load_detector, FrameLag};
 use crate::vision::preprocess::{InputSpec, PreprocessError, Preprocessor};
 use crate::vision::tflite::class_ids;
+use crate::vision::tiles::{self, Tile, TileMerge};
 
 /// Why the pipeline could not start or stopped.
 #[derive(Debug, thiserror::Error)]
@@ -78,6 +79,91 @@ fn to_frame(roi: Roi, detections: &mut Detections) {
     }
 }
 
+/// One tile of a tiled camera: its own preprocessor into the shared input tensor, and where
+/// it lies in the frame.
+struct TilePass {
+    preprocessor: Preprocessor,
+    tile: Tile,
+}
+
+/// A tiled camera's tiles (`cameras[].tiles`) and the merge of their detections.
+struct Tiling {
+    passes: Vec<TilePass>,
+    merge: TileMerge,
+}
+
+impl Tiling {
+    /// The tiles of `cam` over `roi`, each snapped to the camera's pixels; `None` for an
+    /// untiled camera (or a grid of one tile), which keeps the single-invoke path.
+    fn new(
+        cam: &CameraConfig,
+        format: crate::capture::FrameFormat,
+        roi: Roi,
+        detector: &dyn Detector,
+    ) -> Result<Option<Tiling>, PipelineError> {
+        let Some(grid) = cam.tiles.filter(|t| t.count() > 1) else {
+            return Ok(None);
+        };
+        if detector.latency() > 0 {
+            return Err(ConfigError::invalid(
+                format!("cameras.{}.tiles", cam.name),
+                "tiling needs a detector without a pool (model.interpreters = 1)",
+            )
+            .into());
+        }
+        let passes = tiles::grid(roi, &grid)
+            .into_iter()
+            .map(|tile| {
+                let preprocessor = Preprocessor::new(format, tile.rect, detector.input_spec())?;
+                let tile = Tile {
+                    rect: preprocessor.roi(),
+                    region: preprocessor.tensor_region(),
+                    ..tile
+                };
+                Ok(TilePass { preprocessor, tile })
+            })
+            .collect::<Result<Vec<_>, PipelineError>>()?;
+        Ok(Some(Tiling {
+            merge: TileMerge::new(passes.len()),
+            passes,
+        }))
+    }
+}
+
+/// Time spent preprocessing and invoking.
+#[derive(Debug, Clone, Copy, Default)]
+struct DetectTime {
+    preprocess: Duration,
+    invoke: Duration,
+}
+
+/// Runs every tile of `frame` through `detector` and merges their counted detections, in
+/// frame coordinates, into `out`.
+fn detect_tiles(
+    tiling: &mut Tiling,
+    frame: &[u8],
+    detector: &mut dyn Detector,
+    counted: &[bool],
+    clock: &dyn Clock,
+    out: &mut Detections,
+    time: &mut DetectTime,
+) -> Result<(), PipelineError> {
+    tiling.merge.clear();
+    for (i, pass) in tiling.passes.iter_mut().enumerate() {
+        let t0 = clock.now();
+        pass.preprocessor.run(frame, detector.input_tensor())?;
+        let t1 = clock.now();
+        detector.invoke()?;
+        time.preprocess += t1 - t0;
+        time.invoke += clock.now() - t1;
+        detector.decode(out)?;
+        keep_counted(counted, out);
+        tiling.merge.add(i, &pass.tile, out);
+    }
+    tiling.merge.finish(out);
+    Ok(())
+}
+
 /// One camera's lane: its source, its preprocessing, its scene and its video check.
 struct Lane {
     name: String,
@@ -86,6 +172,8 @@ struct Lane {
     /// The frame region the tensor stands for: the region of interest snapped to this
     /// camera's pixels (so boxes map back exactly), extended over any letterbox padding.
     roi: Roi,
+    /// With `cameras[].tiles`: one invoke per tile instead of one for `preprocessor`.
+    tiling: Option<Tiling>,
     scene: Scene,
     /// Site indexes of this camera's zones and lines, in its scene's order.
     zones: Vec<usize>,
@@ -226,6 +314,7 @@ impl Pipeline {
         for (i, (cam, source)) in config.cameras.iter().zip(sources).enumerate() {
             let format = source.format();
             let preprocessor = Preprocessor::new(format, roi, detector.input_spec())?;
+            let tiling = Tiling::new(cam, format, roi, detector.as_ref())?;
             let zones: Vec<usize> = (0..config.zones.len())
                 .filter(|&z| zone_lane[z] == i)
                 .collect();
@@ -244,6 +333,7 @@ impl Pipeline {
                 name: cam.name.clone(),
                 roi: preprocessor.tensor_region(),
                 preprocessor,
+                tiling,
                 scene: Scene::new(&config.tracker, &zone_cfgs, &line_cfgs, &ids),
                 zones,
                 lines,
@@ -438,34 +528,43 @@ impl Pipeline {
         self.faults
             .before_inference(self.stats.frames.load(Relaxed));
 
-        let pre = lane
-            .preprocessor
-            .run(frame.data, self.detector.input_tensor());
-        let t2 = self.clock.now();
-        let invoked = match pre {
-            Err(e) => Err((None, PipelineError::from(e))),
-            Ok(()) if self.faults.fail_invoke() => {
-                Err((Some(DetectorStep::Invoke), DetectorError::Invoke.into()))
-            }
-            Ok(()) => self
-                .detector
-                .invoke()
-                .map_err(|e| (Some(DetectorStep::Invoke), e.into())),
+        let mut time = DetectTime::default();
+        let (tag, decoded) = if self.faults.fail_invoke() {
+            (self.lag.push(tag), Err(DetectorError::Invoke.into()))
+        } else if let Some(tiling) = &mut lane.tiling {
+            let decoded = detect_tiles(
+                tiling,
+                frame.data,
+                self.detector.as_mut(),
+                &self.counted,
+                self.clock.as_ref(),
+                &mut self.detections,
+                &mut time,
+            );
+            // Never a pool (refused at build), so the detections are of this frame.
+            (self.lag.push(tag), decoded)
+        } else {
+            let pre = lane
+                .preprocessor
+                .run(frame.data, self.detector.input_tensor());
+            let t2 = self.clock.now();
+            let invoked = pre
+                .map_err(PipelineError::from)
+                .and_then(|()| Ok(self.detector.invoke()?));
+            let t3 = self.clock.now();
+            time.preprocess = t2 - t1;
+            time.invoke = t3 - t2;
+            // A pool's detections are of an earlier frame, maybe of another camera.
+            let tag = self.lag.push(tag);
+            let decoded = invoked.and_then(|()| Ok(self.detector.decode(&mut self.detections)?));
+            (tag, decoded)
         };
-        let t3 = self.clock.now();
-        // A pool's detections are of an earlier frame, maybe of another camera.
-        let tag = self.lag.push(tag);
-        let decoded = invoked.and_then(|()| {
-            self.detector
-                .decode(&mut self.detections)
-                .map_err(|e| (Some(DetectorStep::Decode), e.into()))
-        });
         self.beats.inference_done();
         if let Some(feed) = &self.feed {
             feed.publish_video(i, video, lane.video.incidents());
         }
-        if let Err((step, e)) = decoded {
-            self.skipped(i, tag.seq, step, &e);
+        if let Err(e) = decoded {
+            self.skipped(i, tag.seq, &e);
             return Ok(Step::Skipped);
         }
         if self.stats.detector.failure().is_some() {
@@ -476,20 +575,25 @@ impl Pipeline {
         }
         self.stats.detector.succeeded();
         let lane = &mut self.lanes[tag.lane];
-        keep_counted(&self.counted, &mut self.detections);
-        to_frame(lane.roi, &mut self.detections);
+        // Tiled detections are counted ones in frame coordinates already.
+        if lane.tiling.is_none() {
+            keep_counted(&self.counted, &mut self.detections);
+            to_frame(lane.roi, &mut self.detections);
+        }
         let t4 = self.clock.now();
         lane.scene.update(&self.detections, tag.timestamp);
         lane.frames += 1;
         let t5 = self.clock.now();
         if let Some(feed) = &self.feed {
             feed.publish_zones(tag.lane, &lane.zones, lane.scene.zone_occupancy(), t5);
+            feed.publish_dwell(&lane.zones, lane.scene.zone_presence());
             feed.publish_lines(&lane.lines, lane.scene.line_counts());
         }
 
-        self.stats.record(Stage::Preprocess, t2 - t1);
-        self.stats.record(Stage::Invoke, t3 - t2);
-        self.stats.record(Stage::Decode, t4 - t3);
+        self.stats.record(Stage::Preprocess, time.preprocess);
+        self.stats.record(Stage::Invoke, time.invoke);
+        let decode = (t4 - t1).saturating_sub(time.preprocess + time.invoke);
+        self.stats.record(Stage::Decode, decode);
         self.stats.record(Stage::Scene, t5 - t4);
         self.stats.record(Stage::Frame, t5 - t1);
         self.stats.frames.fetch_add(1, Relaxed);
@@ -502,9 +606,14 @@ impl Pipeline {
 
     /// Counts a frame of camera `lane` that could not be processed, logged at the 1st, 2nd,
     /// 4th, 8th, ... error so a persistent fault cannot flood the log. A failed invoke or
-    /// decode (`step`) also counts towards `model.max_failures` in a row, which marks the
-    /// detector failed: the signals degrade and the watchdog restarts.
-    fn skipped(&mut self, lane: usize, seq: u64, step: Option<DetectorStep>, e: &PipelineError) {
+    /// decode also counts towards `model.max_failures` in a row, which marks the detector
+    /// failed: the signals degrade and the watchdog restarts.
+    fn skipped(&mut self, lane: usize, seq: u64, e: &PipelineError) {
+        let step = match e {
+            PipelineError::Detector(DetectorError::Decode(_)) => Some(DetectorStep::Decode),
+            PipelineError::Detector(_) => Some(DetectorStep::Invoke),
+            _ => None,
+        };
         let errors = self.stats.errors.fetch_add(1, Relaxed) + 1;
         if errors.is_power_of_two() {
             log::warn!(

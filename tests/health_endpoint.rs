@@ -106,6 +106,9 @@ fn health_metrics_and_404() {
     assert!(h["rss_bytes"].as_u64().unwrap() > 1 << 20);
     assert!(h["latency_ms"]["invoke"]["p99"].is_number());
     assert!(h["zones"]["road"]["car"].is_number());
+    for key in ["visits", "mean_s", "max_s", "current_max_s"] {
+        assert!(h["dwell"]["road"][key].is_number(), "dwell.road.{key}: {h}");
+    }
     assert!(h["signals"]["groups"]["traffic"].is_string());
     assert!(h["camera"]["state"].is_string());
     let (code, metrics) = get(unit.addr, "/metrics");
@@ -116,6 +119,10 @@ fn health_metrics_and_404() {
     );
     assert!(
         metrics.contains("edgewatch_signal_state{group=\"traffic\""),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("edgewatch_zone_visits_total{zone=\"road\"}"),
         "{metrics}"
     );
     assert_eq!(get(unit.addr, "/nope").0, 404);

@@ -28,6 +28,7 @@ use std::sync::Arc;
 
 use edgewatch::clock::MonotonicClock;
 use edgewatch::config::{AnchorConfig, Config, HeadChoice, RuntimeChoice};
+use edgewatch::control::SceneFeed;
 use edgewatch::health::memory::{heap_in_use, HeapUsage};
 use edgewatch::pipeline::{Pipeline, Step};
 use edgewatch::vision::detection::Detections;
@@ -82,10 +83,11 @@ fn main() {
     steady_state_allocates_nothing();
     litert_steady_state_makes_only_its_run_mallocs();
     interpreter_pool_allocates_nothing();
+    tiled_pipeline_allocates_nothing();
     live_cameras_allocate_nothing();
     mjpeg_file_replay_allocates_nothing();
     // Reached only if every assertion held (a failed one panics and exits non-zero).
-    println!("zero_alloc: 7 passed, 0 failed");
+    println!("zero_alloc: 8 passed, 0 failed");
 }
 
 fn site(runtime: RuntimeChoice) -> Config {
@@ -295,6 +297,37 @@ fn interpreter_pool_allocates_nothing() {
         );
         assert_eq!(pipeline.stats().errors.load(Relaxed), 0);
     }
+}
+
+/// A camera split into 2x2 tiles (`cameras[].tiles`): four preprocess-invoke-decode passes
+/// a frame and the merge of their detections, from buffers sized at build, on TensorFlow
+/// Lite 1.15, publishing occupancy, dwell and counts to a scene feed as `run` does: not one
+/// allocation.
+fn tiled_pipeline_allocates_nothing() {
+    let frames = util::frames_dir();
+    let text = util::ssd_site(&frames, 256, 256, "yuyv").replace(
+        "loop = true",
+        "loop = true\ntiles = { cols = 2, rows = 2, overlap = 0.25 }",
+    );
+    let mut config = util::config_from(&text);
+    config.model.runtime = RuntimeChoice::Tflite;
+    assert_eq!(config.cameras[0].tiles.map(|t| t.count()), Some(4));
+    let mut pipeline = Pipeline::build(&config, Arc::new(MonotonicClock::new())).unwrap();
+    let feed = Arc::new(SceneFeed::with_cameras(1, 1, 1));
+    pipeline.set_feed(feed.clone());
+    let c = count(&mut pipeline, SHORT);
+    let detections = pipeline.stats().detections.load(Relaxed);
+    assert!(feed.cameras()[0].frames() > SHORT);
+    eprintln!(
+        "2x2 tiles, {SHORT} frames: {} Rust allocations, {} mallocs; C/C++ heap in use {} -> {} \
+         bytes; {detections} detections kept",
+        c.rust, c.mallocs, c.heap_before.bytes, c.heap_after.bytes
+    );
+    assert!(detections > SHORT, "the tiles should yield detections");
+    assert_eq!(c.rust, 0, "Rust allocated in the tiled frame loop");
+    assert_eq!(c.mallocs, 0, "malloc was called in the tiled frame loop");
+    assert_eq!(c.heap_after, c.heap_before, "the C/C++ heap changed");
+    assert_eq!(pipeline.stats().errors.load(Relaxed), 0);
 }
 
 /// Three live cameras sharing the detector: a USB camera sending MJPEG and one sending YUYV

@@ -13,6 +13,7 @@ use super::stats::{DetectorHealth, PipelineStats, Stage};
 use crate::clock::Clock;
 use crate::control::{CameraFeed, SceneFeed, SignalStatus};
 use crate::json;
+use crate::scene::Dwell;
 use crate::signal::SafeState;
 
 /// Stages reported (capture wait is idle time, not work).
@@ -137,6 +138,19 @@ fn detector_json(w: &mut dyn Write, d: &DetectorHealth) -> io::Result<()> {
     }
 }
 
+/// `{"visits":..,"mean_s":..,"max_s":..,"current_max_s":..}`: completed stays, their mean
+/// and longest length, and the longest stay still going on.
+fn dwell_json(w: &mut dyn Write, d: &Dwell) -> io::Result<()> {
+    write!(
+        w,
+        "{{\"visits\":{},\"mean_s\":{:.1},\"max_s\":{:.1},\"current_max_s\":{:.1}}}",
+        d.visits,
+        d.mean().as_secs_f64(),
+        d.longest.as_secs_f64(),
+        d.current_longest.as_secs_f64()
+    )
+}
+
 /// `{"state":..,"last_frame_age_ms":..}`, with the capture counters when `cam` is given.
 fn camera_json(
     w: &mut dyn Write,
@@ -206,9 +220,11 @@ impl HealthSource for HealthState {
             .map(String::as_str)
             .enumerate()
             .map(|(i, n)| (n, i));
-        json::object(w, zones, |w, i| {
+        json::object(w, zones.clone(), |w, i| {
             json::class_counts(w, classes, self.feed.zone(i).map(u64::from))
         })?;
+        w.write_all(b",\"dwell\":")?;
+        json::object(w, zones, |w, i| dwell_json(w, &self.feed.dwell(i)))?;
         w.write_all(b",\"lines\":")?;
         let lines = self
             .lines
@@ -413,6 +429,49 @@ impl HealthSource for HealthState {
                 writeln!(w, "}} {n}")?;
             }
         }
+        let per_zone: [ZoneMetric; 5] = [
+            (
+                "zone_visits_total",
+                "counter",
+                "Completed stays of tracks in each zone (left it, or lost inside it).",
+                |d| d.visits as f64,
+            ),
+            (
+                "zone_dwell_seconds_total",
+                "counter",
+                "Total length of the completed stays in each zone.",
+                |d| d.total.as_secs_f64(),
+            ),
+            (
+                "zone_dwell_mean_seconds",
+                "gauge",
+                "Mean length of a completed stay in each zone.",
+                |d| d.mean().as_secs_f64(),
+            ),
+            (
+                "zone_dwell_max_seconds",
+                "gauge",
+                "Longest completed stay in each zone.",
+                |d| d.longest.as_secs_f64(),
+            ),
+            (
+                "zone_dwell_current_max_seconds",
+                "gauge",
+                "Longest stay of a track still in each zone.",
+                |d| d.current_longest.as_secs_f64(),
+            ),
+        ];
+        for (name, kind, help, value) in per_zone {
+            writeln!(
+                w,
+                "# HELP edgewatch_{name} {help}\n# TYPE edgewatch_{name} {kind}"
+            )?;
+            for (i, zone) in self.zones.iter().enumerate() {
+                write!(w, "edgewatch_{name}{{zone=")?;
+                label(w, zone)?;
+                writeln!(w, "}} {}", value(&self.feed.dwell(i)))?;
+            }
+        }
         writeln!(
             w,
             "# HELP edgewatch_line_crossings_total Objects that crossed each line."
@@ -456,6 +515,9 @@ impl HealthSource for HealthState {
     }
 }
 
+/// A per-zone metric: name, Prometheus type, help text, and its value from the zone's dwell.
+type ZoneMetric = (&'static str, &'static str, &'static str, fn(&Dwell) -> f64);
+
 /// Writes a Prometheus label value in quotes, escaped.
 fn label(w: &mut dyn Write, value: &str) -> io::Result<()> {
     w.write_all(b"\"")?;
@@ -482,6 +544,19 @@ mod tests {
         let mut occ = [[0u32; MAX_CLASSES]; 1];
         occ[0][1] = 2;
         feed.publish(&occ, Duration::ZERO);
+        let mut road = crate::scene::ZonePresence::new(&crate::config::ZoneConfig {
+            name: "road".into(),
+            camera: None,
+            points: vec![[0.0, 0.0], [1.0, 0.0], [1.0, 1.0]],
+            anchor: crate::config::Anchor::BottomCenter,
+            enter_frames: 1,
+            exit_ms: 0,
+            ignore_stationary: false,
+        });
+        road.record_visit(Duration::from_secs(4));
+        road.record_visit(Duration::from_secs(2));
+        road.set_current_longest(Duration::from_millis(12_500));
+        feed.publish_dwell(&[0], std::slice::from_ref(&road));
         let s = HealthState {
             clock: Arc::new(clock.clone()),
             started: Duration::ZERO,
@@ -511,6 +586,12 @@ mod tests {
         assert!(text.starts_with("{\"status\":\"ok\""), "{text}");
         assert!(
             text.contains("\"zones\":{\"road\":{\"car\":0,\"bus\":2}}"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "\"dwell\":{\"road\":{\"visits\":2,\"mean_s\":3.0,\"max_s\":4.0,\"current_max_s\":12.5}}"
+            ),
             "{text}"
         );
         assert!(
@@ -601,6 +682,15 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("edgewatch_status{status=\"ok\"} 1"));
+        for sample in [
+            "# TYPE edgewatch_zone_visits_total counter\nedgewatch_zone_visits_total{zone=\"road\"} 2\n",
+            "edgewatch_zone_dwell_seconds_total{zone=\"road\"} 6\n",
+            "edgewatch_zone_dwell_mean_seconds{zone=\"road\"} 3\n",
+            "edgewatch_zone_dwell_max_seconds{zone=\"road\"} 4\n",
+            "edgewatch_zone_dwell_current_max_seconds{zone=\"road\"} 12.5\n",
+        ] {
+            assert!(text.contains(sample), "{sample} in {text}");
+        }
         for line in text.lines().filter(|l| !l.starts_with('#')) {
             assert_eq!(line.split(' ').count(), 2, "sample line `{line}`");
         }

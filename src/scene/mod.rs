@@ -13,7 +13,7 @@ use std::time::Duration;
 use crate::config::{LineConfig, TrackerConfig, ZoneConfig, MAX_CLASSES, MAX_LINES, MAX_ZONES};
 use crate::vision::detection::Detection;
 
-pub use presence::ZonePresence;
+pub use presence::{Dwell, ZonePresence};
 pub use tracker::{CountedClasses, Track, Tracker, TrackerStats};
 pub use zones::{CountingLine, Crossing, LineCount, Zone};
 
@@ -67,9 +67,16 @@ impl Scene {
 
     /// One frame taken at `now`: tracks the detections (see [`Tracker::update`]), updates
     /// zone presence and dwell, and counts the line crossings of the confirmed tracks seen in
-    /// this frame.
+    /// this frame. A track evicted while in a zone ends its stay there when it was last seen.
     pub fn update(&mut self, detections: &[Detection], now: Duration) {
-        self.tracker.update(detections, now);
+        let presence = &mut self.presence;
+        self.tracker.update_with(detections, now, |track| {
+            for (zone, dwell) in track.stays() {
+                if let Some(p) = presence.get_mut(zone) {
+                    p.record_visit(dwell);
+                }
+            }
+        });
         let mut inside = [[0u32; MAX_CLASSES]; MAX_ZONES];
         for track in self.tracker.tracks_mut() {
             if !(track.seen_this_frame() && track.is_confirmed()) {
@@ -101,13 +108,21 @@ impl Scene {
             }
             track.counted_up_to_now();
         }
-        for ((presence, occupancy), inside) in self
+        for (zi, ((presence, occupancy), inside)) in self
             .presence
             .iter_mut()
             .zip(&mut self.occupancy)
             .zip(&inside)
+            .enumerate()
         {
             presence.update(inside, now, occupancy);
+            // Lost tracks still count: their stay ends when they are seen out or evicted.
+            let longest = self
+                .tracker
+                .tracks()
+                .iter()
+                .filter_map(|t| t.dwell(zi, now));
+            presence.set_current_longest(longest.max().unwrap_or(Duration::ZERO));
         }
     }
 
@@ -303,6 +318,40 @@ mod tests {
         // The dwell of the parked car in the zone is known while it stays.
         let track = scene.tracks()[0];
         assert_eq!(track.dwell(0, ms(1400)), Some(ms(1400)));
+    }
+
+    #[test]
+    fn dwell_counts_tracks_that_leave_and_tracks_evicted_inside() {
+        let left = zone("left", &[[0.0, 0.0], [0.5, 0.0], [0.5, 1.0], [0.0, 1.0]]);
+        let mut scene = Scene::new(&tracker(), &[left], &[], &[CAR]);
+        let dwell = |scene: &Scene| scene.zone_presence()[0].dwell();
+        // A car drives out of the zone: in at 0 ms, out at 400 ms.
+        for f in 0..=10u64 {
+            scene.update(&[standing(CAR, 0.31 + 0.02 * f as f32, 0.5)], ms(f * 40));
+            if f == 5 {
+                assert_eq!(dwell(&scene).current_longest, ms(200));
+            }
+        }
+        let d = dwell(&scene);
+        assert_eq!((d.visits, d.total, d.current_longest), (1, ms(400), ms(0)));
+        // Another stands in it from 1000 to 2000 ms, then is never seen again.
+        for t in (1000..=2000).step_by(100) {
+            scene.update(&[standing(CAR, 0.25, 0.8)], ms(t));
+        }
+        assert_eq!(dwell(&scene).current_longest, ms(1000));
+        // Lost but not yet evicted: still in the zone, for all we know.
+        scene.update(&[], ms(2400));
+        assert_eq!(dwell(&scene).visits, 1);
+        assert_eq!(dwell(&scene).current_longest, ms(1400));
+        // Evicted past the TTL: the stay ends when it was last seen, and counts.
+        scene.update(&[], ms(2600));
+        assert_eq!(scene.stats().evicted, 2);
+        let d = dwell(&scene);
+        assert_eq!(
+            (d.visits, d.total, d.longest, d.current_longest),
+            (2, ms(1400), ms(1000), ms(0))
+        );
+        assert_eq!(d.mean(), ms(700));
     }
 
     /// Feeds one car along `xs` (ground point at y = 0.5), one frame every 40 ms.

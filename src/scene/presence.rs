@@ -20,6 +20,31 @@ struct ClassPresence {
     last_count: u32,
 }
 
+/// A zone's dwell figures: completed stays of tracks in it, and the longest stay still going
+/// on.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Dwell {
+    /// Completed stays: a track left the zone, or was evicted (lost) while in it.
+    pub visits: u64,
+    /// Their total length.
+    pub total: Duration,
+    /// The longest of them.
+    pub longest: Duration,
+    /// The longest stay of a track still in the zone at the latest update (zero if none).
+    pub current_longest: Duration,
+}
+
+impl Dwell {
+    /// Mean length of a completed stay (zero before the first).
+    pub fn mean(&self) -> Duration {
+        match u32::try_from(self.visits) {
+            Ok(0) => Duration::ZERO,
+            Ok(n) => self.total / n,
+            Err(_) => Duration::from_secs_f64(self.total.as_secs_f64() / self.visits as f64),
+        }
+    }
+}
+
 /// One zone's presence per counted class, plus its visit and dwell figures.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ZonePresence {
@@ -30,6 +55,7 @@ pub struct ZonePresence {
     visits: u64,
     dwell_total: Duration,
     dwell_longest: Duration,
+    current_longest: Duration,
 }
 
 impl ZonePresence {
@@ -43,6 +69,7 @@ impl ZonePresence {
             visits: 0,
             dwell_total: Duration::ZERO,
             dwell_longest: Duration::ZERO,
+            current_longest: Duration::ZERO,
         }
     }
 
@@ -96,6 +123,21 @@ impl ZonePresence {
     /// Completed stays: `(count, total dwell, longest dwell)`.
     pub fn visits(&self) -> (u64, Duration, Duration) {
         (self.visits, self.dwell_total, self.dwell_longest)
+    }
+
+    /// Records the longest stay of a track now in the zone (zero if none is).
+    pub fn set_current_longest(&mut self, dwell: Duration) {
+        self.current_longest = dwell;
+    }
+
+    /// Visits, total, longest and current longest dwell.
+    pub fn dwell(&self) -> Dwell {
+        Dwell {
+            visits: self.visits,
+            total: self.dwell_total,
+            longest: self.dwell_longest,
+            current_longest: self.current_longest,
+        }
     }
 }
 
@@ -160,5 +202,13 @@ mod tests {
             p.visits(),
             (2, Duration::from_secs(8), Duration::from_secs(5))
         );
+        p.set_current_longest(Duration::from_secs(7));
+        let d = p.dwell();
+        assert_eq!((d.visits, d.mean()), (2, Duration::from_secs(4)));
+        assert_eq!(
+            (d.longest, d.current_longest),
+            (Duration::from_secs(5), Duration::from_secs(7))
+        );
+        assert_eq!(Dwell::default().mean(), Duration::ZERO);
     }
 }

@@ -212,6 +212,14 @@ impl Track {
         }
     }
 
+    /// The zones the track is in (as of its latest sighting) and how long it had been in each
+    /// when it was last seen: the stays its eviction ends.
+    pub(crate) fn stays(&self) -> impl Iterator<Item = (usize, Duration)> + '_ {
+        (0..MAX_ZONES)
+            .filter(|&z| self.zones_in & (1 << z) != 0)
+            .map(|z| (z, self.last_seen.saturating_sub(self.zone_entered[z])))
+    }
+
     fn absorb(&mut self, d: &Detection, class_index: usize, now: Duration, t: &TrackerParams) {
         self.filter.update(&d.bbox, &t.noise);
         self.bbox = d.bbox;
@@ -365,6 +373,18 @@ impl Tracker {
     /// three stages, starts tentative tracks for the confident detections left over while
     /// slots are free, and drops tracks whose budget ran out.
     pub fn update(&mut self, detections: &[Detection], now: Duration) {
+        self.update_with(detections, now, |_| {});
+    }
+
+    /// [`Tracker::update`], calling `evicted` with each confirmed track it drops (lost past
+    /// its time budget or out of the frame) just before it goes, so the scene can close the
+    /// track's zone stays.
+    pub fn update_with(
+        &mut self,
+        detections: &[Detection],
+        now: Duration,
+        evicted: impl FnMut(&Track),
+    ) {
         let kept = detections.len().min(MAX_DETECTIONS);
         self.stats.dropped_overflow += (detections.len() - kept) as u64;
         let detections = &detections[..kept];
@@ -400,7 +420,7 @@ impl Tracker {
         for stage in [Stage::Confident, Stage::Weak, Stage::Tentative] {
             self.associate(stage, detections, fates, now);
         }
-        self.drop_expired(now);
+        self.drop_expired(now, evicted);
         self.start_tracks(detections, fates, now);
         self.stats.live = self.tracks.len();
     }
@@ -547,7 +567,7 @@ impl Tracker {
         }
     }
 
-    fn drop_expired(&mut self, now: Duration) {
+    fn drop_expired(&mut self, now: Duration, mut evicted: impl FnMut(&Track)) {
         let ttl = self.ttl;
         let stats = &mut self.stats;
         // `retain` rather than `swap_remove` keeps the table in creation order, so output
@@ -565,7 +585,10 @@ impl Tracker {
             let c = t.filter.center();
             let in_frame = (-0.05..=1.05).contains(&c.x) && (-0.05..=1.05).contains(&c.y);
             let keep = in_frame && now.saturating_sub(t.last_seen) <= ttl;
-            stats.evicted += u64::from(!keep);
+            if !keep {
+                stats.evicted += 1;
+                evicted(t);
+            }
             keep
         });
     }

@@ -9,4 +9,5 @@ pub mod preprocess;
 pub mod ssd;
 pub mod ssd_head;
 pub mod tflite;
+pub mod tiles;
 pub mod yolox;
