@@ -397,13 +397,27 @@ pub struct TilesConfig {
     /// that.
     #[serde(default = "default_tile_overlap")]
     pub overlap: f32,
+    /// Also run the whole region once (default true): objects larger than the overlap are
+    /// then seen whole there, and a piece cut by a tile edge goes for the whole box instead
+    /// of being joined with a piece the next tile may not have detected.
+    #[serde(default = "default_full_frame")]
+    pub full_frame: bool,
 }
 
 impl TilesConfig {
-    /// Tiles in the grid: invokes per frame.
+    /// Tiles in the grid.
     pub fn count(&self) -> usize {
         (self.cols * self.rows) as usize
     }
+
+    /// Invokes per frame: the tiles, and the whole region once with `full_frame`.
+    pub fn invokes(&self) -> usize {
+        self.count() + usize::from(self.full_frame && self.count() > 1)
+    }
+}
+
+fn default_full_frame() -> bool {
+    true
 }
 
 fn default_tile_overlap() -> f32 {
@@ -1546,6 +1560,8 @@ mod tests {
         let c = with("{ cols = 2, rows = 1 }", "").unwrap();
         let t = c.cameras[0].tiles.unwrap();
         assert_eq!((t.cols, t.rows, t.overlap, t.count()), (2, 1, 0.2, 2));
+        assert!(t.full_frame, "the whole region is a pass by default");
+        assert_eq!(t.invokes(), 3);
         for (tiles, model, key) in [
             ("{ cols = 0, rows = 1 }", "", "cameras[0].tiles.cols"),
             ("{ cols = 2, rows = 5 }", "", "cameras[0].tiles.rows"),
