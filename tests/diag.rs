@@ -115,7 +115,13 @@ fn diag_collects_from_a_unit_and_names_the_unreachable_ones() {
     .unwrap();
     let _demo = Running(
         Command::new(env!("CARGO_BIN_EXE_edgewatch"))
-            .args(["run", "--config", site.to_str().unwrap(), "--frames", "1000000"])
+            .args([
+                "run",
+                "--config",
+                site.to_str().unwrap(),
+                "--frames",
+                "1000000",
+            ])
             .env("EDGEWATCH_MODEL_DIR", util::model_dir())
             .env("EDGEWATCH_FRAMES_DIR", util::frames_dir())
             .env("RUST_LOG", "error")
