@@ -103,6 +103,9 @@ pub struct Config {
     /// Traffic and bus signals driven from the zone counts (optional).
     #[serde(default)]
     pub signals: Option<SignalConfig>,
+    /// Detector calls to an existing signal controller, one relay output each (optional).
+    #[serde(default)]
+    pub detector_outputs: Vec<crate::detector_outputs::DetectorOutputConfig>,
     /// Limits the watchdog enforces, and the restart budget.
     #[serde(default)]
     pub watchdog: WatchdogConfig,
@@ -971,6 +974,7 @@ impl Config {
                 }
             }
         }
+        crate::detector_outputs::validate(self)?;
         let s = self.summary.interval_secs;
         if !(0.1..=3600.0).contains(&s) {
             return Err(invalid(
