@@ -250,8 +250,9 @@ pub struct ControlConfig {
     /// GPIO character device for `outputs = "gpio-cdev"`.
     #[serde(default = "default_gpio_chip")]
     pub gpio_chip: PathBuf,
-    /// On shutdown, how long the running phase may take to clear (amber, all-red) before the
-    /// lamps are set to all red regardless.
+    /// On shutdown or a watchdog breach, how long the running phase may take to clear
+    /// (flashing don't walk, amber, all-red) before the lamps are set to all red regardless.
+    /// At least the longest clearance of any phase.
     #[serde(default = "default_shutdown_s")]
     pub shutdown_limit_s: f32,
 }
@@ -994,7 +995,21 @@ impl Config {
         if let Some(signals) = &self.signals {
             let zones: Vec<&str> = self.zones.iter().map(|z| z.name.as_str()).collect();
             let classes: Vec<&str> = self.model.classes.iter().map(|c| c.as_str()).collect();
-            signals.validate(&zones, &classes)?;
+            let plan = crate::signal::SignalPlan::new(signals, &zones, &classes)?;
+            // Stopping, or a watchdog breach, clears the running phase within the limit; a
+            // limit shorter than a clearance would cut it short.
+            let (phase, needed) = plan.longest_clearance();
+            let limit = self.control.shutdown_limit_s;
+            if limit + 1e-3 < needed.as_secs_f32() {
+                return Err(invalid(
+                    "control.shutdown_limit_s",
+                    format!(
+                        "{limit} s cannot clear phase `{phase}` (flashing don't walk, amber and \
+                         all-red take {:.1} s)",
+                        needed.as_secs_f32()
+                    ),
+                ));
+            }
         }
         Ok(())
     }

@@ -5,7 +5,10 @@
 //! The two threads share only atomics: the pipeline writes a [`SceneFeed`], the control loop
 //! writes a [`SignalStatus`] that summaries read. Nothing here allocates after start-up.
 
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering::Relaxed};
+use std::sync::atomic::{
+    AtomicBool, AtomicU32, AtomicU64, AtomicU8,
+    Ordering::{Relaxed, SeqCst},
+};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -387,6 +390,37 @@ impl SignalStatus {
     }
 }
 
+/// A request from the watchdog thread that the control loop clear the signals to all red in
+/// order (flashing don't walk, amber, all-red) because the process is about to restart, and
+/// the loop's answer once it has. Two flags; no lock, so neither side waits on the other.
+#[derive(Debug, Default)]
+pub struct ClearanceRequest {
+    requested: AtomicBool,
+    cleared: AtomicBool,
+}
+
+impl ClearanceRequest {
+    /// Asks the control loop to clear.
+    pub fn request(&self) {
+        self.requested.store(true, SeqCst);
+    }
+
+    /// True once [`ClearanceRequest::request`] was called.
+    pub fn is_requested(&self) -> bool {
+        self.requested.load(SeqCst)
+    }
+
+    /// The control loop has left every head at all red.
+    fn mark_cleared(&self) {
+        self.cleared.store(true, SeqCst);
+    }
+
+    /// True once the control loop has cleared to all red.
+    pub fn is_cleared(&self) -> bool {
+        self.cleared.load(SeqCst)
+    }
+}
+
 /// Why the control loop could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum ControlError {
@@ -411,9 +445,15 @@ pub struct ControlThread {
     handle: JoinHandle<()>,
     status: Arc<SignalStatus>,
     safe: Arc<dyn SafeState>,
+    clearance: Arc<ClearanceRequest>,
 }
 
 impl ControlThread {
+    /// The watchdog's way to ask the loop for an orderly clearance to all red.
+    pub fn clearance(&self) -> &Arc<ClearanceRequest> {
+        &self.clearance
+    }
+
     /// What the lamps show now.
     pub fn status(&self) -> &Arc<SignalStatus> {
         &self.status
@@ -538,6 +578,7 @@ where
     let status = Arc::new(SignalStatus::new(&system));
     let safe = system.safe_state();
     let stop = Arc::new(AtomicBool::new(false));
+    let clearance = Arc::new(ClearanceRequest::default());
     let Shared { feed, clock, beats } = shared;
     let control = ControlLoop {
         occupancy: vec![[0; MAX_CLASSES]; feed.occupancy.len()],
@@ -548,6 +589,7 @@ where
         status: status.clone(),
         settings,
         beats,
+        clearance: clearance.clone(),
     };
     let thread_stop = stop.clone();
     let handle = std::thread::Builder::new()
@@ -559,6 +601,7 @@ where
         handle,
         status,
         safe,
+        clearance,
     }))
 }
 
@@ -572,6 +615,7 @@ struct ControlLoop<C, O, I> {
     beats: Arc<Heartbeats>,
     /// When the loop started: until the first frame, the camera counts from here.
     started: Duration,
+    clearance: Arc<ClearanceRequest>,
 }
 
 impl<C: Clock, O: OutputPin, I: InputPin> ControlLoop<C, O, I> {
@@ -596,16 +640,17 @@ impl<C: Clock, O: OutputPin, I: InputPin> ControlLoop<C, O, I> {
     fn run(mut self, stop: &AtomicBool, mut after_tick: impl FnMut(&SignalSystem<C, O, I>)) {
         let period = self.settings.period;
         let mut next = self.clock.now();
-        while !stop.load(Relaxed) {
+        while !stop.load(Relaxed) && !self.clearance.is_requested() {
             self.tick();
             after_tick(&self.system);
             next = (next + period).max(self.clock.now());
             self.clock.sleep_until(next);
         }
-        // Stopping: let the running phase clear through amber and all-red, then leave every
-        // head at red for as long as the outputs hold their level.
-        log::info!("signals: clearing to all red before stopping");
-        self.system.set_maintenance_flash(true);
+        // Stopping, or the watchdog is about to restart the process: end the running phase
+        // through its flashing don't walk, amber and all-red (the monitor checks every step),
+        // then leave every head at red for as long as the outputs hold their level.
+        log::info!("signals: clearing to all red");
+        self.system.request_clearance();
         let deadline = self.clock.now() + self.settings.shutdown_limit;
         while !self.system.is_cleared() && self.clock.now() < deadline {
             self.tick();
@@ -613,11 +658,21 @@ impl<C: Clock, O: OutputPin, I: InputPin> ControlLoop<C, O, I> {
             next = (next + period).max(self.clock.now());
             self.clock.sleep_until(next);
         }
+        if !self.system.is_cleared() {
+            log::error!("signals: not cleared within control.shutdown_limit_s; all red now");
+        }
         if let Err(e) = self.system.show_all_red() {
-            log::error!("signals: could not set all red on stopping: {e}");
+            log::error!("signals: could not set all red: {e}");
         }
         self.status.publish(&self.system, None);
         after_tick(&self.system);
+        self.clearance.mark_cleared();
+        // For the watchdog: hold all red, and show the loop is alive, until the restart.
+        while !stop.load(Relaxed) {
+            self.beats.control(self.clock.now());
+            next = (next + period).max(self.clock.now());
+            self.clock.sleep_until(next);
+        }
     }
 }
 

@@ -130,3 +130,68 @@ fn failed_detector_degrades_while_frames_are_fresh() {
     }
     stopper.join().unwrap();
 }
+
+#[test]
+fn shutdown_limit_must_cover_the_longest_clearance() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("board/demo.toml");
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("shutdown_limit_s = 30.0", "shutdown_limit_s = 10.0")
+        .replace("crossing_length_m = 6.0", "crossing_length_m = 12.0")
+        .replace("max_green_s = 14.0", "max_green_s = 20.0");
+    let config = Config::parse(&text, &path).unwrap();
+    let err = config.validate().unwrap_err().to_string();
+    assert!(
+        err.contains("control.shutdown_limit_s")
+            && err.contains("cannot clear phase `crossing`")
+            && err.contains("12.3 s"),
+        "{err}"
+    );
+}
+
+#[test]
+fn clearance_request_clears_in_order_and_holds_all_red() {
+    let config = demo();
+    let tick = Duration::from_millis(config.control.tick_ms);
+    let clock = Arc::new(SteppedClock::default());
+    let feed = Arc::new(SceneFeed::new(config.zones.len(), config.lines.len()));
+    let beats = Arc::new(Heartbeats::default());
+    let control = control::start(&config, feed.clone(), clock.clone(), beats.clone())
+        .unwrap()
+        .expect("the demo has signals");
+    let status = control.status().clone();
+    let state_of = |group: &str| status.states().find(|(n, _)| *n == group).unwrap().1;
+    let mut occupancy = vec![[0u32; MAX_CLASSES]; config.zones.len()];
+    occupancy[0][0] = 3;
+    let run = |ticks: u32| {
+        for _ in 0..ticks {
+            feed.publish(&occupancy, clock.now());
+            clock.advance(tick);
+        }
+    };
+    let mut waited = 0;
+    while state_of("traffic") != GroupState::Green && waited < 300 {
+        run(1);
+        waited += 1;
+    }
+    assert_eq!(state_of("traffic"), GroupState::Green);
+    // The watchdog asks; the loop shows amber, then all red, and says so.
+    let clearance = control.clearance().clone();
+    clearance.request();
+    run(3);
+    assert_eq!(state_of("traffic"), GroupState::Amber);
+    assert!(!clearance.is_cleared());
+    run(60);
+    assert!(clearance.is_cleared(), "3 s amber + 1.5 s all-red");
+    assert_eq!(state_of("traffic"), GroupState::Red);
+    // It keeps beating (the watchdog must not take it for stuck) and stays at red.
+    let before = beats.control_at();
+    run(100);
+    assert!(beats.control_at() > before);
+    assert_eq!(state_of("traffic"), GroupState::Red);
+    let stopper = std::thread::spawn(move || control.shut_down());
+    while !stopper.is_finished() {
+        clock.advance(tick);
+    }
+    stopper.join().unwrap();
+}

@@ -478,3 +478,85 @@ impl ClockNow for Site {
         self.clock.now()
     }
 }
+
+/// The watchdog's orderly clearance (issue 12): a pedestrian already on the crossing gets the
+/// full flashing don't walk, then the heads go amber for the full amber, then all red, and
+/// nothing goes green again; the monitor checks every step.
+#[test]
+fn clearance_runs_flashing_dont_walk_amber_all_red_and_holds() {
+    let mut site = started();
+    site.set(Z_CROSSING, PERSON, 1);
+    site.run_until(30.0, |s| s.state("ped") == GroupState::Walk)
+        .expect("walk served");
+    site.set(Z_MINOR, CAR, 2);
+    site.set(Z_MAIN, CAR, 2);
+    site.run_for(1.0);
+    site.signals.request_clearance();
+    site.step();
+    let cleared_from = site.now();
+    assert_eq!(
+        site.state("ped"),
+        GroupState::PedClearance,
+        "walk cut short"
+    );
+    assert_eq!(
+        site.state("minor"),
+        GroupState::Green,
+        "green holds meanwhile"
+    );
+    let amber = site
+        .run_until(30.0, |s| s.state("minor") == GroupState::Amber)
+        .unwrap();
+    assert!(
+        amber - cleared_from >= PED_CLEARANCE - SLACK,
+        "the full clearance first: {:.1} s",
+        amber - cleared_from
+    );
+    assert_eq!(site.state("ped"), GroupState::DontWalk);
+    let red = site
+        .run_until(10.0, |s| s.state("minor") == GroupState::Red)
+        .unwrap();
+    assert!(red - amber >= MINOR.amber - 1e-6, "full amber");
+    // Calls everywhere, but the unit is about to restart: all red from here on.
+    for _ in 0..1200 {
+        site.step();
+        for g in ["main", "minor", "turn"] {
+            assert_eq!(site.state(g), GroupState::Red, "{g} at {:.1} s", site.now());
+        }
+        assert_eq!(site.state("ped"), GroupState::DontWalk);
+    }
+    assert!(site.signals.is_cleared());
+}
+
+/// A clearance early in a green does not wait for min green, but still shows the full amber;
+/// one during the bus head start takes the B straight to its all-red.
+#[test]
+fn clearance_does_not_wait_for_min_green_and_ends_a_head_start() {
+    let mut site = started();
+    site.set(Z_MAIN, CAR, 3);
+    site.signals.request_clearance();
+    site.step();
+    let amber = site.now();
+    assert_eq!(site.state("main"), GroupState::Amber);
+    let red = site
+        .run_until(10.0, |s| s.state("main") == GroupState::Red)
+        .unwrap();
+    assert!(red - amber >= MAIN.amber - 1e-6);
+    site.run_for(60.0);
+    assert_eq!(site.state("main"), GroupState::Red);
+
+    let mut site = started();
+    site.set(Z_BUS, BUS, 1);
+    site.set(Z_MINOR, CAR, 1);
+    site.run_until(60.0, |s| s.state("bus-b") == GroupState::BusGo)
+        .expect("head start");
+    assert_eq!(site.state("minor"), GroupState::Red, "B before the green");
+    site.signals.request_clearance();
+    site.step();
+    assert_eq!(site.state("bus-b"), GroupState::BusStop);
+    site.run_for(60.0);
+    assert!(site.signals.is_cleared());
+    for g in ["main", "minor", "turn"] {
+        assert_eq!(site.state(g), GroupState::Red);
+    }
+}

@@ -68,6 +68,51 @@ fn levels_per_process(log: &Path) -> Vec<std::collections::BTreeMap<u32, bool>> 
     runs
 }
 
+/// Each process's part of the simulated-pin log: (ms, pin, level) in order.
+fn transitions_per_process(log: &Path) -> Vec<Vec<(u64, u32, bool)>> {
+    let text = std::fs::read_to_string(log).unwrap();
+    let mut runs = Vec::new();
+    for line in text.lines() {
+        if line.starts_with("# start") {
+            runs.push(Vec::new());
+            continue;
+        }
+        let f: Vec<&str> = line.split(' ').collect();
+        let t = (f[0].parse().unwrap(), f[1].parse().unwrap(), f[2] == "1");
+        runs.last_mut().expect("a start line first").push(t);
+    }
+    runs
+}
+
+/// When `pin` was last switched to `level` in `run`.
+fn last_switch(run: &[(u64, u32, bool)], pin: u32, level: bool) -> Option<u64> {
+    run.iter()
+        .rev()
+        .find(|&&(_, p, l)| p == pin && l == level)
+        .map(|&(t, _, _)| t)
+}
+
+/// The end of a process that had the traffic head green: green off as amber came on, the
+/// amber lit for its full 3 s, then red.
+fn assert_cleared_through_amber(run: &[(u64, u32, bool)]) {
+    let green_off = last_switch(run, TRAFFIC_GREEN, false).expect("green went off");
+    let amber_on = last_switch(run, TRAFFIC_AMBER, true).expect("amber shown: {run:?}");
+    let amber_off = last_switch(run, TRAFFIC_AMBER, false).expect("amber ended");
+    let red_on = last_switch(run, TRAFFIC_RED, true).expect("red shown");
+    assert_eq!(green_off, amber_on, "green straight to amber: {run:?}");
+    assert!(
+        amber_off >= amber_on + 3000,
+        "amber {} ms, needs 3000: {run:?}",
+        amber_off - amber_on
+    );
+    assert_eq!(red_on, amber_off, "amber to red: {run:?}");
+    assert!(
+        run.iter()
+            .all(|&(t, p, l)| t <= red_on || !l || p == TRAFFIC_RED || p == DONT_WALK),
+        "nothing lit after the all-red but red and don't walk: {run:?}"
+    );
+}
+
 fn assert_all_red(levels: &std::collections::BTreeMap<u32, bool>, what: &str) {
     let on = |pin| levels.get(&pin).copied().unwrap_or(false);
     assert!(
@@ -113,6 +158,16 @@ fn detector_stall_forces_all_red_and_restarts() {
     let runs = levels_per_process(&log);
     assert_eq!(runs.len(), 2, "one restart: {runs:?}");
     assert_all_red(&runs[0], "when the watchdog fired");
+    // The control loop still ticked, so the highway green was cleared in order, not cut.
+    assert!(
+        err.contains("clearing the signals (amber, all red) first"),
+        "{err}"
+    );
+    assert!(
+        err.contains("signals cleared to all red, restarting"),
+        "{err}"
+    );
+    assert_cleared_through_amber(&transitions_per_process(&log)[0]);
     assert!(
         err.contains("restart 1 after a watchdog breach: inference stuck"),
         "{err}"
@@ -137,7 +192,7 @@ fn memory_balloon_forces_all_red_and_restarts() {
     let err = stderr(&out);
     assert!(out.status.success(), "{err}");
     assert!(
-        err.contains("MiB over the limit; signals forced to all red"),
+        err.contains("MiB over the limit; signals cleared to all red"),
         "{err}"
     );
     let runs = levels_per_process(&log);

@@ -127,6 +127,9 @@ pub struct Controller {
     ped_calls: u16,
     priority: [Priority; MAX_PHASES],
     maintenance: bool,
+    /// Clearing to all red for good (a watchdog breach or a stop): see
+    /// [`Controller::request_clearance`].
+    clearing: bool,
     degraded: bool,
     good_since: Option<Duration>,
     incidents: u32,
@@ -155,6 +158,7 @@ impl Controller {
             ped_calls: 0,
             priority: [Priority::Free; MAX_PHASES],
             maintenance: false,
+            clearing: false,
             degraded: false,
             good_since: None,
             incidents: 0,
@@ -171,6 +175,7 @@ impl Controller {
     /// Starts over from the power-up all-red (after a fault reset). Calls are forgotten.
     pub fn restart(&mut self, now: Duration) {
         self.enter(Stage::Startup, now);
+        self.clearing = false;
         self.green = GreenTimers::default();
         self.calls = 0;
         self.ped_calls = 0;
@@ -199,6 +204,21 @@ impl Controller {
     /// steady amber and the start-up all-red).
     pub fn set_maintenance_flash(&mut self, on: bool) {
         self.maintenance = on;
+    }
+
+    /// Ends the running phase as soon as it safely can, and then holds all red: a walk in
+    /// progress is cut to its flashing don't walk, which runs in full; the green then ends
+    /// (min green and extensions no longer hold it) through amber and all-red; a bus head
+    /// start goes straight to its all-red. Once there the controller rests in all red
+    /// ([`Stage::Startup`]) and starts no phase until [`Controller::restart`]. For a watchdog
+    /// breach or a stop, when the process is about to end.
+    pub fn request_clearance(&mut self) {
+        self.clearing = true;
+    }
+
+    /// True once [`Controller::request_clearance`] was called (until a restart).
+    pub fn is_clearing(&self) -> bool {
+        self.clearing
     }
 
     /// Tells the controller the local time of day at clock time `now`, for time-of-day plans.
@@ -309,9 +329,11 @@ impl Controller {
         let elapsed = now.saturating_sub(self.since);
         let stage = self.stage;
         match stage {
-            Stage::Startup if elapsed >= self.plan.startup_all_red => {
+            Stage::Startup if elapsed >= self.plan.startup_all_red && !self.clearing => {
                 self.after_all_red(now, None, s)
             }
+            // The B has been shown, nothing else: its all-red follows at once.
+            Stage::HeadStart(p) if self.clearing => self.enter(Stage::AllRed(p), now),
             Stage::HeadStart(p) if elapsed >= self.head_start(p) => self.enter_green(now, p),
             Stage::Green(p) if self.should_end_green(now, p, s) => {
                 let next = if self.plan.phases[p].amber.is_zero() {
@@ -335,6 +357,9 @@ impl Controller {
     }
 
     fn after_all_red(&mut self, now: Duration, last: Option<usize>, s: Sample) {
+        if self.clearing {
+            return self.enter(Stage::Startup, now);
+        }
         if self.maintenance {
             return self.enter(Stage::MaintenanceFlash, now);
         }
@@ -418,6 +443,13 @@ impl Controller {
             self.green.last_detection = now;
         }
         self.advance_ped(now, p);
+        if self.clearing {
+            // A pedestrian still walking gets the full clearance, never less.
+            if let PedInterval::Walk(_) = self.green.ped {
+                self.green.ped = PedInterval::Clearance(now);
+            }
+            return self.green.ped == PedInterval::Idle;
+        }
         let phase = &self.plan.phases[p];
         if now - self.green.start < phase.min_green || self.green.ped != PedInterval::Idle {
             return false;

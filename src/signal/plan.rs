@@ -514,6 +514,16 @@ impl SignalPlan {
         self.inputs.iter().map(|i| i.name.as_str())
     }
 
+    /// The phase whose clearance takes longest, and how long: its full pedestrian clearance
+    /// (a walk cut short), amber and all-red. What stopping or a watchdog breach may need.
+    pub fn longest_clearance(&self) -> (&str, Duration) {
+        self.phases
+            .iter()
+            .map(|p| (p.name.as_str(), p.ped_clearance + p.amber + p.all_red))
+            .max_by_key(|&(_, d)| d)
+            .unwrap_or(("", Duration::ZERO))
+    }
+
     /// Shortest amber among the phases containing group `g` (zero if none has one).
     pub(crate) fn min_amber_of(&self, g: usize) -> Duration {
         self.fold_phases_of(g, |p| p.amber, Duration::min)

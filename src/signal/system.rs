@@ -154,6 +154,13 @@ impl<C: Clock, O: OutputPin, I: InputPin> SignalSystem<C, O, I> {
             )
     }
 
+    /// Ends the running phase in order (flashing don't walk, amber, all-red) and then holds
+    /// all red until [`SignalSystem::reset`]; see [`Controller::request_clearance`]. Ticking
+    /// goes on as usual, and the monitor checks every step.
+    pub fn request_clearance(&mut self) {
+        self.controller.request_clearance();
+    }
+
     /// Requests maintenance red/amber flash, or its end.
     pub fn set_maintenance_flash(&mut self, on: bool) {
         self.controller.set_maintenance_flash(on);
