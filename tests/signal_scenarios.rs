@@ -13,37 +13,64 @@ const SLACK: f64 = 0.1 + 1e-6;
 /// Starts the site and runs to the first main green.
 fn started() -> Site {
     let mut site = Site::new(SITE, TICK_MS);
-    site.run_until(STARTUP + 1.0, |s| s.state("main") == GroupState::Green)
-        .expect("main green after start-up");
+    site.run_until(STARTUP_FLASH + STARTUP + 1.0, |s| {
+        s.state("main") == GroupState::Green
+    })
+    .expect("main green after start-up");
     site
 }
 
+const ALL_RED_LIT: [u32; 5] = [MAIN_RED, MINOR_RED, TURN_RED, PED_DONT_WALK, BUS_STOP];
+const RIGHT_OF_WAY: [u32; 8] = [
+    MAIN_AMBER,
+    MAIN_GREEN,
+    MINOR_AMBER,
+    MINOR_GREEN,
+    TURN_AMBER,
+    TURN_GREEN,
+    PED_WALK,
+    BUS_GO,
+];
+
+/// Power-up (MUTCD 4D.31): start-up flash (vehicle reds flashing, pedestrian and bus heads
+/// dark), then steady all red, then the first green, each for its configured time.
 #[test]
-fn safe_start_is_all_red_for_the_configured_time() {
+fn safe_start_is_flash_then_all_red_for_the_configured_times() {
     let mut site = Site::new(SITE, TICK_MS);
-    // The last all-red tick is one tick before the start-up time.
-    while site.now() < STARTUP - 0.1 - 1e-6 {
+    let mut dark_ticks = 0;
+    // The last flash tick is one tick before the flash time.
+    while site.now() < STARTUP_FLASH - 0.1 - 1e-6 {
         site.step();
-        for pin in [MAIN_RED, MINOR_RED, TURN_RED, PED_DONT_WALK, BUS_STOP] {
+        let on = site.clock_now().subsec_millis() < 500;
+        for pin in [MAIN_RED, MINOR_RED, TURN_RED] {
+            assert_eq!(site.lit(pin), on, "pin {pin} at {:.1} s", site.now());
+        }
+        for pin in RIGHT_OF_WAY.iter().chain(&[PED_DONT_WALK, BUS_STOP]) {
+            assert!(!site.lit(*pin), "pin {pin} lit at {:.1} s", site.now());
+        }
+        dark_ticks += usize::from(!site.lit(MAIN_RED));
+        assert_eq!(site.signals.controller().stage(), Stage::StartupFlash);
+    }
+    assert!(dark_ticks >= 10, "the reds flash: {dark_ticks} dark ticks");
+    while site.now() < STARTUP_FLASH + STARTUP - 0.1 - 1e-6 {
+        site.step();
+        if site.now() < STARTUP_FLASH + 1e-6 {
+            continue; // the tick that ends the flash
+        }
+        for pin in ALL_RED_LIT {
             assert!(site.lit(pin), "pin {pin} dark at {:.1} s", site.now());
         }
-        for pin in [
-            MAIN_AMBER,
-            MAIN_GREEN,
-            MINOR_AMBER,
-            MINOR_GREEN,
-            TURN_AMBER,
-            TURN_GREEN,
-            PED_WALK,
-            BUS_GO,
-        ] {
+        for pin in RIGHT_OF_WAY {
             assert!(!site.lit(pin), "pin {pin} lit at {:.1} s", site.now());
         }
     }
     let t = site
         .run_until(1.0, |s| s.state("main") == GroupState::Green)
         .unwrap();
-    assert!((t - STARTUP).abs() <= SLACK, "first green at {t}");
+    assert!(
+        (t - STARTUP_FLASH - STARTUP).abs() <= SLACK,
+        "first green at {t}"
+    );
     assert!(site.lit(MAIN_GREEN) && !site.lit(MAIN_RED));
 }
 
@@ -193,7 +220,9 @@ fn early_green_cuts_main_to_its_min_green_once_per_cycle() {
     site.set(Z_MAIN, CAR, 3); // main would run to max green
     site.set(Z_MINOR, CAR, 3);
     let main_green = site
-        .run_until(STARTUP + 1.0, |s| s.state("main") == GroupState::Green)
+        .run_until(STARTUP_FLASH + STARTUP + 1.0, |s| {
+            s.state("main") == GroupState::Green
+        })
         .unwrap();
     site.set(Z_BUS, BUS, 1); // a bus waits in the queue-jump lane from the start
     let amber = site
@@ -358,12 +387,14 @@ fn pin_write_failure_forces_flash_until_reset() {
         "{}",
         site.signals
     );
-    // Repaired and reset: safe start all over again.
+    // Repaired and reset: safe start all over again, flash first.
     site.pins.fail_writes(MAIN_GREEN, false);
     site.signals.reset();
     site.step();
-    assert_eq!(site.signals.controller().stage(), Stage::Startup);
-    assert_eq!(site.state("main"), GroupState::Red);
+    assert_eq!(site.signals.controller().stage(), Stage::StartupFlash);
+    assert_eq!(site.state("main"), GroupState::RedFlash);
+    site.run_until(STARTUP_FLASH, |s| s.state("main") == GroupState::Red)
+        .expect("all red after the flash");
     site.run_until(STARTUP + 1.0, |s| s.state("main") == GroupState::Green)
         .expect("back in service");
 }

@@ -113,6 +113,45 @@ fn assert_cleared_through_amber(run: &[(u64, u32, bool)]) {
     );
 }
 
+/// The start of a process: the traffic red flashing at 1 Hz (walk and don't walk dark) for
+/// the demo's 2 s start-up flash, then steady red with don't walk for its 2 s all-red, then
+/// the first green.
+fn assert_comes_up_through_flash(run: &[(u64, u32, bool)]) {
+    let green_on = run
+        .iter()
+        .find(|&&(_, p, l)| p == TRAFFIC_GREEN && l)
+        .map(|&(t, _, _)| t)
+        .unwrap_or_else(|| panic!("no green after the restart: {run:?}"));
+    let before: Vec<_> = run.iter().filter(|&&(t, _, _)| t < green_on).collect();
+    let red_offs: Vec<u64> = before
+        .iter()
+        .filter(|&&&(_, p, l)| p == TRAFFIC_RED && !l)
+        .map(|&&(t, _, _)| t)
+        .collect();
+    assert!(red_offs.len() >= 2, "the red flashed: {run:?}");
+    let dont_walk_on = before
+        .iter()
+        .find(|&&&(_, p, l)| p == DONT_WALK && l)
+        .map(|&&(t, _, _)| t)
+        .unwrap_or_else(|| panic!("don't walk lit for the all-red: {run:?}"));
+    let start = run[0].0;
+    assert!(dont_walk_on >= start + 1900, "flash for 2 s first: {run:?}");
+    assert!(
+        red_offs.iter().all(|&t| t < dont_walk_on),
+        "steady red once the all-red starts: {run:?}"
+    );
+    assert!(
+        green_on >= dont_walk_on + 2000,
+        "2 s all red before the first green: {run:?}"
+    );
+    assert!(
+        !before
+            .iter()
+            .any(|&&(_, p, l)| l && (p == TRAFFIC_AMBER || p == WALK)),
+        "no right of way before the first green: {run:?}"
+    );
+}
+
 fn assert_all_red(levels: &std::collections::BTreeMap<u32, bool>, what: &str) {
     let on = |pin| levels.get(&pin).copied().unwrap_or(false);
     assert!(
@@ -133,11 +172,12 @@ fn stderr(out: &Output) -> String {
 fn detector_stall_forces_all_red_and_restarts() {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("pins.log");
-    // Stall once the highway is green (after the 2 s start-up all-red).
+    // Stall once the highway is green (after the 2 s start-up flash and 2 s all-red, at
+    // 10 fps); the restarted process runs long enough to come up to green again.
     let extra = "[watchdog]\nperiod_ms = 50\ninference_limit_ms = 1000\n\
-                 [testing]\nstall_after_frames = 20\nstall_ms = 60000\n";
+                 [testing]\nstall_after_frames = 50\nstall_ms = 60000\n";
     let config = site(dir.path(), &log, extra);
-    let out = edgewatch(&config, 30).output().unwrap();
+    let out = edgewatch(&config, 70).output().unwrap();
     let err = stderr(&out);
     assert!(
         out.status.success(),
@@ -167,7 +207,10 @@ fn detector_stall_forces_all_red_and_restarts() {
         err.contains("signals cleared to all red, restarting"),
         "{err}"
     );
-    assert_cleared_through_amber(&transitions_per_process(&log)[0]);
+    let transitions = transitions_per_process(&log);
+    assert_comes_up_through_flash(&transitions[0]);
+    assert_cleared_through_amber(&transitions[0]);
+    assert_comes_up_through_flash(&transitions[1]);
     assert!(
         err.contains("restart 1 after a watchdog breach: inference stuck"),
         "{err}"
@@ -175,7 +218,7 @@ fn detector_stall_forces_all_red_and_restarts() {
     // The new process counted again: its final summary shows its own 30 frames.
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(
-        text.lines().last().unwrap().contains("final frames 30"),
+        text.lines().last().unwrap().contains("final frames 70"),
         "{text}"
     );
     assert_all_red(&runs[1], "after the orderly stop");

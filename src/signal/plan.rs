@@ -49,7 +49,12 @@ pub struct SignalConfig {
     /// Control mode when no time-of-day plan applies.
     #[serde(default)]
     pub mode: ControlMode,
-    /// All-red time at power-up (and after a reset) before the first phase.
+    /// Start-up flash at power-up, on a restart and after a reset: every vehicle head flashes
+    /// red (pedestrian and bus heads dark) before the start-up all-red (MUTCD 4D.31: flash,
+    /// then all red, then the first green).
+    #[serde(default = "default_startup_flash_s")]
+    pub startup_flash_s: f32,
+    /// All-red time after the start-up flash, before the first phase.
     #[serde(default = "default_startup_s")]
     pub startup_all_red_s: f32,
     /// How long frames must be good again before leaving the degraded fixed-time fallback.
@@ -74,6 +79,9 @@ pub struct SignalConfig {
     pub plans: Vec<TimePlanConfig>,
 }
 
+fn default_startup_flash_s() -> f32 {
+    6.0
+}
 fn default_startup_s() -> f32 {
     6.0
 }
@@ -454,6 +462,7 @@ pub struct SignalPlan {
     pub(crate) inputs: Vec<Input>,
     pub(crate) plans: Vec<TimePlan>,
     pub(crate) mode: ControlMode,
+    pub(crate) startup_flash: Duration,
     pub(crate) startup_all_red: Duration,
     pub(crate) camera_recover: Duration,
 }
@@ -622,6 +631,7 @@ impl<'a> Compiler<'a> {
         let cfg = self.cfg;
         check_secs("signals.camera_recover_s", cfg.camera_recover_s, 0.0, 600.0)?;
         check_secs("signals.min_walk_s", cfg.min_walk_s, 4.0, 60.0)?;
+        check_secs("signals.startup_flash_s", cfg.startup_flash_s, 2.0, 300.0)?;
         check_secs(
             "signals.startup_all_red_s",
             cfg.startup_all_red_s,
@@ -646,6 +656,7 @@ impl<'a> Compiler<'a> {
             inputs,
             plans,
             mode: cfg.mode,
+            startup_flash: secs(cfg.startup_flash_s),
             startup_all_red: secs(cfg.startup_all_red_s),
             camera_recover: secs(cfg.camera_recover_s),
         })
@@ -1306,6 +1317,7 @@ pub(crate) mod tests {
     const CLASSES: &[&str] = &["car", "bus", "person"];
 
     pub(crate) const EXAMPLE: &str = r#"
+        startup_flash_s = 2.0
         startup_all_red_s = 4.0
         conflicts = [["main", "minor"], ["main", "ped"], ["main", "bus-b"]]
 

@@ -58,8 +58,8 @@ pub struct SignalSystem<C, O, I> {
 
 impl<C: Clock, O: OutputPin, I: InputPin> SignalSystem<C, O, I> {
     /// Validates `config` against the site's zone and counted class names (index order),
-    /// claims every pin from `backend` in the all-red safe state and starts the power-up
-    /// all-red.
+    /// claims every pin from `backend` showing the start-up flash (vehicle reds lit, the
+    /// rest dark) and starts the power-up flash, then all-red.
     pub fn new<B>(
         config: &SignalConfig,
         zone_names: &[&str],
@@ -150,7 +150,7 @@ impl<C: Clock, O: OutputPin, I: InputPin> SignalSystem<C, O, I> {
         self.monitor.is_tripped()
             || matches!(
                 self.controller.stage(),
-                Stage::Startup | Stage::MaintenanceFlash
+                Stage::StartupFlash | Stage::Startup | Stage::MaintenanceFlash
             )
     }
 
@@ -167,7 +167,7 @@ impl<C: Clock, O: OutputPin, I: InputPin> SignalSystem<C, O, I> {
     }
 
     /// Clears a latched fault (an explicit reset command): the controller starts over from the
-    /// power-up all-red.
+    /// power-up flash and all-red.
     pub fn reset(&mut self) {
         let now = self.clock.now();
         self.monitor.reset();
