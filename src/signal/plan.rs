@@ -66,7 +66,13 @@ pub struct SignalConfig {
     pub min_walk_s: f32,
     /// Signal groups: vehicle heads, pedestrian heads, bus B signals and beacons.
     pub groups: Vec<GroupConfig>,
-    /// Pairs of group names that must never show green (amber, walk, clearance, B) together.
+    /// Pairs of group names that may show a right of way together (the groups of one phase).
+    /// Every other pair of signal groups conflicts, as on a signal monitor's program card:
+    /// a pair forgotten here can never be green together.
+    #[serde(default)]
+    pub permissive: Vec<[String; 2]>,
+    /// Pairs that conflict. Every pair not in `permissive` conflicts anyway; kept so older
+    /// site files load, and checked against `permissive`.
     #[serde(default)]
     pub conflicts: Vec<[String; 2]>,
     /// Phases in cycle order; the first is served after the start-up all-red.
@@ -751,17 +757,44 @@ impl<'a> Compiler<'a> {
         Ok(g)
     }
 
+    /// The conflict matrix: every pair of signal groups conflicts unless declared permissive.
     fn conflicts(&self, groups: &[Group]) -> Result<[u16; MAX_GROUPS], ConfigError> {
+        let signals = groups
+            .iter()
+            .enumerate()
+            .filter(|(_, g)| g.kind.is_signal())
+            .fold(0u16, |m, (g, _)| m | 1 << g);
         let mut matrix = [0u16; MAX_GROUPS];
-        for (k, [a, b]) in self.cfg.conflicts.iter().enumerate() {
-            let key = format!("signals.conflicts[{k}]");
+        for (g, row) in matrix.iter_mut().enumerate().take(groups.len()) {
+            if signals & (1 << g) != 0 {
+                *row = signals & !(1 << g);
+            }
+        }
+        let pair = |list: &str, k: usize, [a, b]: &[String; 2]| {
+            let key = format!("signals.{list}[{k}]");
             let ia = self.group_index(&key, groups, a)?;
             let ib = self.group_index(&key, groups, b)?;
             if ia == ib {
-                return Err(invalid(key, format!("`{a}` cannot conflict with itself")));
+                return Err(invalid(key, format!("`{a}` is listed with itself")));
             }
-            matrix[ia] |= 1 << ib;
-            matrix[ib] |= 1 << ia;
+            Ok::<_, ConfigError>((key, ia, ib))
+        };
+        for (k, names) in self.cfg.permissive.iter().enumerate() {
+            let (_, a, b) = pair("permissive", k, names)?;
+            matrix[a] &= !(1 << b);
+            matrix[b] &= !(1 << a);
+        }
+        for (k, names) in self.cfg.conflicts.iter().enumerate() {
+            let (key, a, b) = pair("conflicts", k, names)?;
+            if matrix[a] & (1 << b) == 0 {
+                return Err(invalid(
+                    key,
+                    format!(
+                        "`{}` and `{}` are also declared permissive",
+                        names[0], names[1]
+                    ),
+                ));
+            }
         }
         Ok(matrix)
     }
@@ -808,14 +841,27 @@ impl<'a> Compiler<'a> {
                 (0..groups.len()).find(|&o| mask & (1 << o) != 0 && conflicts[g] & (1 << o) != 0)
             {
                 let other = &groups[other].name;
-                return Err(invalid(
-                    key,
-                    format!("`{other}` and `{name}` conflict and cannot share a phase"),
-                ));
+                let how = if self.declared_conflict(other, name) {
+                    "conflict (signals.conflicts) and cannot share a phase".to_string()
+                } else {
+                    format!(
+                        "share a phase but are not declared permissive: add \
+                         [\"{other}\", \"{name}\"] to signals.permissive"
+                    )
+                };
+                return Err(invalid(key, format!("`{other}` and `{name}` {how}")));
             }
             mask |= 1 << g;
         }
         Ok(mask)
+    }
+
+    /// True when `signals.conflicts` names the pair `a`, `b` (either order).
+    fn declared_conflict(&self, a: &str, b: &str) -> bool {
+        self.cfg
+            .conflicts
+            .iter()
+            .any(|[x, y]| (x == a && y == b) || (x == b && y == a))
     }
 
     fn phase(
@@ -1319,6 +1365,7 @@ pub(crate) mod tests {
     pub(crate) const EXAMPLE: &str = r#"
         startup_flash_s = 2.0
         startup_all_red_s = 4.0
+        permissive = [["minor", "ped"], ["minor", "bus-b"], ["ped", "bus-b"]]
         conflicts = [["main", "minor"], ["main", "ped"], ["main", "bus-b"]]
 
 
@@ -1556,7 +1603,17 @@ pub(crate) mod tests {
             (
                 "[\"main\", \"minor\"], ",
                 "[\"minor\", \"ped\"], [\"main\", \"minor\"], ",
-                "signals.phases[1].groups",
+                "signals.conflicts[0]",
+            ),
+            (
+                "[\"minor\", \"ped\"], [\"minor\"",
+                "[\"minor\", \"bus-coming\"], [\"minor\"",
+                "signals.permissive[0]",
+            ),
+            (
+                "[\"minor\", \"ped\"], [\"minor\"",
+                "[\"minor\", \"minor\"], [\"minor\"",
+                "signals.permissive[0]",
             ),
             (
                 "startup_all_red_s = 4.0",
@@ -1584,6 +1641,32 @@ pub(crate) mod tests {
             let err = error_of(&EXAMPLE.replace(from, to));
             assert!(err.starts_with(&format!("{key}:")), "{key}: {err}");
         }
+    }
+
+    /// An MMU program card: every pair conflicts unless declared permissive, so a pair left
+    /// out is refused in a phase rather than allowed to go green together.
+    #[test]
+    fn conflicts_are_the_default_and_permissive_pairs_the_exception() {
+        let text = EXAMPLE.replace(
+            "conflicts = [[\"main\", \"minor\"], [\"main\", \"ped\"], [\"main\", \"bus-b\"]]",
+            "",
+        );
+        let plan = SignalPlan::new(&parse(&text), ZONES, CLASSES).unwrap();
+        assert!(plan.conflicts(0, 1) && plan.conflicts(0, 2) && plan.conflicts(0, 3));
+        assert!(!plan.conflicts(1, 2) && !plan.conflicts(1, 3) && !plan.conflicts(2, 3));
+        assert!(!plan.conflicts(0, 4), "a beacon never conflicts");
+        let err = error_of(&text.replace("[\"ped\", \"bus-b\"]", ""));
+        assert_eq!(
+            err,
+            "signals.phases[1].groups: `ped` and `bus-b` share a phase but are not declared \
+             permissive: add [\"ped\", \"bus-b\"] to signals.permissive"
+        );
+        // Nothing declared at all: one group per phase still works, two do not.
+        let bare = text.replace(
+            "permissive = [[\"minor\", \"ped\"], [\"minor\", \"bus-b\"], [\"ped\", \"bus-b\"]]",
+            "",
+        );
+        assert!(error_of(&bare).contains("add [\"minor\", \"ped\"] to signals.permissive"));
     }
 
     #[test]

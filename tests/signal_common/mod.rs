@@ -52,10 +52,8 @@ startup_all_red_s = 5.0
 # A quiet crossing: MUTCD allows a walk down to 4 s where few people wait.
 min_walk_s = 4.0
 camera_recover_s = 10.0
-conflicts = [
-    ["main", "minor"], ["main", "ped"], ["main", "bus-b"], ["main", "turn"],
-    ["turn", "minor"], ["turn", "ped"], ["turn", "bus-b"],
-]
+# Every other pair conflicts (main, turn and each of the minor phase's groups).
+permissive = [["minor", "ped"], ["minor", "bus-b"], ["ped", "bus-b"]]
 
 [[inputs]]
 name = "button"
