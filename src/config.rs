@@ -216,6 +216,9 @@ pub struct TestingConfig {
     /// Inject the faults again after a watchdog restart (a restart storm); by default only
     /// the first process has them.
     pub faults_on_restart: bool,
+    /// Simulated outputs: writes to this lamp pin fail from the start (a broken load switch),
+    /// so the monitor latches a fault.
+    pub fail_pin: Option<u32>,
 }
 
 /// Where signal outputs go.
@@ -255,6 +258,10 @@ pub struct ControlConfig {
     /// At least the longest clearance of any phase.
     #[serde(default = "default_shutdown_s")]
     pub shutdown_limit_s: f32,
+    /// The persistent fault latch: a monitor fault is written here, and a unit that finds it
+    /// at start-up stays in flash until `edgewatch reset-fault` removes it.
+    #[serde(default = "default_fault_file")]
+    pub fault_file: PathBuf,
 }
 
 fn default_tick_ms() -> u64 {
@@ -269,6 +276,9 @@ fn default_backend() -> OutputBackend {
 fn default_gpio_chip() -> PathBuf {
     PathBuf::from("/dev/gpiochip0")
 }
+fn default_fault_file() -> PathBuf {
+    PathBuf::from("/var/lib/edgewatch/fault")
+}
 fn default_shutdown_s() -> f32 {
     60.0
 }
@@ -282,6 +292,7 @@ impl Default for ControlConfig {
             gpio_chip: default_gpio_chip(),
             sim_log: None,
             shutdown_limit_s: default_shutdown_s(),
+            fault_file: default_fault_file(),
         }
     }
 }

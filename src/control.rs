@@ -9,7 +9,7 @@ use std::sync::atomic::{
     AtomicBool, AtomicU32, AtomicU64, AtomicU8,
     Ordering::{Relaxed, SeqCst},
 };
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -21,7 +21,9 @@ use crate::config::{Config, OutputBackend, MAX_CLASSES};
 use crate::health::video::VideoState;
 use crate::health::watchdog::Heartbeats;
 use crate::scene::{Dwell, LineCount, ZonePresence};
-use crate::signal::{GroupState, SafeState, SignalError, SignalSystem, SimPins, TickReport};
+use crate::signal::{
+    Fault, FaultLatch, GroupState, SafeState, SignalError, SignalSystem, SimPins, TickReport,
+};
 
 /// Zone occupancy and dwell, line counts, and per camera the time of the latest processed
 /// frame, the video state and the capture counters, published by the pipeline for the
@@ -338,6 +340,8 @@ pub struct SignalStatus {
     states: Box<[AtomicU8]>,
     fault_flash: AtomicBool,
     degraded: AtomicBool,
+    /// The latched fault, once there is one (set once; read by `/health`).
+    fault: OnceLock<String>,
 }
 
 impl SignalStatus {
@@ -352,6 +356,7 @@ impl SignalStatus {
             states,
             fault_flash: AtomicBool::new(false),
             degraded: AtomicBool::new(false),
+            fault: OnceLock::new(),
         };
         status.publish(system, None);
         status
@@ -382,6 +387,11 @@ impl SignalStatus {
     /// True while the conflict monitor holds all-red flash.
     pub fn fault_flash(&self) -> bool {
         self.fault_flash.load(Relaxed)
+    }
+
+    /// The fault that holds the signals in flash, if any, as the monitor reported it.
+    pub fn fault(&self) -> Option<&str> {
+        self.fault.get().map(String::as_str)
     }
 
     /// True while detection is degraded (camera stale) and the controller runs fixed-time.
@@ -495,6 +505,7 @@ pub fn start(
         feed,
         clock: clock.clone(),
         beats,
+        latch: FaultLatch::new(config.control.fault_file.clone()),
     };
     match config.control.outputs {
         OutputBackend::Simulated => {
@@ -506,6 +517,9 @@ pub fn start(
                     .open(path);
                 file.and_then(|f| pins.log_to(f))
                     .map_err(|e| ControlError::SimLog(path.clone(), e))?;
+            }
+            if let Some(pin) = config.testing.fail_pin {
+                pins.fail_writes(pin, true);
             }
             let system = SignalSystem::new(signals, &zones, &classes, clock, &mut pins)?;
             spawn(system, shared, settings, move |system| {
@@ -555,6 +569,7 @@ struct Shared {
     feed: Arc<SceneFeed>,
     clock: Arc<dyn Clock>,
     beats: Arc<Heartbeats>,
+    latch: FaultLatch,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -565,7 +580,7 @@ struct Settings {
 }
 
 fn spawn<C, O, I>(
-    system: SignalSystem<C, O, I>,
+    mut system: SignalSystem<C, O, I>,
     shared: Shared,
     settings: Settings,
     after_tick: impl FnMut(&SignalSystem<C, O, I>) + Send + 'static,
@@ -576,10 +591,16 @@ where
     I: InputPin + Send + 'static,
 {
     let status = Arc::new(SignalStatus::new(&system));
+    restore_latch(&mut system, &shared.latch, &status);
     let safe = system.safe_state();
     let stop = Arc::new(AtomicBool::new(false));
     let clearance = Arc::new(ClearanceRequest::default());
-    let Shared { feed, clock, beats } = shared;
+    let Shared {
+        feed,
+        clock,
+        beats,
+        latch,
+    } = shared;
     let control = ControlLoop {
         occupancy: vec![[0; MAX_CLASSES]; feed.occupancy.len()],
         system,
@@ -590,6 +611,7 @@ where
         settings,
         beats,
         clearance: clearance.clone(),
+        latch,
     };
     let thread_stop = stop.clone();
     let handle = std::thread::Builder::new()
@@ -616,9 +638,63 @@ struct ControlLoop<C, O, I> {
     /// When the loop started: until the first frame, the camera counts from here.
     started: Duration,
     clearance: Arc<ClearanceRequest>,
+    latch: FaultLatch,
+}
+
+/// A fault latched before this process started keeps the signals in flash; so does a fault
+/// file that cannot be read (the unit cannot know it is clear).
+fn restore_latch<C: Clock, O: OutputPin, I: InputPin>(
+    system: &mut SignalSystem<C, O, I>,
+    latch: &FaultLatch,
+    status: &SignalStatus,
+) {
+    let reason = match latch.load() {
+        Ok(None) => return,
+        Ok(Some(reason)) => reason,
+        Err(e) => format!("{e}"),
+    };
+    let fault = Fault::Latched {
+        reason: truncated(&reason),
+    };
+    log::error!(
+        "signals: {fault}; flash until `edgewatch reset-fault` clears {}",
+        latch.path().display()
+    );
+    // The whole reason for /health; the fault carries what fits without allocating.
+    let _ = status
+        .fault
+        .set(format!("fault latched before the restart: {reason}"));
+    system.latch_fault(fault);
+}
+
+/// `text` cut to the capacity at a character boundary.
+fn truncated<const N: usize>(text: &str) -> heapless::String<N> {
+    let mut out = heapless::String::new();
+    for c in text.chars() {
+        if out.push(c).is_err() {
+            break;
+        }
+    }
+    out
 }
 
 impl<C: Clock, O: OutputPin, I: InputPin> ControlLoop<C, O, I> {
+    /// Writes a new monitor fault to the fault file, so a restart does not clear it. Runs
+    /// once, on the tick the fault latches (the only tick that allocates).
+    fn persist(&self, fault: &Fault) {
+        let text = fault.to_string();
+        match self.latch.store(&text) {
+            Ok(()) => log::error!(
+                "conflict monitor: {text}; flash latched in {} until `edgewatch reset-fault`",
+                self.latch.path().display()
+            ),
+            Err(e) => log::error!(
+                "conflict monitor: {text}; flash latched until this process ends, but {e}"
+            ),
+        }
+        let _ = self.status.fault.set(text);
+    }
+
     fn tick(&mut self) -> TickReport {
         let last_frame = self.feed.read(&mut self.occupancy);
         let now = self.clock.now();
@@ -631,7 +707,7 @@ impl<C: Clock, O: OutputPin, I: InputPin> ControlLoop<C, O, I> {
         self.beats.control(now);
         let report = self.system.tick(&self.occupancy, camera_ok);
         if let Some(fault) = &report.new_fault {
-            log::error!("conflict monitor: {fault}; all-red flash latched until reset");
+            self.persist(fault);
         }
         self.status.publish(&self.system, Some(&report));
         report

@@ -195,3 +195,70 @@ fn clearance_request_clears_in_order_and_holds_all_red() {
     }
     stopper.join().unwrap();
 }
+
+/// Issue 12, finding 6: a monitor fault used to live in RAM only, so any restart cleared it.
+/// Now it is written to `control.fault_file`; a new process finds it and stays in flash until
+/// the file is cleared (`edgewatch reset-fault`), then comes up through the start-up flash.
+#[test]
+fn fault_latch_survives_a_restart_until_reset_fault() {
+    let dir = tempfile::tempdir().unwrap();
+    let fault_file = dir.path().join("state/fault");
+    let mut config = demo();
+    config.control.fault_file = fault_file.clone();
+    let tick = Duration::from_millis(config.control.tick_ms);
+    let run_process = |config: &Config, ticks: u32| {
+        let clock = Arc::new(SteppedClock::default());
+        let feed = Arc::new(SceneFeed::new(config.zones.len(), config.lines.len()));
+        let control = control::start(config, feed.clone(), clock.clone(), Default::default())
+            .unwrap()
+            .expect("the demo has signals");
+        let status = control.status().clone();
+        let occupancy = vec![[0u32; MAX_CLASSES]; config.zones.len()];
+        let mut greens = 0;
+        for _ in 0..ticks {
+            feed.publish(&occupancy, clock.now());
+            clock.advance(tick);
+            let traffic = status.states().find(|(n, _)| *n == "traffic").unwrap().1;
+            greens += u32::from(traffic == GroupState::Green);
+        }
+        let seen = (
+            status.fault_flash(),
+            status.fault().map(str::to_string),
+            greens,
+        );
+        let stopper = std::thread::spawn(move || control.shut_down());
+        while !stopper.is_finished() {
+            clock.advance(tick);
+        }
+        stopper.join().unwrap();
+        seen
+    };
+
+    // A broken load switch on the traffic green: the monitor latches, and writes it down.
+    let mut broken = config.clone();
+    broken.testing.fail_pin = Some(22);
+    let (flash, fault, greens) = run_process(&broken, 20);
+    assert!(flash && greens == 0);
+    assert_eq!(fault.as_deref(), Some("output pin 22 could not be written"));
+    let recorded = std::fs::read_to_string(&fault_file).unwrap();
+    assert_eq!(recorded.trim(), "output pin 22 could not be written");
+
+    // Repaired, restarted: still in flash for a whole minute, because the fault was never reset.
+    let (flash, fault, greens) = run_process(&config, 600);
+    assert!(flash, "flash after the restart");
+    assert_eq!(greens, 0, "no green while the fault is latched");
+    assert_eq!(
+        fault.as_deref(),
+        Some("fault latched before the restart: output pin 22 could not be written")
+    );
+    assert!(fault_file.exists(), "the latch stays until reset");
+
+    // `edgewatch reset-fault` clears it; the next start is normal (flash, all red, green).
+    let cleared = edgewatch::signal::FaultLatch::new(&fault_file)
+        .clear()
+        .unwrap();
+    assert!(cleared.is_some());
+    let (flash, fault, greens) = run_process(&config, 100);
+    assert!(!flash && fault.is_none());
+    assert!(greens > 0, "back in service");
+}

@@ -103,6 +103,13 @@ pub enum Fault {
         /// The group.
         group: GroupName,
     },
+    /// A fault latched before the last restart (`control.fault_file`), or a fault file that
+    /// could not be read: the unit stays in flash until `edgewatch reset-fault`.
+    #[error("fault latched before the restart: {reason}")]
+    Latched {
+        /// The fault as it was recorded, cut to fit.
+        reason: heapless::String<100>,
+    },
     /// The command does not have one head per group of the plan.
     #[error("command has {got} groups, the plan has {expected}")]
     GroupCount {

@@ -161,6 +161,12 @@ impl<C: Clock, O: OutputPin, I: InputPin> SignalSystem<C, O, I> {
         self.controller.request_clearance();
     }
 
+    /// Latches `fault` as if the monitor had just found it (a fault recorded before a restart):
+    /// flash from the next tick until [`SignalSystem::reset`].
+    pub fn latch_fault(&mut self, fault: Fault) {
+        self.monitor.trip(fault);
+    }
+
     /// Requests maintenance red/amber flash, or its end.
     pub fn set_maintenance_flash(&mut self, on: bool) {
         self.controller.set_maintenance_flash(on);
