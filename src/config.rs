@@ -262,6 +262,21 @@ pub struct ControlConfig {
     /// at start-up stays in flash until `edgewatch reset-fault` removes it.
     #[serde(default = "default_fault_file")]
     pub fault_file: PathBuf,
+    /// An output that toggles every tick while the controller and the monitor are healthy, to
+    /// hold a pulse-maintained flash-transfer relay (see `board/README.md`).
+    #[serde(default)]
+    pub heartbeat: Option<HeartbeatConfig>,
+}
+
+/// The heartbeat output (`control.heartbeat`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeartbeatConfig {
+    /// Pin number, as for lamps.
+    pub pin: u32,
+    /// The relay driver is on when the pin is low.
+    #[serde(default)]
+    pub active_low: bool,
 }
 
 fn default_tick_ms() -> u64 {
@@ -293,6 +308,7 @@ impl Default for ControlConfig {
             sim_log: None,
             shutdown_limit_s: default_shutdown_s(),
             fault_file: default_fault_file(),
+            heartbeat: None,
         }
     }
 }
@@ -1003,10 +1019,44 @@ impl Config {
             1,
             256,
         )?;
+        if self.signals.is_none() && self.control.heartbeat.is_some() {
+            return Err(invalid(
+                "control.heartbeat",
+                "the site has no [signals] to be healthy for",
+            ));
+        }
         if let Some(signals) = &self.signals {
             let zones: Vec<&str> = self.zones.iter().map(|z| z.name.as_str()).collect();
             let classes: Vec<&str> = self.model.classes.iter().map(|c| c.as_str()).collect();
             let plan = crate::signal::SignalPlan::new(signals, &zones, &classes)?;
+            if let Some(hb) = &self.control.heartbeat {
+                let used =
+                    signals
+                        .inputs
+                        .iter()
+                        .map(|i| i.pin)
+                        .chain(signals.groups.iter().flat_map(|g| {
+                            [
+                                g.red,
+                                g.amber,
+                                g.green,
+                                g.dont_walk,
+                                g.walk,
+                                g.go,
+                                g.stop,
+                                g.lamp,
+                            ]
+                            .into_iter()
+                            .flatten()
+                            .map(|l| l.pin)
+                        }));
+                if used.into_iter().any(|p| p == hb.pin) {
+                    return Err(invalid(
+                        "control.heartbeat.pin",
+                        format!("pin {} is already a signal lamp or input", hb.pin),
+                    ));
+                }
+            }
             // Stopping, or a watchdog breach, clears the running phase within the limit; a
             // limit shorter than a clearance would cut it short.
             let (phase, needed) = plan.longest_clearance();

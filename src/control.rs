@@ -22,7 +22,8 @@ use crate::health::video::VideoState;
 use crate::health::watchdog::Heartbeats;
 use crate::scene::{Dwell, LineCount, ZonePresence};
 use crate::signal::{
-    Fault, FaultLatch, GroupState, SafeState, SignalError, SignalSystem, SimPins, TickReport,
+    Fault, FaultLatch, GroupState, PinBackend, SafeState, SignalError, SignalSystem, SimPins,
+    TickReport,
 };
 
 /// Zone occupancy and dwell, line counts, and per camera the time of the latest processed
@@ -521,7 +522,7 @@ pub fn start(
             if let Some(pin) = config.testing.fail_pin {
                 pins.fail_writes(pin, true);
             }
-            let system = SignalSystem::new(signals, &zones, &classes, clock, &mut pins)?;
+            let system = build(config, signals, &zones, &classes, clock, &mut pins)?;
             spawn(system, shared, settings, move |system| {
                 pins.take_transitions(|t| print_transition(system, t.at, t.pin, t.high));
             })
@@ -530,7 +531,7 @@ pub fn start(
             #[cfg(feature = "rppal")]
             {
                 let mut pins = crate::signal::rppal::RppalPins::new().map_err(SignalError::from)?;
-                let system = SignalSystem::new(signals, &zones, &classes, clock, &mut pins)?;
+                let system = build(config, signals, &zones, &classes, clock, &mut pins)?;
                 spawn(system, shared, settings, |_| {})
             }
             #[cfg(not(feature = "rppal"))]
@@ -540,13 +541,35 @@ pub fn start(
             #[cfg(feature = "gpio-cdev")]
             {
                 let mut pins = crate::signal::cdev::CdevPins::new(config.control.gpio_chip.clone());
-                let system = SignalSystem::new(signals, &zones, &classes, clock, &mut pins)?;
+                let system = build(config, signals, &zones, &classes, clock, &mut pins)?;
                 spawn(system, shared, settings, |_| {})
             }
             #[cfg(not(feature = "gpio-cdev"))]
             Err(ControlError::NotBuilt("gpio-cdev"))
         }
     }
+}
+
+/// A signal system on the pins of backend `B`.
+type SystemOn<B> =
+    SignalSystem<Arc<dyn Clock>, <B as PinBackend>::Output, <B as PinBackend>::Input>;
+
+/// The signal system on `backend`, with the heartbeat output when the site has one.
+fn build<B: PinBackend>(
+    config: &Config,
+    signals: &crate::signal::SignalConfig,
+    zones: &[&str],
+    classes: &[&str],
+    clock: Arc<dyn Clock>,
+    backend: &mut B,
+) -> Result<SystemOn<B>, ControlError> {
+    let mut system = SignalSystem::new(signals, zones, classes, clock, backend)?;
+    if let Some(hb) = &config.control.heartbeat {
+        system
+            .claim_heartbeat(backend, hb.pin, hb.active_low)
+            .map_err(SignalError::from)?;
+    }
+    Ok(system)
 }
 
 /// Prints one simulated pin change to stderr (unbuffered, so it does not allocate).

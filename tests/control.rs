@@ -262,3 +262,22 @@ fn fault_latch_survives_a_restart_until_reset_fault() {
     assert!(!flash && fault.is_none());
     assert!(greens > 0, "back in service");
 }
+
+#[test]
+fn heartbeat_pin_must_be_free() {
+    let mut config = demo();
+    config.control.heartbeat = Some(edgewatch::config::HeartbeatConfig {
+        pin: 22,
+        active_low: false,
+    });
+    let err = config.validate().unwrap_err().to_string();
+    assert_eq!(
+        err,
+        "control.heartbeat.pin: pin 22 is already a signal lamp or input"
+    );
+    config.control.heartbeat = Some(edgewatch::config::HeartbeatConfig {
+        pin: 4,
+        active_low: false,
+    });
+    config.validate().unwrap();
+}

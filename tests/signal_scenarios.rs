@@ -591,3 +591,46 @@ fn clearance_does_not_wait_for_min_green_and_ends_a_head_start() {
         assert_eq!(site.state(g), GroupState::Red);
     }
 }
+
+/// The heartbeat for the flash-transfer relay: one edge every tick while healthy; none once
+/// the monitor trips (the relay drops and the cabinet flasher takes the heads), none after
+/// the lamps are left at all red on stopping.
+#[test]
+fn heartbeat_toggles_only_while_healthy() {
+    const HEARTBEAT: u32 = 30;
+    let mut site = started();
+    let mut backend = site.pins.clone();
+    site.signals
+        .claim_heartbeat(&mut backend, HEARTBEAT, false)
+        .unwrap();
+    let edges = |site: &mut Site, ticks: usize| {
+        let mut n = 0;
+        let mut last = site.pins.level(HEARTBEAT).unwrap();
+        for _ in 0..ticks {
+            site.step_allowing_faults();
+            let now = site.pins.level(HEARTBEAT).unwrap();
+            n += usize::from(now != last);
+            last = now;
+        }
+        n
+    };
+    assert_eq!(edges(&mut site, 50), 50, "a pulse edge every tick");
+    assert_eq!(site.signals.heartbeats(), 50);
+    site.pins.fail_writes(MAIN_GREEN, true);
+    let after_fault = edges(&mut site, 50);
+    assert!(after_fault <= 1, "{after_fault} edges after the fault");
+    assert!(!site.pins.level(HEARTBEAT).unwrap(), "rests off");
+    assert!(site.signals.fault().is_some());
+
+    let mut site = started();
+    let mut backend = site.pins.clone();
+    site.signals
+        .claim_heartbeat(&mut backend, HEARTBEAT, true)
+        .unwrap();
+    assert_eq!(edges(&mut site, 10), 10);
+    site.signals.show_all_red().unwrap();
+    assert!(
+        site.pins.level(HEARTBEAT).unwrap(),
+        "active low: off is high"
+    );
+}

@@ -17,6 +17,8 @@ const TRAFFIC_AMBER: u32 = 27;
 const TRAFFIC_GREEN: u32 = 22;
 const DONT_WALK: u32 = 5;
 const WALK: u32 = 6;
+/// The heartbeat output the tests add.
+const HEARTBEAT: u32 = 4;
 
 /// The demo site with the simulated pins logging to `log`, the health endpoint off, and
 /// `extra` TOML appended.
@@ -25,7 +27,10 @@ fn site(dir: &Path, log: &Path, extra: &str) -> PathBuf {
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/board/demo.toml")).unwrap();
     let text = demo.replace(
         "outputs = \"simulated\"",
-        &format!("outputs = \"simulated\"\nsim_log = \"{}\"", log.display()),
+        &format!(
+            "outputs = \"simulated\"\nsim_log = \"{}\"\nheartbeat = {{ pin = {HEARTBEAT} }}",
+            log.display()
+        ),
     );
     let path = dir.join("site.toml");
     std::fs::write(&path, format!("{text}\n[health]\nenabled = false\n{extra}")).unwrap();
@@ -106,9 +111,26 @@ fn assert_cleared_through_amber(run: &[(u64, u32, bool)]) {
         amber_off - amber_on
     );
     assert_eq!(red_on, amber_off, "amber to red: {run:?}");
+    // The heartbeat pulsed while healthy and through the clearance, and rests off once its
+    // 1.5 s all-red is over and the heads are left at red (the cabinet flasher's turn).
+    let beats: Vec<_> = run.iter().filter(|&&(_, p, _)| p == HEARTBEAT).collect();
+    assert!(beats.len() > 20, "heartbeat pulses: {beats:?}");
+    let &&(last_t, _, last_level) = beats.last().unwrap();
+    assert!(!last_level, "the heartbeat rests off: {beats:?}");
+    // Slack for ticks that run late on a loaded machine.
     assert!(
-        run.iter()
-            .all(|&(t, p, l)| t <= red_on || !l || p == TRAFFIC_RED || p == DONT_WALK),
+        last_t <= red_on + 1500 + 1000,
+        "no pulse after the clearance (red at {red_on}): {:?}",
+        &beats[beats.len().saturating_sub(30)..]
+    );
+    assert!(
+        beats.iter().any(|&&(t, _, _)| t > red_on + 500),
+        "pulses through the all-red: {beats:?}"
+    );
+    assert!(
+        run.iter().all(|&(t, p, l)| t <= red_on
+            || !l
+            || [TRAFFIC_RED, DONT_WALK, HEARTBEAT].contains(&p)),
         "nothing lit after the all-red but red and don't walk: {run:?}"
     );
 }

@@ -345,7 +345,13 @@ pub fn spawn(
     let handle = std::thread::Builder::new()
         .name("watchdog".into())
         .spawn(move || {
-            let mut next_ping = clock.now();
+            // The first ping one interval in: READY=1, sent by the starting thread just after
+            // this one starts, must reach systemd first (a race the test saw under load).
+            let mut next_ping = clock.now()
+                + actions
+                    .notifier
+                    .as_ref()
+                    .map_or(Duration::ZERO, |n| n.ping_interval());
             let mut next_log = clock.now() + log_interval;
             while !thread_stop.load(Relaxed) {
                 let now = clock.now();
