@@ -4,7 +4,8 @@
 //! It is built from the plan alone (its own copy of the conflict matrix and the minimum amber,
 //! all-red and clearance times) and sees only the commanded lamps and the time; it shares no
 //! state with the controller. On any fault it latches all-red flash until [`reset`]
-//! ([`ConflictMonitor::reset`]) or a restart.
+//! ([`ConflictMonitor::reset`]) or the end of the process; the control loop also writes the
+//! fault to the persistent latch ([`super::latch`]), so a restart does not clear it.
 //!
 //! "Green" here means any right of way: green, amber (steady or flashing), walk, pedestrian
 //! clearance and bus B.
