@@ -200,6 +200,8 @@ fn start_watchdog(
     let mut last_rss = None;
     let actions = Actions {
         safe: control.map(|c| c.safe_state().clone()),
+        clearance: control.map(|c| c.clearance().clone()),
+        clearance_limit: Duration::from_secs_f32(config.control.shutdown_limit_s),
         notifier,
         // What the operators of the old Python units watched: memory, frames, trend.
         log_line: Box::new(move || {

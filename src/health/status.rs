@@ -255,10 +255,15 @@ impl HealthSource for HealthState {
                 let forced = self.safe.as_ref().is_some_and(|s| s.is_forced());
                 write!(
                     w,
-                    ",\"fault_flash\":{},\"degraded\":{},\"forced_safe\":{forced}}}",
+                    ",\"fault_flash\":{},\"degraded\":{},\"forced_safe\":{forced},\"fault\":",
                     sig.fault_flash(),
                     sig.degraded()
                 )?;
+                match sig.fault() {
+                    Some(fault) => json::string(w, fault)?,
+                    None => w.write_all(b"null")?,
+                }
+                w.write_all(b"}")?;
             }
         }
         w.write_all(b",\"detector_outputs\":")?;
