@@ -109,6 +109,9 @@ pub struct Config {
     /// The local health endpoint.
     #[serde(default)]
     pub health: HealthConfig,
+    /// The live annotated view on the health endpoint (`/`, `/snapshot.jpg`, `/stream.mjpeg`).
+    #[serde(default)]
+    pub view: ViewConfig,
     /// Fault injection for the watchdog's integration tests. Never set on a real site.
     #[serde(default)]
     pub testing: TestingConfig,
@@ -195,6 +198,59 @@ impl Default for HealthConfig {
             bind: "127.0.0.1:8787".into(),
             max_connections: 8,
         }
+    }
+}
+
+/// The live view: annotated JPEGs drawn off the frame loop while someone watches.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ViewConfig {
+    /// Serve the live view (needs `health.enabled`).
+    pub enabled: bool,
+    /// Most frames a second drawn per camera (0.1..10); the frame loop copies no more.
+    pub fps: f32,
+    /// Most `/stream.mjpeg` clients at once (1..64, below `health.max_connections`, so
+    /// `/health` always has a worker).
+    pub max_viewers: usize,
+    /// JPEG quality (10..95).
+    pub quality: u8,
+}
+
+impl Default for ViewConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            fps: 2.0,
+            max_viewers: 2,
+            quality: 75,
+        }
+    }
+}
+
+impl ViewConfig {
+    fn validate(&self, health: &HealthConfig) -> Result<(), ConfigError> {
+        if !(0.1..=10.0).contains(&self.fps) {
+            return Err(invalid("view.fps", "must be between 0.1 and 10"));
+        }
+        check_range("view.quality", self.quality, 10, 95)?;
+        check_range("view.max_viewers", self.max_viewers, 1, 64)?;
+        if self.enabled && !health.enabled {
+            return Err(invalid(
+                "view.enabled",
+                "the view is served by the health endpoint: set health.enabled = true",
+            ));
+        }
+        if self.enabled && self.max_viewers >= health.max_connections {
+            return Err(invalid(
+                "view.max_viewers",
+                format!(
+                    "{} streams would take every one of the {} health.max_connections workers; \
+                     keep it below, so /health stays reachable",
+                    self.max_viewers, health.max_connections
+                ),
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -991,6 +1047,7 @@ impl Config {
             1,
             256,
         )?;
+        self.view.validate(&self.health)?;
         if let Some(signals) = &self.signals {
             let zones: Vec<&str> = self.zones.iter().map(|z| z.name.as_str()).collect();
             let classes: Vec<&str> = self.model.classes.iter().map(|c| c.as_str()).collect();
@@ -1421,6 +1478,36 @@ mod tests {
         let err = load_str(&text).unwrap_err().to_string();
         assert!(
             err.contains("model.threadz") && err.contains("unknown field"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn view_is_off_by_default_and_its_bounds_are_named() {
+        assert!(!load_str(MINIMAL).unwrap().view.enabled);
+        let view = |extra: &str| load_str(&format!("{MINIMAL}\n{extra}"));
+        let c = view("[view]\nenabled = true\nfps = 1.5\nquality = 80").unwrap();
+        assert_eq!(
+            (c.view.fps, c.view.quality, c.view.max_viewers),
+            (1.5, 80, 2)
+        );
+        let cases = [
+            ("[view]\nfps = 0.0", "view.fps: must be between 0.1 and 10"),
+            ("[view]\nquality = 100", "view.quality: 100 is out of range 10..=95"),
+            ("[view]\nmax_viewers = 0", "view.max_viewers: 0 is out of range 1..=64"),
+            (
+                "[view]\nenabled = true\n[health]\nenabled = false",
+                "view.enabled: the view is served by the health endpoint: set health.enabled = true",
+            ),
+        ];
+        for (extra, message) in cases {
+            assert_eq!(view(extra).unwrap_err().to_string(), message, "{extra}");
+        }
+        let err = view("[view]\nenabled = true\nmax_viewers = 8\n[health]\nmax_connections = 8")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("view.max_viewers: 8 streams would take every one of the 8"),
             "{err}"
         );
     }

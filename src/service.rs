@@ -16,6 +16,7 @@ use crate::health::server::{HealthServer, ServerLimits};
 use crate::health::status::HealthState;
 use crate::health::watchdog::{self, Actions, Watchdog, WatchdogThread};
 use crate::pipeline::{Pipeline, PipelineError};
+use crate::view::{ViewError, Viewer, ViewerThread};
 
 /// Why the unit could not start or stopped.
 #[derive(Debug, thiserror::Error)]
@@ -29,6 +30,9 @@ pub enum ServiceError {
     /// A thread could not be started.
     #[error("cannot start the {0} thread: {1}")]
     Thread(&'static str, std::io::Error),
+    /// The live view could not start.
+    #[error(transparent)]
+    View(#[from] ViewError),
 }
 
 /// Everything `edgewatch run` runs.
@@ -38,6 +42,7 @@ pub struct Service {
     control: Option<ControlThread>,
     watchdog: Option<WatchdogThread>,
     health: Option<HealthServer>,
+    view: Option<ViewerThread>,
     interval: Duration,
 }
 
@@ -69,6 +74,20 @@ impl Service {
             }
             None => None,
         };
+        let view = if config.view.enabled {
+            let feeds = pipeline.enable_view(config.view.fps);
+            let signals = control.as_ref().map(|c| c.status().clone());
+            let v = &config.view;
+            Some(Viewer::start(
+                feeds,
+                v.fps,
+                v.quality,
+                v.max_viewers,
+                signals,
+            )?)
+        } else {
+            None
+        };
         let state = HealthState {
             clock: clock.clone(),
             started: clock.now(),
@@ -82,6 +101,7 @@ impl Service {
             zones: config.zones.iter().map(|z| z.name.clone()).collect(),
             lines: config.lines.iter().map(|l| l.name.clone()).collect(),
             camera_stale: Duration::from_millis(config.control.camera_stale_ms),
+            view: view.as_ref().map(|v| v.viewer().clone()),
         };
         let health = start_health(config, Arc::new(state));
         let watchdog = start_watchdog(
@@ -103,6 +123,7 @@ impl Service {
             control,
             watchdog: Some(watchdog),
             health,
+            view,
             interval,
         })
     }
@@ -140,6 +161,7 @@ impl Service {
         if let Some(h) = self.health.take() {
             h.stop();
         }
+        drop(self.view.take());
     }
 }
 
@@ -150,9 +172,13 @@ fn start_health(config: &Config, state: Arc<HealthState>) -> Option<HealthServer
         return None;
     }
     let addr = config.health.bind.parse().ok()?;
+    let defaults = ServerLimits::default();
+    // A worker's response buffer must hold a whole JPEG of the largest camera.
+    let jpeg = state.view.as_ref().map_or(0, |v| v.max_jpeg());
     let limits = ServerLimits {
         max_connections: config.health.max_connections,
-        ..ServerLimits::default()
+        max_response_bytes: defaults.max_response_bytes.max(jpeg),
+        ..defaults
     };
     match HealthServer::start(addr, limits, state) {
         Ok(server) => {
