@@ -68,43 +68,47 @@ fn start(view: &str) -> Unit {
     }
 }
 
-/// One request; returns the status code, the head and the body.
-fn get(addr: SocketAddr, path: &str) -> (u16, String, Vec<u8>) {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+/// One request; returns the status code, the head and the body, or `None` if the connection
+/// failed (the accept thread refuses with 503 and closes while every worker is busy).
+fn try_get(addr: SocketAddr, path: &str) -> Option<(u16, String, Vec<u8>)> {
+    let mut s = TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(20))).ok()?;
+    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").ok()?;
     let mut bytes = Vec::new();
-    s.read_to_end(&mut bytes).unwrap();
-    let split = bytes
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .expect("a complete head");
+    s.read_to_end(&mut bytes).ok()?;
+    let split = bytes.windows(4).position(|w| w == b"\r\n\r\n")?;
     let head = String::from_utf8_lossy(&bytes[..split]).into_owned();
     let code = head
         .split(' ')
         .nth(1)
         .and_then(|c| c.parse().ok())
         .unwrap_or(0);
-    (code, head, bytes[split + 4..].to_vec())
+    Some((code, head, bytes[split + 4..].to_vec()))
 }
 
-/// /health as JSON, retried while the server answers 503 (every worker busy).
-fn health(addr: SocketAddr) -> serde_json::Value {
-    for _ in 0..100 {
-        let (code, _, body) = get(addr, "/health");
-        if code == 200 {
-            return serde_json::from_slice(&body).unwrap();
+fn get(addr: SocketAddr, path: &str) -> (u16, String, Vec<u8>) {
+    try_get(addr, path).unwrap_or_else(|| panic!("GET {path} failed"))
+}
+
+/// A 200 answer to `path`, retried while the server is busy (503 or a refused connection).
+fn get_ok(addr: SocketAddr, path: &str) -> Vec<u8> {
+    for _ in 0..200 {
+        match try_get(addr, path) {
+            Some((200, _, body)) => return body,
+            _ => std::thread::sleep(Duration::from_millis(50)),
         }
-        std::thread::sleep(Duration::from_millis(50));
     }
-    panic!("/health never answered 200");
+    panic!("{path} never answered 200");
+}
+
+/// /health as JSON.
+fn health(addr: SocketAddr) -> serde_json::Value {
+    serde_json::from_slice(&get_ok(addr, "/health")).unwrap()
 }
 
 /// A counter from /metrics.
 fn metric(addr: SocketAddr, name: &str) -> u64 {
-    let (code, _, body) = get(addr, "/metrics");
-    assert_eq!(code, 200);
-    let text = String::from_utf8(body).unwrap();
+    let text = String::from_utf8(get_ok(addr, "/metrics")).unwrap();
     text.lines()
         .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
         .unwrap_or_else(|| panic!("{name} not in /metrics"))
@@ -279,4 +283,40 @@ fn ten_clients_that_never_read_the_stream_stall_nothing() {
         "frames stopped"
     );
     drop(slow);
+}
+
+#[test]
+fn snapshot_command_writes_one_annotated_frame() {
+    let dir = tempfile::tempdir().unwrap();
+    let demo = concat!(env!("CARGO_MANIFEST_DIR"), "/board/demo.toml");
+    let out = dir.path().join("out.jpg");
+    let run = util::edgewatch(&["snapshot", "--config", demo, "-o", out.to_str().unwrap()]);
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let (w, h, _) = decode(&std::fs::read(&out).unwrap());
+    assert_eq!((w, h), (256, 256));
+    // Written through a temporary name and a rename: nothing else is left in the folder.
+    let names: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names, ["out.jpg"]);
+
+    let bad = dir.path().join("bad.jpg");
+    let run = util::edgewatch(&[
+        "snapshot",
+        "--config",
+        demo,
+        "--camera",
+        "nope",
+        "-o",
+        bad.to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(run.status.code(), Some(2), "{err}");
+    assert!(err.contains("--camera: no camera is named `nope`"), "{err}");
+    assert!(!bad.exists());
 }

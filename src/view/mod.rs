@@ -7,6 +7,7 @@
 //! frame; HTTP workers copy the newest JPEG out. Nothing is rendered while nobody watches.
 
 pub mod render;
+pub mod shot;
 pub mod slot;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
