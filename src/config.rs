@@ -112,6 +112,9 @@ pub struct Config {
     /// The live annotated view on the health endpoint (`/`, `/snapshot.jpg`, `/stream.mjpeg`).
     #[serde(default)]
     pub view: ViewConfig,
+    /// Annotated JPEGs saved on events (zone entries, line crossings, faults), bounded on disk.
+    #[serde(default)]
+    pub snapshots: SnapshotsConfig,
     /// Fault injection for the watchdog's integration tests. Never set on a real site.
     #[serde(default)]
     pub testing: TestingConfig,
@@ -249,6 +252,104 @@ impl ViewConfig {
                     self.max_viewers, health.max_connections
                 ),
             ));
+        }
+        Ok(())
+    }
+}
+
+/// Event snapshots: which events save an annotated frame, where, and within which bounds.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SnapshotsConfig {
+    /// The folder (created if missing); needed when any event is configured.
+    pub dir: Option<PathBuf>,
+    /// Most snapshot files kept (1..1000000); the oldest go first.
+    pub max_files: usize,
+    /// Most bytes kept over every snapshot (at least 1024).
+    pub max_bytes: u64,
+    /// Writing pauses while the disk has less free space than this (MiB).
+    pub min_free_disk_mib: u64,
+    /// Also save a frame of every camera on a fault: conflict-monitor flash, or a start after a
+    /// watchdog restart.
+    pub faults: bool,
+    /// Zone entries and line crossings that save a frame (at most 32).
+    pub events: Vec<SnapshotEventConfig>,
+}
+
+impl Default for SnapshotsConfig {
+    fn default() -> Self {
+        Self {
+            dir: None,
+            max_files: 1000,
+            max_bytes: 200 * 1024 * 1024,
+            min_free_disk_mib: 500,
+            faults: false,
+            events: Vec::new(),
+        }
+    }
+}
+
+/// One kind of event that saves a snapshot: an object of `classes` entering `zone`, or
+/// crossing `line` (either way).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SnapshotEventConfig {
+    /// A zone: saved when one of `classes` enters it (its count for the class rises from 0).
+    #[serde(default)]
+    pub zone: Option<String>,
+    /// A counting line: saved when one of `classes` crosses it.
+    #[serde(default)]
+    pub line: Option<String>,
+    /// Counted classes that trigger it; empty: every counted class.
+    #[serde(default)]
+    pub classes: Vec<String>,
+}
+
+/// Most event kinds in `snapshots.events`.
+pub const MAX_SNAPSHOT_EVENTS: usize = 32;
+
+impl SnapshotsConfig {
+    /// Whether any event saves snapshots.
+    pub fn enabled(&self) -> bool {
+        self.faults || !self.events.is_empty()
+    }
+
+    fn validate(&self, config: &Config) -> Result<(), ConfigError> {
+        check_range("snapshots.max_files", self.max_files, 1, 1_000_000)?;
+        check_range("snapshots.max_bytes", self.max_bytes, 1024, u64::MAX)?;
+        if self.events.len() > MAX_SNAPSHOT_EVENTS {
+            return Err(invalid(
+                "snapshots.events",
+                format!("at most {MAX_SNAPSHOT_EVENTS} events"),
+            ));
+        }
+        if self.enabled() && self.dir.is_none() {
+            return Err(invalid(
+                "snapshots.dir",
+                "a folder is needed to save event snapshots",
+            ));
+        }
+        for (i, e) in self.events.iter().enumerate() {
+            let key = format!("snapshots.events[{i}]");
+            match (&e.zone, &e.line) {
+                (Some(z), None) if config.zones.iter().any(|c| &c.name == z) => {}
+                (None, Some(l)) if config.lines.iter().any(|c| &c.name == l) => {}
+                (Some(z), None) => {
+                    return Err(invalid(key + ".zone", format!("no zone is named `{z}`")))
+                }
+                (None, Some(l)) => {
+                    return Err(invalid(key + ".line", format!("no line is named `{l}`")))
+                }
+                _ => return Err(invalid(key, "give exactly one of `zone` and `line`")),
+            }
+            for class in &e.classes {
+                if !config.model.classes.contains(class) {
+                    return Err(invalid(
+                        format!("{key}.classes"),
+                        format!("`{class}` is not in model.classes"),
+                    ));
+                }
+            }
         }
         Ok(())
     }
@@ -1048,6 +1149,7 @@ impl Config {
             256,
         )?;
         self.view.validate(&self.health)?;
+        self.snapshots.validate(self)?;
         if let Some(signals) = &self.signals {
             let zones: Vec<&str> = self.zones.iter().map(|z| z.name.as_str()).collect();
             let classes: Vec<&str> = self.model.classes.iter().map(|c| c.as_str()).collect();

@@ -23,6 +23,7 @@ use crate::health::video::VideoCheck;
 use crate::health::watchdog::Heartbeats;
 use crate::scene::tracker::TrackerStats;
 use crate::scene::{LineCount, Scene};
+use crate::view::events::{Event, LaneEvents};
 use crate::view::render::{CameraLayout, LineShape, ZoneShape};
 use crate::view::slot::{view_slot, ViewTap};
 use crate::view::ViewFeed;
@@ -184,6 +185,8 @@ struct Lane {
     video: VideoCheck,
     /// The live view's slot, once [`Pipeline::enable_view`] made one.
     view: Option<ViewTap>,
+    /// Event-snapshot rules on this camera, once [`Pipeline::enable_events`] set them.
+    events: Option<LaneEvents>,
     /// Frames per turn at the detector.
     weight: u32,
     /// Frames of this camera processed end to end.
@@ -344,6 +347,7 @@ impl Pipeline {
                 lines,
                 video: VideoCheck::new(format, &config.watchdog),
                 view: None,
+                events: None,
                 weight: cam.weight.max(1),
                 frames: 0,
                 ended: false,
@@ -426,6 +430,29 @@ impl Pipeline {
                 }
             })
             .collect()
+    }
+
+    /// Watches every camera's zones and lines for `config`'s events, posting each to `queue`
+    /// without waiting (a full queue counts in `dropped`).
+    pub fn enable_events(
+        &mut self,
+        config: &crate::config::SnapshotsConfig,
+        queue: std::sync::mpsc::SyncSender<Event>,
+        dropped: Arc<std::sync::atomic::AtomicU64>,
+    ) {
+        for (camera, lane) in self.lanes.iter_mut().enumerate() {
+            let zones: Vec<&str> = lane.scene.zones().iter().map(|z| z.name()).collect();
+            let lines: Vec<&str> = lane.scene.lines().iter().map(|l| l.name()).collect();
+            lane.events = LaneEvents::new(
+                camera,
+                config,
+                &zones,
+                &lines,
+                &self.class_names,
+                queue.clone(),
+                dropped.clone(),
+            );
+        }
     }
 
     /// Liveness stamps the watchdog reads: capture progress and inference start/end.
@@ -649,6 +676,9 @@ impl Pipeline {
         if let Some(view) = &mut lane.view {
             // With a pool the boxes trail the staged frame by the pool's latency.
             view.publish(&lane.scene, t5);
+        }
+        if let Some(events) = &mut lane.events {
+            events.check(&lane.scene);
         }
         if let Some(feed) = &self.feed {
             feed.publish_zones(tag.lane, &lane.zones, lane.scene.zone_occupancy(), t5);

@@ -16,7 +16,9 @@ use crate::health::server::{HealthServer, ServerLimits};
 use crate::health::status::HealthState;
 use crate::health::watchdog::{self, Actions, Watchdog, WatchdogThread};
 use crate::pipeline::{Pipeline, PipelineError};
-use crate::view::{ViewError, Viewer, ViewerThread};
+use crate::view::events::EVENT_QUEUE;
+use crate::view::store::{SnapshotStore, StoreError, StoreLimits};
+use crate::view::{EventSink, ViewError, Viewer, ViewerOptions, ViewerThread};
 
 /// Why the unit could not start or stopped.
 #[derive(Debug, thiserror::Error)]
@@ -33,6 +35,9 @@ pub enum ServiceError {
     /// The live view could not start.
     #[error(transparent)]
     View(#[from] ViewError),
+    /// The event snapshot folder cannot be used.
+    #[error(transparent)]
+    Snapshots(#[from] StoreError),
 }
 
 /// Everything `edgewatch run` runs.
@@ -74,20 +79,25 @@ impl Service {
             }
             None => None,
         };
-        let view = if config.view.enabled {
+        let events = start_events(config, &mut pipeline, restarts.last_reason.is_some())?;
+        let snapshots = events
+            .as_ref()
+            .map(|e| (e.store.counters().clone(), e.dropped.clone()));
+        // The viewer draws for the live view and for event snapshots alike.
+        let viewer = if config.view.enabled || events.is_some() {
             let feeds = pipeline.enable_view(config.view.fps);
-            let signals = control.as_ref().map(|c| c.status().clone());
-            let v = &config.view;
-            Some(Viewer::start(
-                feeds,
-                v.fps,
-                v.quality,
-                v.max_viewers,
-                signals,
-            )?)
+            let options = ViewerOptions {
+                fps: config.view.fps,
+                quality: config.view.quality,
+                max_viewers: config.view.max_viewers,
+                signals: control.as_ref().map(|c| c.status().clone()),
+                events,
+            };
+            Some(Viewer::start(feeds, options)?)
         } else {
             None
         };
+        let served = viewer.as_ref().filter(|_| config.view.enabled);
         let state = HealthState {
             clock: clock.clone(),
             started: clock.now(),
@@ -101,7 +111,8 @@ impl Service {
             zones: config.zones.iter().map(|z| z.name.clone()).collect(),
             lines: config.lines.iter().map(|l| l.name.clone()).collect(),
             camera_stale: Duration::from_millis(config.control.camera_stale_ms),
-            view: view.as_ref().map(|v| v.viewer().clone()),
+            view: served.map(|v| v.viewer().clone()),
+            snapshots,
         };
         let health = start_health(config, Arc::new(state));
         let watchdog = start_watchdog(
@@ -123,7 +134,7 @@ impl Service {
             control,
             watchdog: Some(watchdog),
             health,
-            view,
+            view: viewer,
             interval,
         })
     }
@@ -163,6 +174,52 @@ impl Service {
         }
         drop(self.view.take());
     }
+}
+
+/// Opens the snapshot folder and sets the frame loop watching for `[snapshots]` events;
+/// `None` when none are configured.
+fn start_events(
+    config: &Config,
+    pipeline: &mut Pipeline,
+    restarted: bool,
+) -> Result<Option<EventSink>, ServiceError> {
+    let s = &config.snapshots;
+    let Some(dir) = s.dir.as_ref().filter(|_| s.enabled()) else {
+        return Ok(None);
+    };
+    let limits = StoreLimits {
+        max_files: s.max_files,
+        max_bytes: s.max_bytes,
+        min_free_disk_mib: s.min_free_disk_mib,
+    };
+    let store = SnapshotStore::open(dir, limits)?;
+    let (queue, events) = std::sync::mpsc::sync_channel(EVENT_QUEUE);
+    let dropped = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    pipeline.enable_events(s, queue, dropped.clone());
+    let rules = s
+        .events
+        .iter()
+        .map(|e| match (&e.zone, &e.line) {
+            (Some(z), _) => format!("zone-{z}"),
+            (_, Some(l)) => format!("line-{l}"),
+            _ => "event".into(),
+        })
+        .collect();
+    log::info!(
+        "event snapshots in {} ({} events{})",
+        dir.display(),
+        s.events.len(),
+        if s.faults { ", faults" } else { "" }
+    );
+    Ok(Some(EventSink {
+        queue: events,
+        store,
+        rules,
+        classes: config.model.classes.clone(),
+        faults: s.faults,
+        restarted,
+        dropped,
+    }))
 }
 
 /// Starts the health endpoint. A failure to bind is logged, not fatal: the signals and the

@@ -35,12 +35,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use edgewatch::clock::MonotonicClock;
-use edgewatch::config::{AnchorConfig, Config, HeadChoice, RuntimeChoice};
+use edgewatch::config::{
+    AnchorConfig, Config, HeadChoice, RuntimeChoice, SnapshotEventConfig, SnapshotsConfig,
+};
 use edgewatch::control::SceneFeed;
 use edgewatch::health::memory::{heap_in_use, HeapUsage};
 use edgewatch::health::server::{HealthServer, HealthSource, ServerLimits};
 use edgewatch::pipeline::{Pipeline, Step};
-use edgewatch::view::Viewer;
+use edgewatch::view::events::EVENT_QUEUE;
+use edgewatch::view::{Viewer, ViewerOptions};
 use edgewatch::vision::detection::Detections;
 use edgewatch::vision::detector::Detector;
 use edgewatch::vision::litert::LiteRtDetector;
@@ -576,7 +579,32 @@ fn live_view_with_a_viewer_connected_allocates_nothing_in_the_frame_loop() {
     let mut pipeline = Pipeline::build(&config, Arc::new(MonotonicClock::new())).unwrap();
     // The highest view rate, so that many frames are copied into the slot during the count.
     let feeds = pipeline.enable_view(10.0);
-    let viewer = Viewer::start(feeds, 10.0, 75, 2, None).unwrap();
+    // Event snapshots' checks run in the frame loop too; nobody drains the queue, so it also
+    // fills and drops (counted) during the count.
+    let snapshots = SnapshotsConfig {
+        events: vec![
+            SnapshotEventConfig {
+                zone: Some("road".into()),
+                ..SnapshotEventConfig::default()
+            },
+            SnapshotEventConfig {
+                line: Some("gantry".into()),
+                ..SnapshotEventConfig::default()
+            },
+        ],
+        ..SnapshotsConfig::default()
+    };
+    let (queue, events) = std::sync::mpsc::sync_channel(EVENT_QUEUE);
+    let dropped = Arc::new(AtomicU64::new(0));
+    pipeline.enable_events(&snapshots, queue, dropped.clone());
+    let options = ViewerOptions {
+        fps: 10.0,
+        quality: 75,
+        max_viewers: 2,
+        signals: None,
+        events: None,
+    };
+    let viewer = Viewer::start(feeds, options).unwrap();
     let limits = ServerLimits {
         max_connections: 3,
         max_response_bytes: 256 * 1024,
@@ -620,6 +648,7 @@ fn live_view_with_a_viewer_connected_allocates_nothing_in_the_frame_loop() {
     }
     let allocations = PIPELINE_ALLOCATIONS.load(Relaxed) - before;
     ON_PIPELINE.with(|c| c.set(false));
+    let posted = events.try_iter().count() as u64 + dropped.load(Relaxed);
     let published = v.published() - published;
     let rendered = v.counters.rendered.load(Relaxed) - rendered;
     let viewers = v.viewers();
@@ -629,7 +658,7 @@ fn live_view_with_a_viewer_connected_allocates_nothing_in_the_frame_loop() {
     eprintln!(
         "live view, {} frames: {allocations} allocations in the frame loop; {published} frames \
          published to the view, {rendered} rendered; the stream client read {parts} parts, \
-         {bytes} bytes",
+         {bytes} bytes; {posted} snapshot events posted",
         FRAMES / 2
     );
     assert_eq!(

@@ -15,7 +15,9 @@ use crate::control::{CameraFeed, SceneFeed, SignalStatus};
 use crate::json;
 use crate::scene::Dwell;
 use crate::signal::SafeState;
+use crate::view::store::StoreCounters;
 use crate::view::Viewer;
+use std::sync::atomic::AtomicU64;
 
 /// Stages reported (capture wait is idle time, not work).
 const STAGES: [Stage; 5] = [
@@ -77,6 +79,8 @@ pub struct HealthState {
     pub camera_stale: Duration,
     /// The live view, when `[view]` enables it.
     pub view: Option<Arc<Viewer>>,
+    /// Event snapshots' counters and events dropped, when `[snapshots]` has events.
+    pub snapshots: Option<(Arc<StoreCounters>, Arc<AtomicU64>)>,
 }
 
 impl HealthState {
@@ -408,6 +412,33 @@ impl HealthSource for HealthState {
                 v.viewers() as f64,
             )?;
         }
+        if let Some((store, dropped)) = &self.snapshots {
+            let snapshot_counters = [
+                (
+                    "snapshots_saved_total",
+                    "Event snapshots written.",
+                    store.saved.load(Relaxed),
+                ),
+                (
+                    "snapshots_rotated_total",
+                    "Old event snapshots deleted to stay within snapshots.max_files and max_bytes.",
+                    store.rotated.load(Relaxed),
+                ),
+                (
+                    "snapshots_skipped_total",
+                    "Event snapshots not written: low disk, too large, or a failed write.",
+                    store.skipped.load(Relaxed),
+                ),
+                (
+                    "snapshot_events_dropped_total",
+                    "Events dropped before a snapshot: the queue was full.",
+                    dropped.load(Relaxed),
+                ),
+            ];
+            for (name, help, value) in snapshot_counters {
+                counter(w, name, help, value)?;
+            }
+        }
         let uptime = self.clock.now().saturating_sub(self.started).as_secs_f64();
         gauge(w, "uptime_seconds", "Seconds since start-up.", uptime)?;
 
@@ -639,6 +670,7 @@ mod tests {
             lines: vec!["gantry".into()],
             camera_stale: Duration::from_secs(3),
             view: None,
+            snapshots: None,
         };
         (s, clock)
     }

@@ -6,9 +6,11 @@
 //! takes the frames, draws them ([`render`]) and encodes them into buffers kept from frame to
 //! frame; HTTP workers copy the newest JPEG out. Nothing is rendered while nobody watches.
 
+pub mod events;
 pub mod render;
 pub mod shot;
 pub mod slot;
+pub mod store;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
@@ -16,8 +18,13 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use crate::control::SignalStatus;
+use events::{Event, EventKind};
 use render::{CameraLayout, Renderer};
 use slot::{ViewDemand, ViewFrame};
+use store::SnapshotStore;
+
+/// Events waiting for their frame in the viewer thread; more are dropped (counted).
+const PENDING_EVENTS: usize = 16;
 
 /// How long a request for frames lasts: a snapshot's, or a stream's since its last frame.
 const DEMAND_HOLD: Duration = Duration::from_secs(3);
@@ -108,6 +115,42 @@ struct Drawing {
     output: triple_buffer::Output<ViewFrame>,
     renderer: Renderer,
     scratch: Vec<u8>,
+    /// The newest frame taken from the slot.
+    seq: u64,
+}
+
+/// Where event snapshots go: the events the frame loop posts, and the folder.
+#[derive(Debug)]
+pub struct EventSink {
+    /// Events from the frame loop (a bounded queue).
+    pub queue: std::sync::mpsc::Receiver<Event>,
+    /// The snapshot folder.
+    pub store: SnapshotStore,
+    /// Per `snapshots.events` entry: `zone-NAME` or `line-NAME`, for file names.
+    pub rules: Vec<String>,
+    /// Counted class labels.
+    pub classes: Vec<String>,
+    /// Save a frame of every camera on faults.
+    pub faults: bool,
+    /// This process started after a watchdog restart.
+    pub restarted: bool,
+    /// Events dropped (queue or pending list full); shared with the frame loop's posts.
+    pub dropped: Arc<AtomicU64>,
+}
+
+/// How the viewer runs.
+#[derive(Debug)]
+pub struct ViewerOptions {
+    /// The pipeline's publish rate (`view.fps`), used to judge whether a JPEG is fresh.
+    pub fps: f32,
+    /// JPEG quality.
+    pub quality: u8,
+    /// Most streams at once.
+    pub max_viewers: usize,
+    /// The signal groups to draw, when the site has signals.
+    pub signals: Option<Arc<SignalStatus>>,
+    /// Event snapshots, when `[snapshots]` has events.
+    pub events: Option<EventSink>,
 }
 
 /// A camera's slot output and layout, handed from the pipeline to [`Viewer::start`].
@@ -188,16 +231,15 @@ impl Drop for Watching<'_> {
 }
 
 impl Viewer {
-    /// Starts the viewer thread over `feeds` (one per camera, in config order), encoding at
-    /// `quality`, drawing `signals` when the site has them. `fps` is the pipeline's publish
-    /// rate, used to judge whether a JPEG is fresh.
-    pub fn start(
-        feeds: Vec<ViewFeed>,
-        fps: f32,
-        quality: u8,
-        max_viewers: usize,
-        signals: Option<Arc<SignalStatus>>,
-    ) -> Result<ViewerThread, ViewError> {
+    /// Starts the viewer thread over `feeds` (one per camera, in config order).
+    pub fn start(feeds: Vec<ViewFeed>, options: ViewerOptions) -> Result<ViewerThread, ViewError> {
+        let ViewerOptions {
+            fps,
+            quality,
+            max_viewers,
+            signals,
+            events,
+        } = options;
         let max_jpeg = feeds
             .iter()
             .map(|f| max_jpeg_bytes(f.layout.format.width, f.layout.format.height))
@@ -226,6 +268,7 @@ impl Viewer {
                 output: feed.output,
                 renderer: Renderer::new(feed.layout),
                 scratch: Vec::with_capacity(limit),
+                seq: 0,
             });
         }
         let viewer = Arc::new(Viewer {
@@ -242,7 +285,7 @@ impl Viewer {
         let shared = viewer.clone();
         let handle = thread::Builder::new()
             .name("viewer".into())
-            .spawn(move || shared.run(drawings, quality, signals.as_deref()))
+            .spawn(move || shared.run(drawings, quality, signals.as_deref(), events))
             .map_err(ViewError::Thread)?;
         Ok(ViewerThread {
             viewer,
@@ -384,19 +427,59 @@ impl Viewer {
         }
     }
 
-    fn run(&self, mut drawings: Vec<Drawing>, quality: u8, signals: Option<&SignalStatus>) {
+    fn run(
+        &self,
+        mut drawings: Vec<Drawing>,
+        quality: u8,
+        signals: Option<&SignalStatus>,
+        mut events: Option<EventSink>,
+    ) {
+        let mut pending = heapless::Vec::<(Event, u64), PENDING_EVENTS>::new();
+        let mut flashing = false;
+        if let Some(sink) = events.as_ref().filter(|s| s.faults && s.restarted) {
+            for camera in 0..self.cameras.len() {
+                let event = Event {
+                    camera,
+                    kind: EventKind::WatchdogRestart,
+                };
+                if pending.push((event, 0)).is_err() {
+                    sink.dropped.fetch_add(1, Relaxed);
+                }
+            }
+        }
         while !self.stop.load(Relaxed) {
+            if let Some(sink) = &events {
+                let flash = signals.is_some_and(|s| s.fault_flash());
+                let rising = flash && !std::mem::replace(&mut flashing, flash);
+                let faults = (0..self.cameras.len())
+                    .filter(|_| rising && sink.faults)
+                    .map(|camera| Event {
+                        camera,
+                        kind: EventKind::FaultFlash,
+                    });
+                for event in faults.chain(sink.queue.try_iter()) {
+                    let after = drawings[event.camera].seq;
+                    if pending.push((event, after)).is_err() {
+                        sink.dropped.fetch_add(1, Relaxed);
+                    }
+                }
+            }
             let now = self.now_ms();
             let mut wanted = false;
-            for (cam, drawing) in self.cameras.iter().zip(&mut drawings) {
-                let annotated = cam.want_until.load(Relaxed) > now;
+            for (i, (cam, drawing)) in self.cameras.iter().zip(&mut drawings).enumerate() {
+                let due = pending.iter().any(|(e, _)| e.camera == i);
+                let annotated = due || cam.want_until.load(Relaxed) > now;
                 let raw = cam.raw_until.load(Relaxed) > now;
                 if !(annotated || raw) {
                     continue;
                 }
                 wanted = true;
                 if drawing.output.update() {
+                    drawing.seq = drawing.output.output_buffer().seq;
                     self.draw(cam, drawing, quality, signals, annotated, raw);
+                    if let Some(sink) = &mut events {
+                        self.save_events(i, drawing.seq, sink, &mut pending);
+                    }
                 }
                 cam.demand.wanted.store(true, Relaxed);
             }
@@ -407,6 +490,49 @@ impl Viewer {
                 let guard = self.wake.0.lock().unwrap_or_else(PoisonError::into_inner);
                 let _ = self.wake.1.wait_timeout(guard, Duration::from_millis(500));
             }
+        }
+    }
+
+    /// Writes the newest annotated JPEG of camera `camera` (frame `seq`) once for each of its
+    /// pending events that came before that frame.
+    fn save_events(
+        &self,
+        camera: usize,
+        seq: u64,
+        sink: &mut EventSink,
+        pending: &mut heapless::Vec<(Event, u64), PENDING_EVENTS>,
+    ) {
+        let cam = &self.cameras[camera];
+        let latest = cam.latest.lock().unwrap_or_else(PoisonError::into_inner);
+        if latest.at.is_none() {
+            return; // the frame could not be drawn; try the next one
+        }
+        let unix_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let mut i = 0;
+        while i < pending.len() {
+            let (event, after) = pending[i];
+            if event.camera != camera || seq <= after {
+                i += 1;
+                continue;
+            }
+            pending.swap_remove(i);
+            let what = match event.kind {
+                EventKind::Rule { rule, class } => format!(
+                    "{}-{}-{}",
+                    cam.name,
+                    sink.rules
+                        .get(rule as usize)
+                        .map_or("event", String::as_str),
+                    sink.classes
+                        .get(class as usize)
+                        .map_or("object", String::as_str)
+                ),
+                EventKind::FaultFlash => format!("{}-fault-flash", cam.name),
+                EventKind::WatchdogRestart => format!("{}-watchdog-restart", cam.name),
+            };
+            sink.store.save(unix_ms, &what, &latest.jpeg);
         }
     }
 
