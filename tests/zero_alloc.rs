@@ -579,8 +579,7 @@ fn live_view_with_a_viewer_connected_allocates_nothing_in_the_frame_loop() {
     let mut pipeline = Pipeline::build(&config, Arc::new(MonotonicClock::new())).unwrap();
     // The highest view rate, so that many frames are copied into the slot during the count.
     let feeds = pipeline.enable_view(10.0);
-    // Event snapshots' checks run in the frame loop too; nobody drains the queue, so it also
-    // fills and drops (counted) during the count.
+    // Event snapshots' checks run in the frame loop too, posting to a queue nobody drains.
     let snapshots = SnapshotsConfig {
         events: vec![
             SnapshotEventConfig {

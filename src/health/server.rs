@@ -634,7 +634,9 @@ Cache-Control: no-store\r\nConnection: close\r\n\r\n";
             };
             match view.next_jpeg(camera, raw, seq, STREAM_WAIT, &mut body) {
                 Ok(Some(next)) => seq = next,
-                Ok(None) => continue, // no frame yet: ask again
+                // No frame yet (camera offline?): ask again, unless the client has gone.
+                Ok(None) if client_closed(stream) => return,
+                Ok(None) => continue,
                 Err(e) => {
                     log::warn!("health server: stream ended: {e}");
                     return;
@@ -874,6 +876,20 @@ impl Write for BoundedBody<'_> {
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
     }
+}
+
+/// Whether the peer closed `stream` (or it failed), without waiting and without consuming
+/// anything it sent.
+fn client_closed(stream: &TcpStream) -> bool {
+    if stream.set_nonblocking(true).is_err() {
+        return true;
+    }
+    let closed = match stream.peek(&mut [0u8; 1]) {
+        Ok(0) => true,
+        Ok(_) => false,
+        Err(e) => e.kind() != ErrorKind::WouldBlock,
+    };
+    stream.set_nonblocking(false).is_err() || closed
 }
 
 /// Caps the kernel's send buffer of `stream` at `bytes` (at least [`STREAM_SNDBUF_MIN`]), so a

@@ -112,10 +112,10 @@ impl LaneEvents {
         let occupancy = scene.zone_occupancy();
         let counts = scene.line_counts();
         for r in &self.rules {
-            for class in 0..MAX_CLASSES {
-                if r.classes & (1 << class) == 0 {
-                    continue;
-                }
+            let mut bits = r.classes;
+            while bits != 0 {
+                let class = bits.trailing_zeros() as usize;
+                bits &= bits - 1;
                 let fired = if r.is_zone {
                     let (before, now) = (self.zones[r.index][class], occupancy[r.index][class]);
                     before == 0 && now > 0

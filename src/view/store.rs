@@ -195,7 +195,10 @@ fn free_disk_mib(dir: &Path) -> Option<u64> {
     }
     // SAFETY: statvfs returned 0, so it initialized `stat`.
     let stat = unsafe { stat.assume_init() };
-    Some(stat.f_bavail as u64 * stat.f_frsize as u64 / (1024 * 1024))
+    // The field types differ across targets (32-bit on armv7), hence the casts.
+    #[allow(clippy::unnecessary_cast)]
+    let free = stat.f_bavail as u64 * stat.f_frsize as u64;
+    Some(free / (1024 * 1024))
 }
 
 #[cfg(test)]
