@@ -269,8 +269,8 @@ pub struct SnapshotsConfig {
     pub max_bytes: u64,
     /// Writing pauses while the disk has less free space than this (MiB).
     pub min_free_disk_mib: u64,
-    /// Also save a frame of every camera on a fault: conflict-monitor flash, or a start after a
-    /// watchdog restart.
+    /// Also save a frame of every camera on a fault: conflict-monitor flash, a failed
+    /// detector, or a start after a watchdog restart.
     pub faults: bool,
     /// Zone entries and line crossings that save a frame (at most 32).
     pub events: Vec<SnapshotEventConfig>,

@@ -651,7 +651,9 @@ impl Pipeline {
         }
         if let Err(e) = decoded {
             if let Some(view) = &mut lane.view {
-                view.discard();
+                // The frame is still shown (with the last good scene), so a viewer or a fault
+                // snapshot sees what the camera sees while the detector fails.
+                view.publish(&lane.scene, t1);
             }
             self.skipped(i, tag.seq, &e);
             return Ok(Step::Skipped);

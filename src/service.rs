@@ -79,7 +79,8 @@ impl Service {
             }
             None => None,
         };
-        let events = start_events(config, &mut pipeline, restarts.last_reason.is_some())?;
+        let restarted = restarts.last_reason.is_some();
+        let events = start_events(config, &mut pipeline, restarted, feed.clone())?;
         let snapshots = events
             .as_ref()
             .map(|e| (e.store.counters().clone(), e.dropped.clone()));
@@ -182,6 +183,7 @@ fn start_events(
     config: &Config,
     pipeline: &mut Pipeline,
     restarted: bool,
+    feed: Arc<SceneFeed>,
 ) -> Result<Option<EventSink>, ServiceError> {
     let s = &config.snapshots;
     let Some(dir) = s.dir.as_ref().filter(|_| s.enabled()) else {
@@ -218,6 +220,7 @@ fn start_events(
         classes: config.model.classes.clone(),
         faults: s.faults,
         restarted,
+        feed: Some(feed),
         dropped,
     }))
 }

@@ -127,3 +127,47 @@ fn the_demo_saves_annotated_frames_for_zone_entries_and_line_crossings() {
         assert_eq!(decoder.dimensions(), Some((256, 256)), "{name}");
     }
 }
+
+#[test]
+fn a_failed_detector_and_the_watchdog_restart_save_fault_snapshots() {
+    let dir = tempfile::tempdir().unwrap();
+    let shots = dir.path().join("shots");
+    let demo =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/board/demo.toml")).unwrap();
+    // From frame 20 every invoke fails; 4 in a row mark the detector failed, and the watchdog
+    // restarts the process, which then runs normally (the fault is not injected again).
+    let demo = demo.replace(
+        "score_threshold = 0.2",
+        "score_threshold = 0.2\nmax_failures = 4",
+    );
+    let site = dir.path().join("site.toml");
+    std::fs::write(
+        &site,
+        format!(
+            "{demo}\n[health]\nbind = \"127.0.0.1:0\"\n[watchdog]\nperiod_ms = 50\n\
+             [testing]\nfail_invoke_after_frames = 20\n\n[snapshots]\ndir = \"{}\"\n\
+             min_free_disk_mib = 0\nfaults = true\n",
+            shots.display()
+        ),
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_edgewatch"))
+        .args(["run", "--config", site.to_str().unwrap(), "--frames", "30"])
+        .env("EDGEWATCH_MODEL_DIR", util::model_dir())
+        .env("EDGEWATCH_FRAMES_DIR", util::frames_dir())
+        .env_remove("NOTIFY_SOCKET")
+        .env_remove("EDGEWATCH_RESTARTS")
+        .env_remove("EDGEWATCH_RESTART_REASON")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("watchdog: detector failed"), "{err}");
+    let (names, _) = folder(&shots);
+    assert!(
+        names
+            .iter()
+            .any(|n| n.ends_with("-highway-watchdog-restart.jpg")),
+        "{names:?}"
+    );
+}

@@ -25,6 +25,8 @@ pub enum EventKind {
     },
     /// The conflict monitor went to flash.
     FaultFlash,
+    /// The detector failed `model.max_failures` frames in a row.
+    DetectorFailed,
     /// This process started after a watchdog restart.
     WatchdogRestart,
 }

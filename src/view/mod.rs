@@ -134,6 +134,8 @@ pub struct EventSink {
     pub faults: bool,
     /// This process started after a watchdog restart.
     pub restarted: bool,
+    /// Where the frame loop says the detector failed (for fault snapshots).
+    pub feed: Option<Arc<crate::control::SceneFeed>>,
     /// Events dropped (queue or pending list full); shared with the frame loop's posts.
     pub dropped: Arc<AtomicU64>,
 }
@@ -435,7 +437,7 @@ impl Viewer {
         mut events: Option<EventSink>,
     ) {
         let mut pending = heapless::Vec::<(Event, u64), PENDING_EVENTS>::new();
-        let mut flashing = false;
+        let (mut flashing, mut failed) = (false, false);
         if let Some(sink) = events.as_ref().filter(|s| s.faults && s.restarted) {
             for camera in 0..self.cameras.len() {
                 let event = Event {
@@ -450,12 +452,18 @@ impl Viewer {
         while !self.stop.load(Relaxed) {
             if let Some(sink) = &events {
                 let flash = signals.is_some_and(|s| s.fault_flash());
-                let rising = flash && !std::mem::replace(&mut flashing, flash);
-                let faults = (0..self.cameras.len())
-                    .filter(|_| rising && sink.faults)
-                    .map(|camera| Event {
-                        camera,
-                        kind: EventKind::FaultFlash,
+                let flash = flash && !std::mem::replace(&mut flashing, flash);
+                let fail = sink.feed.as_ref().is_some_and(|f| f.detector_failed());
+                let fail = fail && !std::mem::replace(&mut failed, fail);
+                let kinds = [
+                    (flash, EventKind::FaultFlash),
+                    (fail, EventKind::DetectorFailed),
+                ];
+                let faults = kinds
+                    .into_iter()
+                    .filter(|&(fired, _)| fired && sink.faults)
+                    .flat_map(|(_, kind)| {
+                        (0..self.cameras.len()).map(move |camera| Event { camera, kind })
                     });
                 for event in faults.chain(sink.queue.try_iter()) {
                     let after = drawings[event.camera].seq;
@@ -530,6 +538,7 @@ impl Viewer {
                         .map_or("object", String::as_str)
                 ),
                 EventKind::FaultFlash => format!("{}-fault-flash", cam.name),
+                EventKind::DetectorFailed => format!("{}-detector-failed", cam.name),
                 EventKind::WatchdogRestart => format!("{}-watchdog-restart", cam.name),
             };
             sink.store.save(unix_ms, &what, &latest.jpeg);

@@ -169,9 +169,4 @@ impl ViewTap {
             self.demand.tracks_dropped.fetch_add(dropped, Relaxed);
         }
     }
-
-    /// Forgets a staged frame whose detections did not come (a skipped frame).
-    pub fn discard(&mut self) {
-        self.staged = false;
-    }
 }
