@@ -69,6 +69,45 @@ const CLASS_COLOURS: [Rgb; 6] = [
 /// Most polygon corners (config allows 64), so edge crossings fit a fixed array.
 const MAX_CROSSINGS: usize = 64;
 
+/// Trail slots, by track id modulo this; a track whose slot another took starts a new trail.
+const TRAILS: usize = 256;
+/// Points kept per trail.
+const TRAIL_POINTS: usize = 12;
+
+/// Where one track's box touched the ground over its last view frames (a ring).
+#[derive(Debug, Clone, Copy, Default)]
+struct Trail {
+    id: u64,
+    seq: u64,
+    points: [Point; TRAIL_POINTS],
+    len: usize,
+    head: usize,
+}
+
+impl Trail {
+    /// Adds the track's point of view frame `seq` (once per frame, however often it is drawn).
+    fn add(&mut self, id: u64, seq: u64, p: Point) {
+        if self.id != id || self.len == 0 {
+            *self = Trail {
+                id,
+                ..Trail::default()
+            };
+        } else if self.seq == seq {
+            return;
+        }
+        self.seq = seq;
+        self.points[self.head] = p;
+        self.head = (self.head + 1) % TRAIL_POINTS;
+        self.len = (self.len + 1).min(TRAIL_POINTS);
+    }
+
+    /// The points, oldest first.
+    fn points(&self) -> impl Iterator<Item = Point> + '_ {
+        let start = (self.head + TRAIL_POINTS - self.len) % TRAIL_POINTS;
+        (0..self.len).map(move |i| self.points[(start + i) % TRAIL_POINTS])
+    }
+}
+
 /// A label formatted without allocating; text past its capacity is cut.
 type Label = heapless::String<64>;
 
@@ -79,6 +118,7 @@ pub struct Renderer {
     canvas: Vec<u8>,
     /// Text scale: 1 below 480 pixels wide, 2 above.
     scale: usize,
+    trails: Box<[Trail]>,
 }
 
 impl Renderer {
@@ -88,6 +128,7 @@ impl Renderer {
         Renderer {
             canvas: vec![0; f.width as usize * f.height as usize * 3],
             scale: if f.width >= 480 { 2 } else { 1 },
+            trails: vec![Trail::default(); TRAILS].into_boxed_slice(),
             layout,
         }
     }
@@ -139,6 +180,16 @@ impl Renderer {
         }
         for t in &frame.tracks {
             let colour = CLASS_COLOURS[t.class_index as usize % CLASS_COLOURS.len()];
+            let trail = &mut self.trails[(t.id % TRAILS as u64) as usize];
+            trail.add(t.id, frame.seq, t.bbox.ground_point());
+            let mut last = None;
+            for p in trail.points() {
+                let p = c.to_px(p);
+                if let Some(q) = last {
+                    c.segment(q, p, colour, 1);
+                }
+                last = Some(p);
+            }
             let (x0, y0) = c.to_px(Point::new(t.bbox.xmin, t.bbox.ymin));
             let (x1, y1) = c.to_px(Point::new(t.bbox.xmax, t.bbox.ymax));
             c.rect(x0, y0, x1, y1, colour);
@@ -369,6 +420,24 @@ mod tests {
             lines: vec![],
             classes: vec!["car".into()],
         }
+    }
+
+    #[test]
+    fn trails_keep_one_point_per_frame_and_the_newest_few() {
+        let mut t = Trail::default();
+        t.add(5, 1, Point::new(0.1, 0.0));
+        t.add(5, 1, Point::new(0.9, 0.0)); // the same frame drawn again
+        assert_eq!(t.points().count(), 1);
+        for seq in 2..=20 {
+            t.add(5, seq, Point::new(seq as f32, 0.0));
+        }
+        let xs: Vec<f32> = t.points().map(|p| p.x).collect();
+        assert_eq!(xs.len(), TRAIL_POINTS);
+        assert_eq!(xs.first(), Some(&(20.0 - TRAIL_POINTS as f32 + 1.0)));
+        assert_eq!(xs.last(), Some(&20.0));
+        // Another track in the slot starts over.
+        t.add(5 + TRAILS as u64, 21, Point::new(0.5, 0.5));
+        assert_eq!(t.points().count(), 1);
     }
 
     fn pixel(r: &Renderer, x: usize, y: usize) -> [u8; 3] {
