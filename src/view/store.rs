@@ -81,7 +81,9 @@ impl SnapshotStore {
             dir: dir.to_path_buf(),
             limits,
             bytes: found.iter().map(|f| f.1).sum(),
-            files: VecDeque::with_capacity(limits.max_files + 1),
+            // Grows with the folder up to max_files (it never holds more); a large bound does
+            // not reserve its whole size up front.
+            files: VecDeque::with_capacity(limits.max_files.min(4096) + 1),
             seq: 0,
             counters: Arc::default(),
         };
