@@ -2,13 +2,15 @@
 # Installs what edgewatch needs to build on Debian / Raspberry Pi OS: a C/C++ toolchain and
 # libclang (the `tflite` crate compiles TensorFlow Lite from source and runs bindgen), ffmpeg
 # (tests/eval.rs converts the H.264 clip one_by_one.mp4 into MJPEG under target/clips/),
-# OpenSSH's client and server (tests/diag.rs runs scripts/diag against an sshd on loopback), plus
-# a Rust toolchain when none is present. Safe to run again: it installs only what is missing.
+# OpenSSH's client and server (tests/diag.rs runs scripts/diag against an sshd on loopback),
+# chromium and chromium-driver (tests/live_view.rs loads the status page in real headless
+# Chromium), plus a Rust toolchain when none is present. Safe to run again: it installs only
+# what is missing.
 set -euo pipefail
 
 need_pkgs=()
 for pkg in build-essential libclang-dev clang pkg-config curl ca-certificates ffmpeg \
-  openssh-client openssh-server; do
+  openssh-client openssh-server chromium chromium-driver; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need_pkgs+=("$pkg")
 done
 if ((${#need_pkgs[@]})); then

@@ -112,6 +112,12 @@ pub struct Config {
     /// The local health endpoint.
     #[serde(default)]
     pub health: HealthConfig,
+    /// The live annotated view on the health endpoint (`/`, `/snapshot.jpg`, `/stream.mjpeg`).
+    #[serde(default)]
+    pub view: ViewConfig,
+    /// Annotated JPEGs saved on events (zone entries, line crossings, faults), bounded on disk.
+    #[serde(default)]
+    pub snapshots: SnapshotsConfig,
     /// Fault injection for the watchdog's integration tests. Never set on a real site.
     #[serde(default)]
     pub testing: TestingConfig,
@@ -198,6 +204,157 @@ impl Default for HealthConfig {
             bind: "127.0.0.1:8787".into(),
             max_connections: 8,
         }
+    }
+}
+
+/// The live view: annotated JPEGs drawn off the frame loop while someone watches.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ViewConfig {
+    /// Serve the live view (needs `health.enabled`).
+    pub enabled: bool,
+    /// Most frames a second drawn per camera (0.1..10); the frame loop copies no more.
+    pub fps: f32,
+    /// Most `/stream.mjpeg` clients at once (1..64, below `health.max_connections`, so
+    /// `/health` always has a worker).
+    pub max_viewers: usize,
+    /// JPEG quality (10..95).
+    pub quality: u8,
+}
+
+impl Default for ViewConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            fps: 2.0,
+            max_viewers: 2,
+            quality: 75,
+        }
+    }
+}
+
+impl ViewConfig {
+    fn validate(&self, health: &HealthConfig) -> Result<(), ConfigError> {
+        if !(0.1..=10.0).contains(&self.fps) {
+            return Err(invalid("view.fps", "must be between 0.1 and 10"));
+        }
+        check_range("view.quality", self.quality, 10, 95)?;
+        check_range("view.max_viewers", self.max_viewers, 1, 64)?;
+        if self.enabled && !health.enabled {
+            return Err(invalid(
+                "view.enabled",
+                "the view is served by the health endpoint: set health.enabled = true",
+            ));
+        }
+        if self.enabled && self.max_viewers >= health.max_connections {
+            return Err(invalid(
+                "view.max_viewers",
+                format!(
+                    "{} streams would take every one of the {} health.max_connections workers; \
+                     keep it below, so /health stays reachable",
+                    self.max_viewers, health.max_connections
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Event snapshots: which events save an annotated frame, where, and within which bounds.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SnapshotsConfig {
+    /// The folder (created if missing); needed when any event is configured.
+    pub dir: Option<PathBuf>,
+    /// Most snapshot files kept (1..1000000); the oldest go first.
+    pub max_files: usize,
+    /// Most bytes kept over every snapshot (at least 1024).
+    pub max_bytes: u64,
+    /// Writing pauses while the disk has less free space than this (MiB).
+    pub min_free_disk_mib: u64,
+    /// Also save a frame of every camera on a fault: conflict-monitor flash, a failed
+    /// detector, or a start after a watchdog restart.
+    pub faults: bool,
+    /// Zone entries and line crossings that save a frame (at most 32).
+    pub events: Vec<SnapshotEventConfig>,
+}
+
+impl Default for SnapshotsConfig {
+    fn default() -> Self {
+        Self {
+            dir: None,
+            max_files: 1000,
+            max_bytes: 200 * 1024 * 1024,
+            min_free_disk_mib: 500,
+            faults: false,
+            events: Vec::new(),
+        }
+    }
+}
+
+/// One kind of event that saves a snapshot: an object of `classes` entering `zone`, or
+/// crossing `line` (either way).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SnapshotEventConfig {
+    /// A zone: saved when one of `classes` enters it (its count for the class rises from 0).
+    #[serde(default)]
+    pub zone: Option<String>,
+    /// A counting line: saved when one of `classes` crosses it.
+    #[serde(default)]
+    pub line: Option<String>,
+    /// Counted classes that trigger it; empty: every counted class.
+    #[serde(default)]
+    pub classes: Vec<String>,
+}
+
+/// Most event kinds in `snapshots.events`.
+pub const MAX_SNAPSHOT_EVENTS: usize = 32;
+
+impl SnapshotsConfig {
+    /// Whether any event saves snapshots.
+    pub fn enabled(&self) -> bool {
+        self.faults || !self.events.is_empty()
+    }
+
+    fn validate(&self, config: &Config) -> Result<(), ConfigError> {
+        check_range("snapshots.max_files", self.max_files, 1, 1_000_000)?;
+        check_range("snapshots.max_bytes", self.max_bytes, 1024, u64::MAX)?;
+        if self.events.len() > MAX_SNAPSHOT_EVENTS {
+            return Err(invalid(
+                "snapshots.events",
+                format!("at most {MAX_SNAPSHOT_EVENTS} events"),
+            ));
+        }
+        if self.enabled() && self.dir.is_none() {
+            return Err(invalid(
+                "snapshots.dir",
+                "a folder is needed to save event snapshots",
+            ));
+        }
+        for (i, e) in self.events.iter().enumerate() {
+            let key = format!("snapshots.events[{i}]");
+            match (&e.zone, &e.line) {
+                (Some(z), None) if config.zones.iter().any(|c| &c.name == z) => {}
+                (None, Some(l)) if config.lines.iter().any(|c| &c.name == l) => {}
+                (Some(z), None) => {
+                    return Err(invalid(key + ".zone", format!("no zone is named `{z}`")))
+                }
+                (None, Some(l)) => {
+                    return Err(invalid(key + ".line", format!("no line is named `{l}`")))
+                }
+                _ => return Err(invalid(key, "give exactly one of `zone` and `line`")),
+            }
+            for class in &e.classes {
+                if !config.model.classes.contains(class) {
+                    return Err(invalid(
+                        format!("{key}.classes"),
+                        format!("`{class}` is not in model.classes"),
+                    ));
+                }
+            }
+        }
+        Ok(())
     }
 }
 
@@ -1043,6 +1200,8 @@ impl Config {
                 "the site has no [signals] to be healthy for",
             ));
         }
+        self.view.validate(&self.health)?;
+        self.snapshots.validate(self)?;
         if let Some(signals) = &self.signals {
             let zones: Vec<&str> = self.zones.iter().map(|z| z.name.as_str()).collect();
             let classes: Vec<&str> = self.model.classes.iter().map(|c| c.as_str()).collect();
@@ -1515,6 +1674,36 @@ mod tests {
         let err = load_str(&text).unwrap_err().to_string();
         assert!(
             err.contains("model.threadz") && err.contains("unknown field"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn view_is_off_by_default_and_its_bounds_are_named() {
+        assert!(!load_str(MINIMAL).unwrap().view.enabled);
+        let view = |extra: &str| load_str(&format!("{MINIMAL}\n{extra}"));
+        let c = view("[view]\nenabled = true\nfps = 1.5\nquality = 80").unwrap();
+        assert_eq!(
+            (c.view.fps, c.view.quality, c.view.max_viewers),
+            (1.5, 80, 2)
+        );
+        let cases = [
+            ("[view]\nfps = 0.0", "view.fps: must be between 0.1 and 10"),
+            ("[view]\nquality = 100", "view.quality: 100 is out of range 10..=95"),
+            ("[view]\nmax_viewers = 0", "view.max_viewers: 0 is out of range 1..=64"),
+            (
+                "[view]\nenabled = true\n[health]\nenabled = false",
+                "view.enabled: the view is served by the health endpoint: set health.enabled = true",
+            ),
+        ];
+        for (extra, message) in cases {
+            assert_eq!(view(extra).unwrap_err().to_string(), message, "{extra}");
+        }
+        let err = view("[view]\nenabled = true\nmax_viewers = 8\n[health]\nmax_connections = 8")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("view.max_viewers: 8 streams would take every one of the 8"),
             "{err}"
         );
     }

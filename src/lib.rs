@@ -18,4 +18,5 @@ pub mod scene;
 pub mod service;
 pub mod signal;
 pub mod soak;
+pub mod view;
 pub mod vision;

@@ -100,6 +100,25 @@ enum Command {
         #[arg(long)]
         gt: Option<PathBuf>,
     },
+    /// Write one annotated frame of a camera as a JPEG: boxes, zones, lines and counts as the
+    /// tracker sees them after a few frames, for drawing zones and lines at the desk.
+    Snapshot {
+        /// Site configuration (TOML).
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The camera (default: the first).
+        #[arg(long)]
+        camera: Option<String>,
+        /// Frames to run first, so tracks are confirmed.
+        #[arg(long, default_value_t = 10)]
+        frames: u64,
+        /// The frame without annotations.
+        #[arg(long)]
+        raw: bool,
+        /// Where to write the JPEG.
+        #[arg(long, short)]
+        output: PathBuf,
+    },
     /// List what a V4L2 camera offers: driver, capabilities, formats, sizes and frame rates.
     Probe {
         /// The device: `/dev/videoN`, a `/dev/v4l/by-id/` path, or just the by-id name.
@@ -140,6 +159,13 @@ fn main() -> ExitCode {
                 .map_err(pipeline_fail)
         }),
         Command::Probe { device } => probe(&device),
+        Command::Snapshot {
+            config,
+            camera,
+            frames,
+            raw,
+            output,
+        } => load(&config).and_then(|c| snapshot(&c, camera.as_deref(), frames, raw, &output)),
         Command::Eval {
             config,
             truth,
@@ -285,6 +311,25 @@ fn eval(opts: &edgewatch::eval::EvalOptions, json: bool) -> Result<(), Failure> 
                 report.failures()
             ),
         ))
+    }
+}
+
+fn snapshot(
+    config: &Config,
+    camera: Option<&str>,
+    frames: u64,
+    raw: bool,
+    output: &Path,
+) -> Result<(), Failure> {
+    use edgewatch::view::shot::SnapshotError;
+    match edgewatch::view::shot::snapshot(config, camera, frames, raw, output) {
+        Ok(bytes) => {
+            eprintln!("{}: {bytes} bytes", output.display());
+            Ok(())
+        }
+        Err(SnapshotError::Config(e)) => Err(fail(EXIT_CONFIG, e)),
+        Err(SnapshotError::Pipeline(e)) => Err(pipeline_fail(e)),
+        Err(e) => Err(fail(EXIT_RUNTIME, e)),
     }
 }
 

@@ -23,6 +23,10 @@ use crate::health::video::VideoCheck;
 use crate::health::watchdog::Heartbeats;
 use crate::scene::tracker::TrackerStats;
 use crate::scene::{LineCount, Scene};
+use crate::view::events::{Event, LaneEvents};
+use crate::view::render::{CameraLayout, LineShape, ZoneShape};
+use crate::view::slot::{view_slot, ViewTap};
+use crate::view::ViewFeed;
 use crate::vision::detection::Detections;
 use crate::vision::detector::{Detector, DetectorError};
 use crate::vision::pool::{load_detector, FrameLag};
@@ -179,6 +183,10 @@ struct Lane {
     zones: Vec<usize>,
     lines: Vec<usize>,
     video: VideoCheck,
+    /// The live view's slot, once [`Pipeline::enable_view`] made one.
+    view: Option<ViewTap>,
+    /// Event-snapshot rules on this camera, once [`Pipeline::enable_events`] set them.
+    events: Option<LaneEvents>,
     /// Frames per turn at the detector.
     weight: u32,
     /// Frames of this camera processed end to end.
@@ -338,6 +346,8 @@ impl Pipeline {
                 zones,
                 lines,
                 video: VideoCheck::new(format, &config.watchdog),
+                view: None,
+                events: None,
                 weight: cam.weight.max(1),
                 frames: 0,
                 ended: false,
@@ -371,6 +381,78 @@ impl Pipeline {
     /// for the signal control loop and the health endpoint.
     pub fn set_feed(&mut self, feed: Arc<SceneFeed>) {
         self.feed = Some(feed);
+    }
+
+    /// Gives every camera a live-view slot, allocated here, that the frame loop fills at most
+    /// `fps` times a second while the viewer asks for frames; returns the viewer's ends, in
+    /// camera order. Calling it again replaces the slots.
+    pub fn enable_view(&mut self, fps: f32) -> Vec<ViewFeed> {
+        let period = Duration::from_secs_f32(1.0 / fps);
+        let classes = self.class_names.clone();
+        self.lanes
+            .iter_mut()
+            .map(|lane| {
+                let format = lane.source.format();
+                let (tap, output, demand) = view_slot(format, period);
+                lane.view = Some(tap);
+                let zones = lane
+                    .scene
+                    .zones()
+                    .iter()
+                    .map(|z| ZoneShape {
+                        name: z.name().to_string(),
+                        points: z.points().to_vec(),
+                    })
+                    .collect();
+                let lines = lane
+                    .scene
+                    .lines()
+                    .iter()
+                    .map(|l| {
+                        let (from, to) = l.end_points();
+                        LineShape {
+                            name: l.name().to_string(),
+                            from,
+                            to,
+                        }
+                    })
+                    .collect();
+                ViewFeed {
+                    output,
+                    demand,
+                    layout: CameraLayout {
+                        name: lane.name.clone(),
+                        format,
+                        zones,
+                        lines,
+                        classes: classes.clone(),
+                    },
+                }
+            })
+            .collect()
+    }
+
+    /// Watches every camera's zones and lines for `config`'s events, posting each to `queue`
+    /// without waiting (a full queue counts in `dropped`).
+    pub fn enable_events(
+        &mut self,
+        config: &crate::config::SnapshotsConfig,
+        queue: std::sync::mpsc::SyncSender<Event>,
+        dropped: Arc<std::sync::atomic::AtomicU64>,
+    ) {
+        for (camera, lane) in self.lanes.iter_mut().enumerate() {
+            let zones: Vec<&str> = lane.scene.zones().iter().map(|z| z.name()).collect();
+            let lines: Vec<&str> = lane.scene.lines().iter().map(|l| l.name()).collect();
+            lane.events = LaneEvents::new(
+                camera,
+                config,
+                &zones,
+                &lines,
+                &self.class_names,
+                queue.clone(),
+                dropped.clone(),
+            );
+        }
     }
 
     /// Liveness stamps the watchdog reads: capture progress and inference start/end.
@@ -523,6 +605,10 @@ impl Pipeline {
         let t1 = self.clock.now();
         self.stats.record(Stage::Capture, t1.saturating_sub(t0));
         let video = lane.video.observe(frame.data, t1);
+        if let Some(view) = &mut lane.view {
+            // A copy only when the viewer asked and the view rate allows; never a wait.
+            view.stage(frame.data, frame.timestamp, t1);
+        }
         self.beats.frame(t1);
         self.beats.inference_started(t1);
         self.faults
@@ -564,6 +650,11 @@ impl Pipeline {
             feed.publish_video(i, video, lane.video.incidents());
         }
         if let Err(e) = decoded {
+            if let Some(view) = &mut lane.view {
+                // The frame is still shown (with the last good scene), so a viewer or a fault
+                // snapshot sees what the camera sees while the detector fails.
+                view.publish(&lane.scene, t1);
+            }
             self.skipped(i, tag.seq, &e);
             return Ok(Step::Skipped);
         }
@@ -584,6 +675,13 @@ impl Pipeline {
         lane.scene.update(&self.detections, tag.timestamp);
         lane.frames += 1;
         let t5 = self.clock.now();
+        if let Some(view) = &mut lane.view {
+            // With a pool the boxes trail the staged frame by the pool's latency.
+            view.publish(&lane.scene, t5);
+        }
+        if let Some(events) = &mut lane.events {
+            events.check(&lane.scene);
+        }
         if let Some(feed) = &self.feed {
             feed.publish_zones(tag.lane, &lane.zones, lane.scene.zone_occupancy(), t5);
             feed.publish_dwell(&lane.zones, lane.scene.zone_presence());

@@ -16,6 +16,9 @@ use crate::health::server::{HealthServer, ServerLimits};
 use crate::health::status::HealthState;
 use crate::health::watchdog::{self, Actions, Watchdog, WatchdogThread};
 use crate::pipeline::{Pipeline, PipelineError};
+use crate::view::events::EVENT_QUEUE;
+use crate::view::store::{SnapshotStore, StoreError, StoreLimits};
+use crate::view::{EventSink, ViewError, Viewer, ViewerOptions, ViewerThread};
 
 /// Why the unit could not start or stopped.
 #[derive(Debug, thiserror::Error)]
@@ -32,6 +35,12 @@ pub enum ServiceError {
     /// A thread could not be started.
     #[error("cannot start the {0} thread: {1}")]
     Thread(&'static str, std::io::Error),
+    /// The live view could not start.
+    #[error(transparent)]
+    View(#[from] ViewError),
+    /// The event snapshot folder cannot be used.
+    #[error(transparent)]
+    Snapshots(#[from] StoreError),
 }
 
 /// Everything `edgewatch run` runs.
@@ -42,6 +51,7 @@ pub struct Service {
     detector_outputs: Option<crate::detector_outputs::DetectorThread>,
     watchdog: Option<WatchdogThread>,
     health: Option<HealthServer>,
+    view: Option<ViewerThread>,
     interval: Duration,
 }
 
@@ -74,6 +84,26 @@ impl Service {
             }
             None => None,
         };
+        let restarted = restarts.last_reason.is_some();
+        let events = start_events(config, &mut pipeline, restarted, feed.clone())?;
+        let snapshots = events
+            .as_ref()
+            .map(|e| (e.store.counters().clone(), e.dropped.clone()));
+        // The viewer draws for the live view and for event snapshots alike.
+        let viewer = if config.view.enabled || events.is_some() {
+            let feeds = pipeline.enable_view(config.view.fps);
+            let options = ViewerOptions {
+                fps: config.view.fps,
+                quality: config.view.quality,
+                max_viewers: config.view.max_viewers,
+                signals: control.as_ref().map(|c| c.status().clone()),
+                events,
+            };
+            Some(Viewer::start(feeds, options)?)
+        } else {
+            None
+        };
+        let served = viewer.as_ref().filter(|_| config.view.enabled);
         let state = HealthState {
             clock: clock.clone(),
             started: clock.now(),
@@ -88,6 +118,8 @@ impl Service {
             zones: config.zones.iter().map(|z| z.name.clone()).collect(),
             lines: config.lines.iter().map(|l| l.name.clone()).collect(),
             camera_stale: Duration::from_millis(config.control.camera_stale_ms),
+            view: served.map(|v| v.viewer().clone()),
+            snapshots,
         };
         let health = start_health(config, Arc::new(state));
         let watchdog = start_watchdog(
@@ -111,6 +143,7 @@ impl Service {
             detector_outputs,
             watchdog: Some(watchdog),
             health,
+            view: viewer,
             interval,
         })
     }
@@ -151,7 +184,56 @@ impl Service {
         if let Some(h) = self.health.take() {
             h.stop();
         }
+        drop(self.view.take());
     }
+}
+
+/// Opens the snapshot folder and sets the frame loop watching for `[snapshots]` events;
+/// `None` when none are configured.
+fn start_events(
+    config: &Config,
+    pipeline: &mut Pipeline,
+    restarted: bool,
+    feed: Arc<SceneFeed>,
+) -> Result<Option<EventSink>, ServiceError> {
+    let s = &config.snapshots;
+    let Some(dir) = s.dir.as_ref().filter(|_| s.enabled()) else {
+        return Ok(None);
+    };
+    let limits = StoreLimits {
+        max_files: s.max_files,
+        max_bytes: s.max_bytes,
+        min_free_disk_mib: s.min_free_disk_mib,
+    };
+    let store = SnapshotStore::open(dir, limits)?;
+    let (queue, events) = std::sync::mpsc::sync_channel(EVENT_QUEUE);
+    let dropped = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    pipeline.enable_events(s, queue, dropped.clone());
+    let rules = s
+        .events
+        .iter()
+        .map(|e| match (&e.zone, &e.line) {
+            (Some(z), _) => format!("zone-{z}"),
+            (_, Some(l)) => format!("line-{l}"),
+            _ => "event".into(),
+        })
+        .collect();
+    log::info!(
+        "event snapshots in {} ({} events{})",
+        dir.display(),
+        s.events.len(),
+        if s.faults { ", faults" } else { "" }
+    );
+    Ok(Some(EventSink {
+        queue: events,
+        store,
+        rules,
+        classes: config.model.classes.clone(),
+        faults: s.faults,
+        restarted,
+        feed: Some(feed),
+        dropped,
+    }))
 }
 
 /// Starts the health endpoint. A failure to bind is logged, not fatal: the signals and the
@@ -161,9 +243,13 @@ fn start_health(config: &Config, state: Arc<HealthState>) -> Option<HealthServer
         return None;
     }
     let addr = config.health.bind.parse().ok()?;
+    let defaults = ServerLimits::default();
+    // A worker's response buffer must hold a whole JPEG of the largest camera.
+    let jpeg = state.view.as_ref().map_or(0, |v| v.max_jpeg());
     let limits = ServerLimits {
         max_connections: config.health.max_connections,
-        ..ServerLimits::default()
+        max_response_bytes: defaults.max_response_bytes.max(jpeg),
+        ..defaults
     };
     match HealthServer::start(addr, limits, state) {
         Ok(server) => {

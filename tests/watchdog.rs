@@ -20,18 +20,22 @@ const WALK: u32 = 6;
 /// The heartbeat output the tests add.
 const HEARTBEAT: u32 = 4;
 
-/// The demo site with the simulated pins logging to `log`, the health endpoint off, and
+/// The demo site with the simulated pins logging to `log`, the health endpoint (and so the
+/// live view) off, and
 /// `extra` TOML appended.
 fn site(dir: &Path, log: &Path, extra: &str) -> PathBuf {
     let demo =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/board/demo.toml")).unwrap();
-    let text = demo.replace(
-        "outputs = \"simulated\"",
-        &format!(
-            "outputs = \"simulated\"\nsim_log = \"{}\"\nheartbeat = {{ pin = {HEARTBEAT} }}",
-            log.display()
-        ),
-    );
+    let text = demo
+        .replace(
+            "outputs = \"simulated\"",
+            &format!(
+                "outputs = \"simulated\"\nsim_log = \"{}\"\nheartbeat = {{ pin = {HEARTBEAT} }}",
+                log.display()
+            ),
+        )
+        // The view is served by the health endpoint, which these runs turn off.
+        .replace("[view]\nenabled = true", "[view]\nenabled = false");
     let path = dir.join("site.toml");
     std::fs::write(&path, format!("{text}\n[health]\nenabled = false\n{extra}")).unwrap();
     path

@@ -13,6 +13,10 @@
 //! needed. Before the proof, a run of the model's own post-process op (54 mallocs per invoke)
 //! shows the counter does see C++ allocations, so a counter that silently counted nothing
 //! could not pass.
+//!
+//! With the live view on and a `/stream.mjpeg` client reading, the viewer thread and the HTTP
+//! worker allocate as they like; a thread-local flag counts the frame loop's thread apart.
+//! `cargo test --test zero_alloc -- NAME` runs only the cases whose name contains NAME.
 
 mod util;
 
@@ -23,14 +27,23 @@ mod malloc_count;
 mod fake_v4l2;
 
 use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::io::{Read, Write};
+use std::net::TcpStream;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
+use std::time::Duration;
 
 use edgewatch::clock::MonotonicClock;
-use edgewatch::config::{AnchorConfig, Config, HeadChoice, RuntimeChoice};
+use edgewatch::config::{
+    AnchorConfig, Config, HeadChoice, RuntimeChoice, SnapshotEventConfig, SnapshotsConfig,
+};
 use edgewatch::control::SceneFeed;
 use edgewatch::health::memory::{heap_in_use, HeapUsage};
+use edgewatch::health::server::{HealthServer, HealthSource, ServerLimits};
 use edgewatch::pipeline::{Pipeline, Step};
+use edgewatch::view::events::EVENT_QUEUE;
+use edgewatch::view::{Viewer, ViewerOptions};
 use edgewatch::vision::detection::Detections;
 use edgewatch::vision::detector::Detector;
 use edgewatch::vision::litert::LiteRtDetector;
@@ -39,20 +52,38 @@ use util::mjpeg_server::{Behaviour, MjpegServer};
 struct CountingAllocator;
 
 static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+/// Allocations made on a thread that set [`ON_PIPELINE`]: the frame loop's own, when other
+/// threads (the viewer, the HTTP workers) may allocate as they please.
+static PIPELINE_ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+
+thread_local! {
+    /// Set on the thread that runs the frame loop. Const-initialized with no destructor, so
+    /// reading it from the allocator allocates nothing.
+    static ON_PIPELINE: Cell<bool> = const { Cell::new(false) };
+}
+
+fn count_thread() {
+    if ON_PIPELINE.try_with(Cell::get).unwrap_or(false) {
+        PIPELINE_ALLOCATIONS.fetch_add(1, Relaxed);
+    }
+}
 
 // SAFETY: every call is forwarded unchanged to the system allocator; counting has no effect
 // on the memory handed out.
 unsafe impl GlobalAlloc for CountingAllocator {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         ALLOCATIONS.fetch_add(1, Relaxed);
+        count_thread();
         System.alloc(layout)
     }
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
         ALLOCATIONS.fetch_add(1, Relaxed);
+        count_thread();
         System.alloc_zeroed(layout)
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         ALLOCATIONS.fetch_add(1, Relaxed);
+        count_thread();
         System.realloc(ptr, layout, new_size)
     }
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
@@ -77,17 +108,56 @@ const FRAMES: u64 = 1000;
 const SHORT: u64 = 40;
 
 fn main() {
-    // First, before any pipeline has started (and stopped) threads of its own.
-    litert_heap_is_flat_over_10000_invokes();
-    malloc_counter_sees_the_cpp_post_process_op();
-    steady_state_allocates_nothing();
-    litert_steady_state_makes_only_its_run_mallocs();
-    interpreter_pool_allocates_nothing();
-    tiled_pipeline_allocates_nothing();
-    live_cameras_allocate_nothing();
-    mjpeg_file_replay_allocates_nothing();
+    // `cargo test --test zero_alloc -- NAME` runs only the cases whose name contains NAME.
+    let only = std::env::args().skip(1).find(|a| !a.starts_with('-'));
+    let cases: [(&str, fn()); 9] = [
+        // First, before any pipeline has started (and stopped) threads of its own.
+        (
+            "litert_heap_is_flat_over_10000_invokes",
+            litert_heap_is_flat_over_10000_invokes,
+        ),
+        (
+            "malloc_counter_sees_the_cpp_post_process_op",
+            malloc_counter_sees_the_cpp_post_process_op,
+        ),
+        (
+            "steady_state_allocates_nothing",
+            steady_state_allocates_nothing,
+        ),
+        (
+            "litert_steady_state_makes_only_its_run_mallocs",
+            litert_steady_state_makes_only_its_run_mallocs,
+        ),
+        (
+            "interpreter_pool_allocates_nothing",
+            interpreter_pool_allocates_nothing,
+        ),
+        (
+            "tiled_pipeline_allocates_nothing",
+            tiled_pipeline_allocates_nothing,
+        ),
+        (
+            "live_cameras_allocate_nothing",
+            live_cameras_allocate_nothing,
+        ),
+        (
+            "mjpeg_file_replay_allocates_nothing",
+            mjpeg_file_replay_allocates_nothing,
+        ),
+        (
+            "live_view_with_a_viewer_connected_allocates_nothing_in_the_frame_loop",
+            live_view_with_a_viewer_connected_allocates_nothing_in_the_frame_loop,
+        ),
+    ];
+    let mut passed = 0;
+    for (name, case) in cases {
+        if only.as_deref().is_none_or(|o| name.contains(o)) {
+            case();
+            passed += 1;
+        }
+    }
     // Reached only if every assertion held (a failed one panics and exits non-zero).
-    println!("zero_alloc: 8 passed, 0 failed");
+    println!("zero_alloc: {passed} passed, 0 failed");
 }
 
 fn site(runtime: RuntimeChoice) -> Config {
@@ -484,4 +554,123 @@ fn mjpeg_file_replay_allocates_nothing() {
         assert_eq!(rust, 0, "Rust allocated replaying an MJPEG file");
         assert_eq!(mallocs, 0, "malloc was called replaying an MJPEG file");
     }
+}
+
+/// The health endpoint's view routes over a viewer, for a real `/stream.mjpeg` client.
+struct ViewOnly(Arc<Viewer>);
+
+impl HealthSource for ViewOnly {
+    fn write_health(&self, out: &mut dyn Write) -> std::io::Result<()> {
+        out.write_all(b"{}")
+    }
+    fn write_metrics(&self, _out: &mut dyn Write) -> std::io::Result<()> {
+        Ok(())
+    }
+    fn view(&self) -> Option<&Viewer> {
+        Some(&self.0)
+    }
+}
+
+/// The live view enabled, the viewer thread drawing and encoding, and a `/stream.mjpeg` client
+/// reading over real TCP the whole time: the frame loop's thread still allocates nothing (the
+/// viewer and the HTTP worker may; they are other threads), and the view did get frames.
+fn live_view_with_a_viewer_connected_allocates_nothing_in_the_frame_loop() {
+    let config = site(RuntimeChoice::Tflite);
+    let mut pipeline = Pipeline::build(&config, Arc::new(MonotonicClock::new())).unwrap();
+    // The highest view rate, so that many frames are copied into the slot during the count.
+    let feeds = pipeline.enable_view(10.0);
+    // Event snapshots' checks run in the frame loop too, posting to a queue nobody drains.
+    let snapshots = SnapshotsConfig {
+        events: vec![
+            SnapshotEventConfig {
+                zone: Some("road".into()),
+                ..SnapshotEventConfig::default()
+            },
+            SnapshotEventConfig {
+                line: Some("gantry".into()),
+                ..SnapshotEventConfig::default()
+            },
+        ],
+        ..SnapshotsConfig::default()
+    };
+    let (queue, events) = std::sync::mpsc::sync_channel(EVENT_QUEUE);
+    let dropped = Arc::new(AtomicU64::new(0));
+    pipeline.enable_events(&snapshots, queue, dropped.clone());
+    let options = ViewerOptions {
+        fps: 10.0,
+        quality: 75,
+        max_viewers: 2,
+        signals: None,
+        events: None,
+    };
+    let viewer = Viewer::start(feeds, options).unwrap();
+    let limits = ServerLimits {
+        max_connections: 3,
+        max_response_bytes: 256 * 1024,
+        ..ServerLimits::default()
+    };
+    let source = Arc::new(ViewOnly(viewer.viewer().clone()));
+    let server = HealthServer::start("127.0.0.1:0".parse().unwrap(), limits, source).unwrap();
+    let mut client = TcpStream::connect(server.local_addr()).unwrap();
+    client
+        .write_all(b"GET /stream.mjpeg HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let reader = std::thread::spawn(move || {
+        let (mut buf, mut total) = (vec![0u8; 64 * 1024], 0usize);
+        let mut parts = 0;
+        while let Ok(n) = client.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            total += n;
+            parts += buf[..n].windows(7).filter(|w| w == b"--frame").count();
+        }
+        (parts, total)
+    });
+
+    ON_PIPELINE.with(|c| c.set(true));
+    // The thread counter does see this thread's allocations, so a zero below means something.
+    let probe = PIPELINE_ALLOCATIONS.load(Relaxed);
+    drop(std::hint::black_box(vec![1u8; 8]));
+    assert_eq!(PIPELINE_ALLOCATIONS.load(Relaxed), probe + 1);
+    for _ in 0..WARM_UP {
+        assert_eq!(pipeline.step().unwrap(), Step::Processed);
+    }
+    let v = viewer.viewer();
+    let (published, rendered) = (v.published(), v.counters.rendered.load(Relaxed));
+    let before = PIPELINE_ALLOCATIONS.load(Relaxed);
+    for _ in 0..FRAMES / 2 {
+        assert_eq!(pipeline.step().unwrap(), Step::Processed);
+    }
+    let allocations = PIPELINE_ALLOCATIONS.load(Relaxed) - before;
+    ON_PIPELINE.with(|c| c.set(false));
+    let posted = events.try_iter().count() as u64 + dropped.load(Relaxed);
+    let published = v.published() - published;
+    let rendered = v.counters.rendered.load(Relaxed) - rendered;
+    let viewers = v.viewers();
+    server.stop();
+    let (parts, bytes) = reader.join().unwrap();
+    drop(viewer);
+    eprintln!(
+        "live view, {} frames: {allocations} allocations in the frame loop; {published} frames \
+         published to the view, {rendered} rendered; the stream client read {parts} parts, \
+         {bytes} bytes; {posted} snapshot events posted",
+        FRAMES / 2
+    );
+    assert_eq!(
+        viewers, 1,
+        "the stream client was watching during the count"
+    );
+    assert!(
+        published >= 5 && rendered >= 5,
+        "the view should have been fed: {published} published, {rendered} rendered"
+    );
+    assert!(
+        parts >= 5,
+        "the stream client should get frames, got {parts}"
+    );
+    assert_eq!(allocations, 0, "the frame loop allocated with the view on");
 }

@@ -11,6 +11,11 @@
 //!   within `write_timeout`, so a client that trickles bytes (slowloris) or never reads is dropped.
 //!
 //! One request per connection (`Connection: close`): no keep-alive state to bound.
+//!
+//! With the live view (`[view]`), `GET /` is the status page compiled into the binary,
+//! `GET /snapshot.jpg` a current JPEG, and `GET /stream.mjpeg` a multipart stream that keeps
+//! its worker: at most `view.max_viewers` at once (validated below `max_connections`), each
+//! part sent within `write_timeout` or the client is dropped, never buffered for.
 
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -21,6 +26,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
+use crate::view::{ViewError, Viewer};
+
 /// What the server serves; implemented by the lead over the pipeline's atomics.
 ///
 /// Both methods write into the calling worker's reused response buffer, which refuses to grow
@@ -30,7 +37,21 @@ pub trait HealthSource: Send + Sync + 'static {
     fn write_health(&self, out: &mut dyn Write) -> io::Result<()>;
     /// Writes the `/metrics` body (Prometheus text exposition format 0.0.4).
     fn write_metrics(&self, out: &mut dyn Write) -> io::Result<()>;
+    /// The live view, when the site enables it.
+    fn view(&self) -> Option<&Viewer> {
+        None
+    }
 }
+
+/// The status page: one self-contained HTML file, no external assets.
+const STATUS_PAGE: &str = include_str!("../view/status.html");
+/// Most bytes of a URL-decoded query value (a camera name).
+const MAX_QUERY_VALUE: usize = 64;
+/// How long a stream waits for the next frame before asking again.
+const STREAM_WAIT: Duration = Duration::from_secs(1);
+/// Send buffer of a stream socket: about two frames, so a client that stops reading fills it
+/// soon and is dropped by the write timeout instead of the kernel queueing megabytes for it.
+const STREAM_SNDBUF_MIN: usize = 64 * 1024;
 
 /// The server's bounds. Every field must be non-zero.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -334,7 +355,20 @@ fn refuse(mut stream: TcpStream) {
 enum Reply {
     Health,
     Metrics,
+    /// `GET /`: the status page.
+    Page,
+    /// `GET /snapshot.jpg`; the query's byte range in the request.
+    Snapshot(Query),
+    /// `GET /stream.mjpeg`; the query's byte range in the request.
+    Stream(Query),
     Error(Status),
+}
+
+/// Where a request's query string lies in the worker's request buffer (empty: none).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+struct Query {
+    start: usize,
+    end: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -344,6 +378,10 @@ enum Status {
     MethodNotAllowed,
     HeadersTooLarge,
     Internal,
+    /// No camera has the name asked for.
+    NoCamera,
+    /// The view is off, has no frame yet, or every viewer place is taken.
+    Unavailable,
 }
 
 impl Status {
@@ -354,16 +392,22 @@ impl Status {
             Status::MethodNotAllowed => "405 Method Not Allowed",
             Status::HeadersTooLarge => "431 Request Header Fields Too Large",
             Status::Internal => "500 Internal Server Error",
+            Status::NoCamera => "404 Not Found",
+            Status::Unavailable => "503 Service Unavailable",
         }
     }
 
     fn body(self) -> &'static [u8] {
         match self {
             Status::BadRequest => b"bad request\n",
-            Status::NotFound => b"not found: try /health or /metrics\n",
+            Status::NotFound => b"not found: try /, /health, /metrics, /snapshot.jpg\n",
             Status::MethodNotAllowed => b"method not allowed: use GET\n",
             Status::HeadersTooLarge => b"request too large\n",
             Status::Internal => b"internal error\n",
+            Status::NoCamera => b"no camera has that name\n",
+            Status::Unavailable => {
+                b"no view: [view] is off, the camera has no frame yet, or view.max_viewers are watching\n"
+            }
         }
     }
 }
@@ -450,11 +494,17 @@ impl Worker {
                 return;
             }
         };
+        if let Reply::Stream(query) = reply {
+            let source = Arc::clone(&self.source);
+            if let Some(view) = source.view() {
+                return self.stream(&mut stream, view, query);
+            }
+        }
         let (start, end, reply) = self.build_response(reply, head_only);
         let counters = &self.shared.counters;
         bump(match reply {
             Reply::Error(_) => &counters.rejected,
-            Reply::Health | Reply::Metrics => &counters.served,
+            _ => &counters.served,
         });
         let deadline = Instant::now() + self.limits.write_timeout;
         match send(
@@ -504,17 +554,23 @@ impl Worker {
         self.response.clear();
         self.response.extend_from_slice(&[0u8; HEAD_RESERVE]);
         let mut reply = reply;
+        let query = match reply {
+            Reply::Snapshot(q) | Reply::Stream(q) => {
+                std::str::from_utf8(&self.request[q.start..q.end]).unwrap_or("")
+            }
+            _ => "",
+        };
         let written = {
             let mut body = BoundedBody {
                 buf: &mut self.response,
                 limit,
             };
-            write_body(&*self.source, reply, &mut body)
+            write_body(&*self.source, reply, query, &mut body)
         };
-        if !written {
+        if let Err(status) = written {
             self.response.truncate(HEAD_RESERVE);
-            self.response.extend_from_slice(Status::Internal.body());
-            reply = Reply::Error(Status::Internal);
+            self.response.extend_from_slice(status.body());
+            reply = Reply::Error(status);
         }
         let body_len = self.response.len() - HEAD_RESERVE;
         let mut head = [0u8; HEAD_RESERVE];
@@ -527,6 +583,87 @@ impl Worker {
             self.response.len()
         };
         (start, end, reply)
+    }
+
+    /// Serves `/stream.mjpeg` on this worker until the client goes, misses a write deadline
+    /// or the server stops. Each part is copied into the worker's response buffer and sent
+    /// within `write_timeout`; nothing is queued for a slow client.
+    fn stream(&mut self, stream: &mut TcpStream, view: &Viewer, query: Query) {
+        let shared = Arc::clone(&self.shared);
+        let counters = &shared.counters;
+        let query_text = std::str::from_utf8(&self.request[query.start..query.end]).unwrap_or("");
+        let request = view_request(view, query_text);
+        let watching = request.and_then(|(camera, raw)| Ok((camera, raw, view.watch()?)));
+        let (camera, raw, _watching) = match watching {
+            Ok(w) => w,
+            Err(e) => {
+                bump(&counters.rejected);
+                let status = view_status(&e);
+                let (start, end, _) = self.build_response(Reply::Error(status), false);
+                let deadline = Instant::now() + self.limits.write_timeout;
+                let _ = send(
+                    stream,
+                    &self.response[start..end],
+                    deadline,
+                    &self.shared.stop,
+                );
+                let _ = stream.shutdown(Shutdown::Write);
+                return self.linger(stream);
+            }
+        };
+        bump(&counters.served);
+        limit_send_buffer(stream, 2 * view.max_jpeg());
+        const HEAD: &[u8] = b"HTTP/1.1 200 OK\r\n\
+Content-Type: multipart/x-mixed-replace; boundary=frame\r\n\
+Cache-Control: no-store\r\nConnection: close\r\n\r\n";
+        let deadline = Instant::now() + self.limits.write_timeout;
+        if !matches!(
+            send(stream, HEAD, deadline, &self.shared.stop),
+            Wait::Done(_)
+        ) {
+            return;
+        }
+        let limit = HEAD_RESERVE + self.limits.max_response_bytes;
+        let mut seq = 0;
+        while !self.stopping() {
+            self.response.clear();
+            self.response.extend_from_slice(&[0u8; HEAD_RESERVE]);
+            let mut body = BoundedBody {
+                buf: &mut self.response,
+                limit: limit - 2,
+            };
+            match view.next_jpeg(camera, raw, seq, STREAM_WAIT, &mut body) {
+                Ok(Some(next)) => seq = next,
+                // No frame yet (camera offline?): ask again, unless the client has gone.
+                Ok(None) if client_closed(stream) => return,
+                Ok(None) => continue,
+                Err(e) => {
+                    log::warn!("health server: stream ended: {e}");
+                    return;
+                }
+            }
+            let len = self.response.len() - HEAD_RESERVE;
+            self.response.extend_from_slice(b"\r\n");
+            let mut head = [0u8; HEAD_RESERVE];
+            let mut cursor: &mut [u8] = &mut head[..];
+            let _ = write!(
+                cursor,
+                "--frame\r\nContent-Type: image/jpeg\r\nContent-Length: {len}\r\n\r\n"
+            );
+            let head_len = HEAD_RESERVE - cursor.len();
+            let start = HEAD_RESERVE - head_len;
+            self.response[start..HEAD_RESERVE].copy_from_slice(&head[..head_len]);
+            let deadline = Instant::now() + self.limits.write_timeout;
+            match send(stream, &self.response[start..], deadline, &self.shared.stop) {
+                Wait::Done(_) => {}
+                Wait::TimedOut => {
+                    bump(&counters.timed_out);
+                    view.counters.dropped_slow.fetch_add(1, Ordering::Relaxed);
+                    return;
+                }
+                Wait::Closed | Wait::Stopped => return,
+            }
+        }
     }
 
     /// Reads and discards what the client still sends, for a bounded time and amount, so that
@@ -556,12 +693,24 @@ fn parse_request(bytes: &[u8]) -> Option<Incoming> {
         Ok(httparse::Status::Partial) => None,
         Ok(httparse::Status::Complete(head_len)) => {
             let method = request.method.unwrap_or("");
-            let path = request.path.unwrap_or("");
-            // A query string selects nothing here; Prometheus and probes may still send one.
-            let path = path.split_once('?').map_or(path, |(p, _)| p);
+            let target = request.path.unwrap_or("");
+            // Only the view's routes read a query; Prometheus and probes may still send one.
+            // Without a query, an empty slice at the end of the target (still inside `bytes`).
+            let (path, query) = target
+                .split_once('?')
+                .unwrap_or((target, &target[target.len()..]));
+            // `query` borrows `bytes`, so its offset there is a difference of addresses.
+            let start = query.as_ptr() as usize - bytes.as_ptr() as usize;
+            let query = Query {
+                start,
+                end: start + query.len(),
+            };
             let known = match path {
                 "/health" => Some(Reply::Health),
                 "/metrics" => Some(Reply::Metrics),
+                "/" | "/index.html" => Some(Reply::Page),
+                "/snapshot.jpg" => Some(Reply::Snapshot(query)),
+                "/stream.mjpeg" => Some(Reply::Stream(query)),
                 _ => None,
             };
             let reply = match (known, method) {
@@ -580,24 +729,107 @@ fn parse_request(bytes: &[u8]) -> Option<Incoming> {
     }
 }
 
-/// Writes the body of `reply`; `false` if the source failed, panicked or overflowed the buffer.
-fn write_body(source: &dyn HealthSource, reply: Reply, body: &mut BoundedBody<'_>) -> bool {
+/// Writes the body of `reply`; the error status to answer instead if the source failed,
+/// panicked or overflowed the buffer, or the view had no such camera or no frame.
+fn write_body(
+    source: &dyn HealthSource,
+    reply: Reply,
+    query: &str,
+    body: &mut BoundedBody<'_>,
+) -> Result<(), Status> {
     let result = match reply {
         // A panic in the source must not take a worker (and so a slot of the pool) with it.
         Reply::Health => catch_unwind(AssertUnwindSafe(|| source.write_health(body))),
         Reply::Metrics => catch_unwind(AssertUnwindSafe(|| source.write_metrics(body))),
+        Reply::Page => Ok(body.write_all(STATUS_PAGE.as_bytes())),
+        Reply::Snapshot(_) | Reply::Stream(_) => {
+            let Some(view) = source.view() else {
+                return Err(Status::Unavailable);
+            };
+            let snap = catch_unwind(AssertUnwindSafe(|| {
+                let (camera, raw) = view_request(view, query)?;
+                view.snapshot(camera, raw, body)
+            }));
+            return match snap {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(e)) => Err(view_status(&e)),
+                Err(_panic) => {
+                    log::error!("health server: the snapshot panicked");
+                    Err(Status::Internal)
+                }
+            };
+        }
         Reply::Error(status) => Ok(body.write_all(status.body())),
     };
     match result {
-        Ok(Ok(())) => true,
+        Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => {
             log::warn!("health server: cannot write the {reply:?} body: {e}");
-            false
+            Err(Status::Internal)
         }
         Err(_panic) => {
             log::error!("health server: the {reply:?} body panicked");
-            false
+            Err(Status::Internal)
         }
+    }
+}
+
+/// The answer for a view that could not be served.
+fn view_status(e: &ViewError) -> Status {
+    match e {
+        ViewError::UnknownCamera(_) => Status::NoCamera,
+        ViewError::NoFrame(_) | ViewError::TooManyViewers(_) => Status::Unavailable,
+        _ => Status::Internal,
+    }
+}
+
+/// The camera (`camera=NAME`, default the first) and `raw=1` of a view request.
+fn view_request(view: &Viewer, query: &str) -> Result<(usize, bool), ViewError> {
+    let mut name = heapless::String::<MAX_QUERY_VALUE>::new();
+    let mut named = false;
+    let mut raw = false;
+    for pair in query.split('&') {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        match key {
+            "camera" => {
+                named = true;
+                if !url_decode(value, &mut name) {
+                    return Err(ViewError::UnknownCamera(String::new()));
+                }
+            }
+            "raw" => raw = matches!(value, "1" | "true" | "yes"),
+            _ => {}
+        }
+    }
+    let camera = view.camera(named.then_some(name.as_str()))?;
+    Ok((camera, raw))
+}
+
+/// Decodes `%XX` and `+` of a query value into `out`; `false` if it is malformed, not UTF-8
+/// or too long.
+fn url_decode<const N: usize>(value: &str, out: &mut heapless::String<N>) -> bool {
+    let mut bytes = heapless::Vec::<u8, N>::new();
+    let mut it = value.bytes();
+    while let Some(b) = it.next() {
+        let byte = match b {
+            b'+' => b' ',
+            b'%' => {
+                let hex = [it.next(), it.next()];
+                let digit = |d: Option<u8>| (d? as char).to_digit(16);
+                match (digit(hex[0]), digit(hex[1])) {
+                    (Some(h), Some(l)) => (h * 16 + l) as u8,
+                    _ => return false,
+                }
+            }
+            b => b,
+        };
+        if bytes.push(byte).is_err() {
+            return false;
+        }
+    }
+    match std::str::from_utf8(&bytes) {
+        Ok(text) => out.push_str(text).is_ok(),
+        Err(_) => false,
     }
 }
 
@@ -606,6 +838,8 @@ fn format_head(head: &mut [u8; HEAD_RESERVE], reply: Reply, body_len: usize) -> 
     let (status, content_type) = match reply {
         Reply::Health => ("200 OK", "application/json"),
         Reply::Metrics => ("200 OK", "text/plain; version=0.0.4; charset=utf-8"),
+        Reply::Page => ("200 OK", "text/html; charset=utf-8"),
+        Reply::Snapshot(_) | Reply::Stream(_) => ("200 OK", "image/jpeg"),
         Reply::Error(status) => (status.line(), "text/plain; charset=utf-8"),
     };
     let allow = match reply {
@@ -641,6 +875,41 @@ impl Write for BoundedBody<'_> {
 
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
+    }
+}
+
+/// Whether the peer closed `stream` (or it failed), without waiting and without consuming
+/// anything it sent.
+fn client_closed(stream: &TcpStream) -> bool {
+    if stream.set_nonblocking(true).is_err() {
+        return true;
+    }
+    let closed = match stream.peek(&mut [0u8; 1]) {
+        Ok(0) => true,
+        Ok(_) => false,
+        Err(e) => e.kind() != ErrorKind::WouldBlock,
+    };
+    stream.set_nonblocking(false).is_err() || closed
+}
+
+/// Caps the kernel's send buffer of `stream` at `bytes` (at least [`STREAM_SNDBUF_MIN`]), so a
+/// client that stops reading blocks our sends soon and meets the write timeout.
+fn limit_send_buffer(stream: &TcpStream, bytes: usize) {
+    use std::os::fd::AsRawFd;
+    let size = bytes.max(STREAM_SNDBUF_MIN).min(i32::MAX as usize) as libc::c_int;
+    // SAFETY: the fd is the open socket `stream` owns for the whole call; the option value is a
+    // c_int on our stack and the length passed is its size, as SO_SNDBUF expects.
+    let rc = unsafe {
+        libc::setsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_SNDBUF,
+            (&size as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        log::debug!("health server: SO_SNDBUF: {}", io::Error::last_os_error());
     }
 }
 
@@ -753,6 +1022,36 @@ mod tests {
                 unread: true
             })
         );
+    }
+
+    #[test]
+    fn routes_the_view_and_finds_its_query() {
+        assert_eq!(parsed(b"GET / HTTP/1.1\r\n\r\n"), answer(Reply::Page));
+        let request = b"GET /snapshot.jpg?camera=north%20gate&raw=1 HTTP/1.1\r\n\r\n";
+        let Some(Incoming::Request {
+            reply: Reply::Snapshot(q),
+            ..
+        }) = parsed(request)
+        else {
+            panic!("not a snapshot");
+        };
+        assert_eq!(&request[q.start..q.end], b"camera=north%20gate&raw=1");
+        let request = b"GET /stream.mjpeg HTTP/1.1\r\n\r\n";
+        let Some(Incoming::Request {
+            reply: Reply::Stream(q),
+            ..
+        }) = parsed(request)
+        else {
+            panic!("not a stream");
+        };
+        assert_eq!(q.start, q.end);
+        let mut name = heapless::String::<8>::new();
+        assert!(url_decode("a%20b+c", &mut name));
+        assert_eq!(name.as_str(), "a b c");
+        for bad in ["%2", "%zz", "123456789", "%ff"] {
+            let mut name = heapless::String::<8>::new();
+            assert!(!url_decode(bad, &mut name), "{bad}");
+        }
     }
 
     #[test]

@@ -15,6 +15,9 @@ use crate::control::{CameraFeed, SceneFeed, SignalStatus};
 use crate::json;
 use crate::scene::Dwell;
 use crate::signal::SafeState;
+use crate::view::store::StoreCounters;
+use crate::view::Viewer;
+use std::sync::atomic::AtomicU64;
 
 /// Stages reported (capture wait is idle time, not work).
 const STAGES: [Stage; 5] = [
@@ -76,6 +79,10 @@ pub struct HealthState {
     pub lines: Vec<String>,
     /// No frame for this long makes the camera stale.
     pub camera_stale: Duration,
+    /// The live view, when `[view]` enables it.
+    pub view: Option<Arc<Viewer>>,
+    /// Event snapshots' counters and events dropped, when `[snapshots]` has events.
+    pub snapshots: Option<(Arc<StoreCounters>, Arc<AtomicU64>)>,
 }
 
 impl HealthState {
@@ -300,9 +307,27 @@ impl HealthSource for HealthState {
         })?;
         write!(
             w,
-            ",\"incidents\":{{\"video\":{}}}}}",
+            ",\"incidents\":{{\"video\":{}}}",
             self.feed.video_incidents()
-        )
+        )?;
+        w.write_all(b",\"view\":")?;
+        match &self.view {
+            None => w.write_all(b"null")?,
+            Some(v) => write!(
+                w,
+                "{{\"viewers\":{},\"max_viewers\":{},\"fps\":{:.2},\"published\":{},\"rendered\":{}}}",
+                v.viewers(),
+                v.max_viewers(),
+                v.fps(),
+                v.published(),
+                v.counters.rendered.load(Relaxed)
+            )?,
+        }
+        w.write_all(b"}")
+    }
+
+    fn view(&self) -> Option<&Viewer> {
+        self.view.as_deref()
     }
 
     fn write_metrics(&self, w: &mut dyn Write) -> io::Result<()> {
@@ -373,6 +398,77 @@ impl HealthSource for HealthState {
             "Peak resident memory.",
             peak_rss_bytes().unwrap_or(0) as f64,
         )?;
+        if let Some(v) = &self.view {
+            let c = &v.counters;
+            let view_counters = [
+                (
+                    "view_published_total",
+                    "Frames the frame loop copied for the live view.",
+                    v.published(),
+                ),
+                (
+                    "view_rendered_total",
+                    "Live-view frames drawn and JPEG-encoded.",
+                    c.rendered.load(Relaxed),
+                ),
+                (
+                    "view_failed_total",
+                    "Live-view frames that could not be drawn or encoded.",
+                    c.failed.load(Relaxed),
+                ),
+                (
+                    "view_refused_total",
+                    "Streams refused: view.max_viewers were watching.",
+                    c.refused.load(Relaxed),
+                ),
+                (
+                    "view_dropped_slow_total",
+                    "Streams dropped: the client did not read in time.",
+                    c.dropped_slow.load(Relaxed),
+                ),
+                (
+                    "view_tracks_dropped_total",
+                    "Tracks left undrawn: more than a view frame holds.",
+                    v.tracks_dropped(),
+                ),
+            ];
+            for (name, help, value) in view_counters {
+                counter(w, name, help, value)?;
+            }
+            gauge(
+                w,
+                "view_viewers",
+                "Streams being watched.",
+                v.viewers() as f64,
+            )?;
+        }
+        if let Some((store, dropped)) = &self.snapshots {
+            let snapshot_counters = [
+                (
+                    "snapshots_saved_total",
+                    "Event snapshots written.",
+                    store.saved.load(Relaxed),
+                ),
+                (
+                    "snapshots_rotated_total",
+                    "Old event snapshots deleted to stay within snapshots.max_files and max_bytes.",
+                    store.rotated.load(Relaxed),
+                ),
+                (
+                    "snapshots_skipped_total",
+                    "Event snapshots not written: low disk, too large, or a failed write.",
+                    store.skipped.load(Relaxed),
+                ),
+                (
+                    "snapshot_events_dropped_total",
+                    "Events dropped before a snapshot: the queue was full.",
+                    dropped.load(Relaxed),
+                ),
+            ];
+            for (name, help, value) in snapshot_counters {
+                counter(w, name, help, value)?;
+            }
+        }
         let uptime = self.clock.now().saturating_sub(self.started).as_secs_f64();
         gauge(w, "uptime_seconds", "Seconds since start-up.", uptime)?;
 
@@ -640,6 +736,8 @@ mod tests {
             zones: vec!["road".into()],
             lines: vec!["gantry".into()],
             camera_stale: Duration::from_secs(3),
+            view: None,
+            snapshots: None,
         };
         (s, clock)
     }
