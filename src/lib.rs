@@ -17,4 +17,5 @@ pub mod scene;
 pub mod service;
 pub mod signal;
 pub mod soak;
+pub mod version;
 pub mod vision;

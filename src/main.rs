@@ -19,7 +19,7 @@ use edgewatch::{bench, soak};
 #[derive(Parser, Debug)]
 #[command(
     name = "edgewatch",
-    version,
+    version = edgewatch::version::LONG_VERSION,
     about = "Edge vision controller: counts from a camera, safe signal outputs"
 )]
 struct Cli {

@@ -40,6 +40,38 @@ fn run_site(text: &str) -> Output {
 }
 
 #[test]
+fn version_names_the_build_commit_and_backend() {
+    let out = edgewatch(&["--version"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8(out.stdout).unwrap();
+    let expected = format!("edgewatch {} (git ", env!("CARGO_PKG_VERSION"));
+    assert!(text.starts_with(&expected), "{text}");
+    let hash = text[expected.len()..].split(',').next().unwrap();
+    // The commit this tree is at (the binary is rebuilt when HEAD moves), or `unknown`
+    // where git cannot tell.
+    let head = std::process::Command::new("git")
+        .args([
+            "-C",
+            env!("CARGO_MANIFEST_DIR"),
+            "rev-parse",
+            "--short=12",
+            "HEAD",
+        ])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8(o.stdout).unwrap().trim().to_string());
+    assert_eq!(hash, head.as_deref().unwrap_or("unknown"), "{text}");
+    let backend = if cfg!(any(target_arch = "x86_64", target_arch = "aarch64")) {
+        "litert"
+    } else {
+        "tflite"
+    };
+    assert!(text.contains(&format!(", backend {backend};")), "{text}");
+    assert!(text.contains("tflite 1.15"), "{text}");
+}
+
+#[test]
 fn check_config_prints_the_resolved_demo() {
     let out = edgewatch(&["check-config", demo_config().to_str().unwrap()]);
     assert!(out.status.success(), "{}", stderr(&out));
