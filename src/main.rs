@@ -267,6 +267,8 @@ fn eval(opts: &edgewatch::eval::EvalOptions, json: bool) -> Result<(), Failure> 
 fn service_fail(e: ServiceError) -> Failure {
     match e {
         ServiceError::Pipeline(e) => pipeline_fail(e),
+        // A TLS file named in the config that cannot be read: a config error.
+        ServiceError::Mqtt(e @ edgewatch::mqtt::MqttError::TlsFile { .. }) => fail(EXIT_CONFIG, e),
         other => fail(EXIT_RUNTIME, other),
     }
 }

@@ -15,6 +15,9 @@ use crate::health::restart::{self, RestartHistory};
 use crate::health::server::{HealthServer, ServerLimits};
 use crate::health::status::HealthState;
 use crate::health::watchdog::{self, Actions, Watchdog, WatchdogThread};
+use crate::mqtt::queue::MessageQueue;
+use crate::mqtt::watch::{Topics, Watcher};
+use crate::mqtt::{self, MqttError, MqttStats, MqttThreads};
 use crate::pipeline::{Pipeline, PipelineError};
 
 /// Why the unit could not start or stopped.
@@ -29,6 +32,9 @@ pub enum ServiceError {
     /// A thread could not be started.
     #[error("cannot start the {0} thread: {1}")]
     Thread(&'static str, std::io::Error),
+    /// MQTT could not start.
+    #[error(transparent)]
+    Mqtt(#[from] MqttError),
 }
 
 /// Everything `edgewatch run` runs.
@@ -38,6 +44,7 @@ pub struct Service {
     control: Option<ControlThread>,
     watchdog: Option<WatchdogThread>,
     health: Option<HealthServer>,
+    mqtt: Option<MqttThreads>,
     interval: Duration,
 }
 
@@ -52,6 +59,11 @@ impl Service {
                 restarts.count()
             );
         }
+        // Before anything starts: a missing TLS file is the config's fault.
+        let mqtt_options = match config.mqtt.enabled {
+            true => Some(mqtt::connect_options(&config.mqtt, &config.site)?),
+            false => None,
+        };
         let mut pipeline = Pipeline::build(config, clock.clone())?;
         let feed = Arc::new(SceneFeed::with_cameras(
             config.zones.len(),
@@ -69,6 +81,11 @@ impl Service {
             }
             None => None,
         };
+        let mqtt_stats = config.mqtt.enabled.then(|| {
+            let m = &config.mqtt;
+            let queue = MessageQueue::new(m.queue_capacity, m.max_message_kib * 1024);
+            Arc::new(MqttStats::new(Arc::new(queue)))
+        });
         let state = HealthState {
             clock: clock.clone(),
             started: clock.now(),
@@ -82,8 +99,17 @@ impl Service {
             zones: config.zones.iter().map(|z| z.name.clone()).collect(),
             lines: config.lines.iter().map(|l| l.name.clone()).collect(),
             camera_stale: Duration::from_millis(config.control.camera_stale_ms),
+            backend: crate::version::backend(config.model.runtime),
+            mqtt: mqtt_stats.clone(),
         };
-        let health = start_health(config, Arc::new(state));
+        let state = Arc::new(state);
+        let health = start_health(config, state.clone());
+        let mqtt = match (mqtt_stats, mqtt_options) {
+            (Some(stats), Some(options)) => {
+                Some(start_mqtt(config, &state, options, stats, clock.clone())?)
+            }
+            _ => None,
+        };
         let watchdog = start_watchdog(
             config,
             &pipeline,
@@ -103,6 +129,7 @@ impl Service {
             control,
             watchdog: Some(watchdog),
             health,
+            mqtt,
             interval,
         })
     }
@@ -129,7 +156,8 @@ impl Service {
     }
 
     /// Orderly stop: the watchdog first (the threads are about to go quiet on purpose), then
-    /// the signals clear to all red, then the health endpoint closes.
+    /// the signals clear to all red, then MQTT publishes that and says `offline`, then the
+    /// health endpoint closes.
     pub fn shut_down(mut self) {
         if let Some(w) = self.watchdog.take() {
             w.stop();
@@ -137,10 +165,46 @@ impl Service {
         if let Some(c) = self.control.take() {
             c.shut_down();
         }
+        if let Some(m) = self.mqtt.take() {
+            m.stop();
+        }
         if let Some(h) = self.health.take() {
             h.stop();
         }
     }
+}
+
+/// Starts publishing the site's counts, events, signals and `state`'s JSON over MQTT.
+fn start_mqtt(
+    config: &Config,
+    state: &Arc<HealthState>,
+    options: rumqttc::MqttOptions,
+    stats: Arc<MqttStats>,
+    clock: Arc<dyn Clock>,
+) -> Result<MqttThreads, MqttError> {
+    let m = &config.mqtt;
+    let topics = Topics {
+        prefix: m.prefix(&config.site),
+        zones: state.zones.clone(),
+        lines: state.lines.clone(),
+        classes: state.classes.clone(),
+    };
+    let watcher = Watcher::new(
+        topics,
+        state.feed.clone(),
+        state.signals.clone(),
+        state.clone(),
+        stats.queue().clone(),
+        Duration::from_secs(u64::from(m.stats_interval_s)),
+    )
+    .resync_on_connect(stats.clone());
+    log::info!(
+        "mqtt: publishing to {}:{} under {}/",
+        m.host,
+        m.port,
+        m.prefix(&config.site)
+    );
+    mqtt::start(m, &config.site, options, watcher, stats, clock)
 }
 
 /// Starts the health endpoint. A failure to bind is logged, not fatal: the signals and the

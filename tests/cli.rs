@@ -183,6 +183,21 @@ fn bad_config_values_name_the_key() {
 }
 
 #[test]
+fn bad_mqtt_settings_are_config_errors() {
+    let good = util::ssd_site(&util::frames_dir(), 256, 256, "rgb24");
+    let mqtt = "\n[mqtt]\nenabled = true\nhost = \"127.0.0.1\"\n";
+    let (_dir, path) = site(&format!("{good}{mqtt}prefix = \"fleet/#\"\n"));
+    let out = edgewatch(&["check-config", path.to_str().unwrap()]);
+    assert_fails(&out, 2, &["mqtt.prefix", "fleet/#"]);
+    // A TLS file that is not there stops `run` before anything starts, naming the key.
+    let (_dir, path) = site(&format!(
+        "{good}{mqtt}tls = true\nca_file = \"/nonexistent/ca.pem\"\n"
+    ));
+    let out = edgewatch(&["run", "--config", path.to_str().unwrap(), "--frames", "1"]);
+    assert_fails(&out, 2, &["mqtt.ca_file: /nonexistent/ca.pem"]);
+}
+
+#[test]
 fn bad_model_files_are_clear_errors() {
     let frames = util::frames_dir();
     let models = util::model_dir();

@@ -1,0 +1,419 @@
+//! MQTT end to end: a real `mosquitto` on a free loopback port, the real `edgewatch` binary on
+//! the demo site publishing to it, and a real client (rumqttc) subscribed to every topic.
+//! Kills the broker and checks that the unit keeps running, holds exactly its queue bound and
+//! counts every message it had to drop; restarts the broker and checks that publishing resumes
+//! and that every message the broker acknowledged reached the subscriber. Killing the unit
+//! makes the broker publish its last will.
+
+mod util;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rumqttc::{Client, Event, MqttOptions, Packet, QoS};
+use serde_json::Value;
+
+/// The unit's queue bound in this test.
+const CAPACITY: u64 = 16;
+/// Patience for anything to happen (a bound on waiting, not a timing assertion).
+const PATIENCE: Duration = Duration::from_secs(90);
+
+/// A mosquitto broker on `port` with persistence in `dir` (the subscriber's session and its
+/// queued messages survive a broker restart, as on a fleet broker).
+struct Broker {
+    child: Child,
+}
+
+impl Broker {
+    fn start(dir: &Path, port: u16) -> Broker {
+        let conf = dir.join("mosquitto.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\n\
+                 persistence_location {}/\nlog_dest stderr\n",
+                dir.display()
+            ),
+        )
+        .unwrap();
+        let child = Command::new("mosquitto")
+            .arg("-c")
+            .arg(&conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("mosquitto is installed (scripts/setup.sh installs it)");
+        let broker = Broker { child };
+        wait_for("the broker to listen", || {
+            TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+        broker
+    }
+
+    /// SIGTERM, so mosquitto saves its persistence file, then waits for it to exit.
+    fn stop(mut self) {
+        signal(&self.child, libc::SIGTERM);
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn signal(child: &Child, sig: i32) {
+    // SAFETY: kill(2) on the pid of a child this test started and has not reaped.
+    let r = unsafe { libc::kill(child.id() as i32, sig) };
+    assert_eq!(r, 0, "kill({}, {sig})", child.id());
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !done() {
+        assert!(start.elapsed() < PATIENCE, "gave up waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// One message as the subscriber got it.
+#[derive(Debug, Clone)]
+struct Received {
+    topic: String,
+    payload: String,
+    /// Set only on retained messages replayed at subscription time.
+    retain: bool,
+}
+
+/// A subscriber with a persistent session (QoS 1, clean session off) on `prefix/#`.
+struct Subscriber {
+    got: Arc<Mutex<Vec<Received>>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Subscriber {
+    fn start(port: u16, prefix: &str) -> Subscriber {
+        let mut opts = MqttOptions::new("edgewatch-test-subscriber", "127.0.0.1", port);
+        opts.set_clean_session(false);
+        opts.set_keep_alive(Duration::from_secs(5));
+        let (client, mut connection) = Client::new(opts, 16);
+        let got = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let filter = format!("{prefix}/#");
+        let (g, s) = (got.clone(), stop.clone());
+        std::thread::spawn(move || {
+            while !s.load(Ordering::Relaxed) {
+                match connection.recv_timeout(Duration::from_millis(100)) {
+                    Ok(Ok(Event::Incoming(Packet::ConnAck(ack)))) => {
+                        if !ack.session_present {
+                            client
+                                .try_subscribe(filter.clone(), QoS::AtLeastOnce)
+                                .unwrap();
+                        }
+                    }
+                    Ok(Ok(Event::Incoming(Packet::Publish(p)))) => {
+                        g.lock().unwrap().push(Received {
+                            topic: p.topic.clone(),
+                            payload: String::from_utf8_lossy(&p.payload).into_owned(),
+                            retain: p.retain,
+                        });
+                    }
+                    Ok(Ok(_)) | Err(_) => {}
+                    Ok(Err(_)) => std::thread::sleep(Duration::from_millis(100)),
+                }
+            }
+        });
+        Subscriber { got, stop }
+    }
+
+    fn all(&self) -> Vec<Received> {
+        self.got.lock().unwrap().clone()
+    }
+
+    fn on(&self, topic: &str) -> Vec<Received> {
+        self.all()
+            .into_iter()
+            .filter(|m| m.topic == topic)
+            .collect()
+    }
+}
+
+impl Drop for Subscriber {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+struct Unit {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Drop for Unit {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_unit(dir: &Path, port: u16) -> Unit {
+    let demo =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/board/demo.toml")).unwrap();
+    let path: PathBuf = dir.join("site.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "{demo}\n[health]\nbind = \"127.0.0.1:0\"\n\n[mqtt]\nenabled = true\n\
+             host = \"127.0.0.1\"\nport = {port}\nstats_interval_s = 1\n\
+             queue_capacity = {CAPACITY}\nreconnect_min_ms = 100\nreconnect_max_ms = 400\n"
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_edgewatch"))
+        .args(["run", "--config", path.to_str().unwrap()])
+        .env("EDGEWATCH_MODEL_DIR", util::model_dir())
+        .env("EDGEWATCH_FRAMES_DIR", util::frames_dir())
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = BufReader::new(child.stderr.take().unwrap());
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in stderr.lines().map_while(Result::ok) {
+            if let Some(rest) = line.split("health endpoint on http://").nth(1) {
+                let _ = tx.send(rest.trim_end_matches("/health").to_string());
+            }
+        }
+    });
+    let addr = rx
+        .recv_timeout(PATIENCE)
+        .expect("the endpoint is announced");
+    Unit {
+        child,
+        addr: addr.parse().unwrap(),
+    }
+}
+
+fn get(addr: SocketAddr, path: &str) -> String {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    assert!(text.starts_with("HTTP/1.1 200"), "{path}: {text}");
+    text.split("\r\n\r\n").nth(1).unwrap_or("").to_string()
+}
+
+fn health(addr: SocketAddr) -> Value {
+    serde_json::from_str(&get(addr, "/health")).unwrap()
+}
+
+fn mqtt(h: &Value) -> (bool, [u64; 6]) {
+    let m = &h["mqtt"];
+    let n = |k: &str| m[k].as_u64().unwrap_or_else(|| panic!("mqtt.{k} in {h}"));
+    (
+        m["connected"].as_bool().unwrap(),
+        [
+            n("enqueued"),
+            n("published"),
+            n("dropped"),
+            n("queued"),
+            n("in_flight"),
+            n("reconnects"),
+        ],
+    )
+}
+
+#[test]
+fn publishes_every_topic_survives_a_broker_outage_and_leaves_a_last_will() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let broker = Broker::start(dir.path(), port);
+    let prefix = "edgewatch/demo";
+    let sub = Subscriber::start(port, prefix);
+    wait_for("the subscriber to subscribe", || {
+        // Its subscription is in place once a probe message comes back.
+        let probe = MqttOptions::new("edgewatch-test-probe", "127.0.0.1", port);
+        let (c, mut conn) = Client::new(probe, 4);
+        c.publish(format!("{prefix}/probe"), QoS::AtLeastOnce, false, "x")
+            .unwrap();
+        for _ in 0..20 {
+            if let Ok(Ok(Event::Incoming(Packet::PubAck(_)))) =
+                conn.recv_timeout(Duration::from_millis(100))
+            {
+                break;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        !sub.on(&format!("{prefix}/probe")).is_empty()
+    });
+    let probes = sub.all().len();
+
+    let unit = start_unit(dir.path(), port);
+    let classes = ["car", "truck", "bus", "motorcycle", "bicycle", "person"];
+    let topics: Vec<String> = ["available", "lines/gantry/crossing", "stats"]
+        .iter()
+        .map(|t| t.to_string())
+        .chain(["traffic", "walkers", "bus-coming"].map(|g| format!("signals/{g}")))
+        .chain(
+            classes
+                .iter()
+                .flat_map(|c| ["road", "crossing"].map(|z| format!("zones/{z}/{c}"))),
+        )
+        .map(|t| format!("{prefix}/{t}"))
+        .collect();
+    wait_for("a message on every topic", || {
+        topics.iter().all(|t| !sub.on(t).is_empty())
+    });
+
+    // What each topic says.
+    assert_eq!(sub.on(&format!("{prefix}/available"))[0].payload, "online");
+    for group in ["traffic", "walkers", "bus-coming"] {
+        for m in sub.on(&format!("{prefix}/signals/{group}")) {
+            assert!(
+                [
+                    "red",
+                    "amber",
+                    "green",
+                    "dont-walk",
+                    "walk",
+                    "ped-clearance",
+                    "dark",
+                    "on"
+                ]
+                .contains(&m.payload.as_str()),
+                "{m:?}"
+            );
+        }
+    }
+    for t in topics.iter().filter(|t| t.contains("/zones/")) {
+        for m in sub.on(t) {
+            m.payload.parse::<u32>().unwrap_or_else(|_| panic!("{m:?}"));
+        }
+    }
+    let crossing: Value =
+        serde_json::from_str(&sub.on(&format!("{prefix}/lines/gantry/crossing"))[0].payload)
+            .unwrap();
+    assert_eq!(crossing["line"], "gantry");
+    assert!(
+        classes.contains(&crossing["class"].as_str().unwrap()),
+        "{crossing}"
+    );
+    assert!(["in", "out"].contains(&crossing["direction"].as_str().unwrap()));
+    assert!(crossing["count"].as_u64().unwrap() >= 1);
+    assert!(crossing["total"].as_u64().unwrap() >= crossing["count"].as_u64().unwrap());
+    assert!(
+        crossing["time"].as_str().unwrap().ends_with('Z'),
+        "{crossing}"
+    );
+    let stats: Value =
+        serde_json::from_str(&sub.on(&format!("{prefix}/stats"))[0].payload).unwrap();
+    assert!(stats["zones"]["road"]["car"].is_number(), "{stats}");
+    assert_eq!(stats["version"]["version"], env!("CARGO_PKG_VERSION"));
+    assert!(stats["version"]["git"].is_string() && stats["version"]["backend"].is_string());
+    let metrics = get(unit.addr, "/metrics");
+    for name in [
+        "mqtt_published_total",
+        "mqtt_dropped_total",
+        "mqtt_reconnects_total",
+    ] {
+        assert!(
+            metrics.contains(&format!("edgewatch_{name} ")),
+            "{name} in {metrics}"
+        );
+    }
+    assert!(
+        metrics.contains("edgewatch_build_info{version="),
+        "{metrics}"
+    );
+    let (connected, _) = mqtt(&health(unit.addr));
+    assert!(connected);
+
+    // The broker goes away.
+    broker.stop();
+    let before = loop {
+        let h = health(unit.addr);
+        if !mqtt(&h).0 {
+            break h;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let [enq0, pub0, drop0, q0, inflight0, _] = mqtt(&before).1;
+    assert_eq!(
+        inflight0, 0,
+        "losses are counted before `connected` clears: {before}"
+    );
+    assert_eq!(enq0, pub0 + drop0 + q0, "{before}");
+    // Wait until the queue has overflowed by a few messages.
+    let during = loop {
+        let h = health(unit.addr);
+        let (connected, [_, _, dropped, ..]) = mqtt(&h);
+        assert!(!connected, "no broker, yet connected: {h}");
+        if dropped >= drop0 + 3 && dropped > drop0 + (CAPACITY - q0.min(CAPACITY)) {
+            break h;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let [enq1, pub1, drop1, q1, inflight1, _] = mqtt(&during).1;
+    assert_eq!(q1, CAPACITY, "the queue holds exactly its bound: {during}");
+    assert_eq!((pub1, inflight1), (pub0, 0), "{during}");
+    // Every message offered during the outage is queued or counted dropped, nothing else.
+    assert_eq!(drop1 - drop0, (enq1 - enq0) + q0 - CAPACITY, "{during}");
+    // The unit kept running its frames.
+    assert!(unit.child.id() > 0);
+    let frames0 = before["frames"].as_u64().unwrap();
+    wait_for("frames during the outage", || {
+        health(unit.addr)["frames"].as_u64().unwrap() > frames0 + 10
+    });
+
+    // The broker comes back: publishing resumes, the backlog goes out first.
+    let stats_before = sub.on(&format!("{prefix}/stats")).len();
+    let broker = Broker::start(dir.path(), port);
+    wait_for("the unit to reconnect and publish its backlog", || {
+        let (connected, [_, published, _, _, _, reconnects]) = mqtt(&health(unit.addr));
+        connected && reconnects >= 1 && published >= pub1 + CAPACITY
+    });
+    wait_for("new stats after the outage", || {
+        sub.on(&format!("{prefix}/stats")).len() > stats_before
+    });
+    let online = sub.on(&format!("{prefix}/available"));
+    assert!(
+        online.iter().filter(|m| m.payload == "online").count() >= 2,
+        "{online:?}"
+    );
+
+    // Nothing the broker acknowledged was lost on the way to the subscriber: count what it
+    // got live (not replayed retained messages, not the probe) against `published`.
+    let (_, [_, published, ..]) = mqtt(&health(unit.addr));
+    wait_for("every acknowledged message at the subscriber", || {
+        let live = sub.all().iter().filter(|m| !m.retain).count();
+        live - probes >= published as usize
+    });
+
+    // Killed without a goodbye: the broker publishes the last will.
+    signal(&unit.child, libc::SIGKILL);
+    wait_for("the last will", || {
+        sub.on(&format!("{prefix}/available"))
+            .last()
+            .is_some_and(|m| m.payload == "offline")
+    });
+    drop(unit);
+    drop(broker);
+}
