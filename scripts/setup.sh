@@ -3,13 +3,14 @@
 # libclang (the `tflite` crate compiles TensorFlow Lite from source and runs bindgen), ffmpeg
 # (tests/eval.rs converts the H.264 clip one_by_one.mp4 into MJPEG under target/clips/), plus
 # a Rust toolchain when none is present. mosquitto and mosquitto-clients: tests/mqtt.rs starts
-# its own broker on a free loopback port (the packaged service is not used). Safe to run
+# its own broker on a free loopback port (the packaged service is not used), with certificates
+# openssl makes for the TLS case. Safe to run
 # again: it installs only what is missing.
 set -euo pipefail
 
 need_pkgs=()
 for pkg in build-essential libclang-dev clang pkg-config curl ca-certificates ffmpeg \
-  mosquitto mosquitto-clients; do
+  mosquitto mosquitto-clients openssl; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need_pkgs+=("$pkg")
 done
 if ((${#need_pkgs[@]})); then

@@ -31,25 +31,37 @@ struct Broker {
 
 impl Broker {
     fn start(dir: &Path, port: u16) -> Broker {
+        Broker::with_config(dir, port, "")
+    }
+
+    /// A broker with `extra` lines of mosquitto configuration (more listeners).
+    fn with_config(dir: &Path, port: u16, extra: &str) -> Broker {
         let conf = dir.join("mosquitto.conf");
         std::fs::write(
             &conf,
             format!(
-                "listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\n\
-                 persistence_location {}/\nlog_dest stderr\n",
+                // `user root`: as root, stay root (the default drops to the `mosquitto` user,
+                // which cannot read this test's temp folder); no effect as another user.
+                "user root\nper_listener_settings false\nallow_anonymous true\npersistence true\n\
+                 persistence_location {}/\nlog_dest stderr\nlistener {port} 127.0.0.1\n{extra}",
                 dir.display()
             ),
         )
         .unwrap();
+        let log = std::fs::File::create(dir.join("mosquitto.log")).unwrap();
         let child = Command::new("mosquitto")
             .arg("-c")
             .arg(&conf)
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(log)
             .spawn()
             .expect("mosquitto is installed (scripts/setup.sh installs it)");
-        let broker = Broker { child };
+        let mut broker = Broker { child };
         wait_for("the broker to listen", || {
+            if let Ok(Some(status)) = broker.child.try_wait() {
+                let log = std::fs::read_to_string(dir.join("mosquitto.log")).unwrap_or_default();
+                panic!("mosquitto exited ({status}):\n{log}");
+            }
             TcpStream::connect(("127.0.0.1", port)).is_ok()
         });
         broker
@@ -172,6 +184,16 @@ impl Drop for Unit {
 }
 
 fn start_unit(dir: &Path, port: u16) -> Unit {
+    start_unit_with(dir, port, "", |_| {})
+}
+
+/// The demo with `[mqtt]` on `port` plus `extra` keys; `on_log` sees every stderr line.
+fn start_unit_with(
+    dir: &Path,
+    port: u16,
+    extra: &str,
+    on_log: impl Fn(&str) + Send + 'static,
+) -> Unit {
     let demo =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/board/demo.toml")).unwrap();
     let path: PathBuf = dir.join("site.toml");
@@ -180,7 +202,7 @@ fn start_unit(dir: &Path, port: u16) -> Unit {
         format!(
             "{demo}\n[health]\nbind = \"127.0.0.1:0\"\n\n[mqtt]\nenabled = true\n\
              host = \"127.0.0.1\"\nport = {port}\nstats_interval_s = 1\n\
-             queue_capacity = {CAPACITY}\nreconnect_min_ms = 100\nreconnect_max_ms = 400\n"
+             queue_capacity = {CAPACITY}\nreconnect_min_ms = 100\nreconnect_max_ms = 400\n{extra}"
         ),
     )
     .unwrap();
@@ -197,6 +219,7 @@ fn start_unit(dir: &Path, port: u16) -> Unit {
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for line in stderr.lines().map_while(Result::ok) {
+            on_log(&line);
             if let Some(rest) = line.split("health endpoint on http://").nth(1) {
                 let _ = tx.send(rest.trim_end_matches("/health").to_string());
             }
@@ -416,4 +439,148 @@ fn publishes_every_topic_survives_a_broker_outage_and_leaves_a_last_will() {
     });
     drop(unit);
     drop(broker);
+}
+
+/// Runs `openssl` with `args` in `dir`.
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .expect("openssl is installed (scripts/setup.sh installs it)");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A private CA `name`.crt/.key in `dir`.
+fn make_ca(dir: &Path, name: &str) {
+    let (crt, key) = (format!("{name}.crt"), format!("{name}.key"));
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            &format!("/CN={name}"),
+            "-keyout",
+            &key,
+            "-out",
+            &crt,
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
+        ],
+    );
+}
+
+#[test]
+fn publishes_over_tls_to_a_broker_with_a_private_ca_and_refuses_another() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    make_ca(d, "ca");
+    make_ca(d, "other-ca");
+    openssl(
+        d,
+        &[
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+        ],
+    );
+    std::fs::write(
+        d.join("ext.cnf"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    openssl(
+        d,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            "ext.cnf",
+            "-out",
+            "server.crt",
+        ],
+    );
+    let (plain, tls) = (free_port(), free_port());
+    let _broker = Broker::with_config(
+        d,
+        plain,
+        &format!(
+            "listener {tls} 127.0.0.1\ncafile {0}/ca.crt\ncertfile {0}/server.crt\n\
+             keyfile {0}/server.key\n",
+            d.display()
+        ),
+    );
+    let prefix = "edgewatch/demo";
+    let sub = Subscriber::start(plain, prefix);
+    wait_for("the TLS listener", || {
+        TcpStream::connect(("127.0.0.1", tls)).is_ok()
+    });
+
+    // Trusting another CA: the unit refuses the broker's certificate and says so.
+    let refused = Arc::new(AtomicBool::new(false));
+    let seen = refused.clone();
+    let unit = start_unit_with(
+        d,
+        tls,
+        &format!("tls = true\nca_file = \"{}/other-ca.crt\"\n", d.display()),
+        move |line| {
+            if line.contains("mqtt:") && line.to_lowercase().contains("certificate") {
+                seen.store(true, Ordering::Relaxed);
+            }
+        },
+    );
+    wait_for("the certificate to be refused", || {
+        refused.load(Ordering::Relaxed)
+    });
+    let (connected, [.., reconnects]) = mqtt(&health(unit.addr));
+    assert!(!connected && reconnects == 0);
+    drop(unit);
+    assert!(sub.on(&format!("{prefix}/available")).is_empty());
+
+    // Trusting the broker's CA: it publishes over TLS.
+    let unit = start_unit_with(
+        d,
+        tls,
+        &format!("tls = true\nca_file = \"{}/ca.crt\"\n", d.display()),
+        |_| {},
+    );
+    wait_for("online and stats over TLS", || {
+        sub.on(&format!("{prefix}/available"))
+            .iter()
+            .any(|m| m.payload == "online")
+            && !sub.on(&format!("{prefix}/stats")).is_empty()
+    });
+    assert!(mqtt(&health(unit.addr)).0);
 }
