@@ -8,7 +8,7 @@
 mod util;
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -583,4 +583,49 @@ fn publishes_over_tls_to_a_broker_with_a_private_ca_and_refuses_another() {
             && !sub.on(&format!("{prefix}/stats")).is_empty()
     });
     assert!(mqtt(&health(unit.addr)).0);
+}
+
+/// A TCP proxy to `upstream` that holds every chunk the broker sends for `delay`, as a distant
+/// broker would: each round trip of the connection handshake takes that long.
+fn slow_proxy(upstream: u16, delay: Duration) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for client in listener.incoming().map_while(Result::ok) {
+            let Ok(server) = TcpStream::connect(("127.0.0.1", upstream)) else {
+                continue;
+            };
+            let (c, s) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+            std::thread::spawn(move || pipe(c, server, Duration::ZERO));
+            std::thread::spawn(move || pipe(s, client, delay));
+        }
+    });
+    port
+}
+
+fn pipe(mut from: TcpStream, mut to: TcpStream, delay: Duration) {
+    let mut buf = [0u8; 4096];
+    while let Ok(n) = from.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        std::thread::sleep(delay);
+        if to.write_all(&buf[..n]).is_err() {
+            break;
+        }
+    }
+    let _ = to.shutdown(Shutdown::Both);
+}
+
+#[test]
+fn connects_to_a_broker_whose_answers_take_longer_than_the_link_poll() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let _broker = Broker::start(dir.path(), port);
+    let proxy = slow_proxy(port, Duration::from_millis(300));
+    let unit = start_unit(dir.path(), proxy);
+    wait_for("a connection through the slow link", || {
+        let (connected, [_, published, ..]) = mqtt(&health(unit.addr));
+        connected && published > 0
+    });
 }

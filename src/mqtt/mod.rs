@@ -40,6 +40,10 @@ const MAX_IN_FLIGHT: u64 = 32;
 /// How long the link waits for the connection at a time, so it notices new messages and
 /// `stop` soon enough.
 const LINK_POLL: Duration = Duration::from_millis(50);
+/// How long the link lets one connection attempt run. Waiting less would cancel attempts
+/// (TCP, TLS handshake, CONNACK) that take longer than [`LINK_POLL`] on a real network, and
+/// none would ever finish; rumqttc bounds an attempt itself, at 5 s.
+const CONNECT_WAIT: Duration = Duration::from_secs(10);
 /// How long shutting down may spend flushing the queue and saying `offline`.
 const FLUSH_LIMIT: Duration = Duration::from_secs(2);
 
@@ -295,10 +299,13 @@ impl Link {
                     break;
                 }
             }
-            if self.connected() {
+            let wait = if self.connected() {
                 self.hand_over();
-            }
-            match self.connection.recv_timeout(LINK_POLL) {
+                LINK_POLL
+            } else {
+                CONNECT_WAIT
+            };
+            match self.connection.recv_timeout(wait) {
                 Ok(Ok(event)) => self.on_event(event),
                 Ok(Err(e)) => self.on_error(&e),
                 Err(RecvTimeoutError::Timeout) => {}
