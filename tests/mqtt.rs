@@ -34,7 +34,8 @@ impl Broker {
         Broker::with_config(dir, port, "")
     }
 
-    /// A broker with `extra` lines of mosquitto configuration (more listeners).
+    /// A broker with `extra` lines of mosquitto configuration (more listeners, each with its
+    /// own settings).
     fn with_config(dir: &Path, port: u16, extra: &str) -> Broker {
         let conf = dir.join("mosquitto.conf");
         std::fs::write(
@@ -42,8 +43,9 @@ impl Broker {
             format!(
                 // `user root`: as root, stay root (the default drops to the `mosquitto` user,
                 // which cannot read this test's temp folder); no effect as another user.
-                "user root\nper_listener_settings false\nallow_anonymous true\npersistence true\n\
-                 persistence_location {}/\nlog_dest stderr\nlistener {port} 127.0.0.1\n{extra}",
+                "user root\nper_listener_settings true\npersistence true\n\
+                 persistence_location {}/\nlog_dest stderr\n\
+                 listener {port} 127.0.0.1\nallow_anonymous true\n{extra}",
                 dir.display()
             ),
         )
@@ -537,7 +539,8 @@ fn publishes_over_tls_to_a_broker_with_a_private_ca_and_refuses_another() {
         d,
         plain,
         &format!(
-            "listener {tls} 127.0.0.1\ncafile {0}/ca.crt\ncertfile {0}/server.crt\n\
+            "listener {tls} 127.0.0.1\nallow_anonymous true\ncafile {0}/ca.crt\n\
+             certfile {0}/server.crt\n\
              keyfile {0}/server.key\n",
             d.display()
         ),
@@ -628,4 +631,66 @@ fn connects_to_a_broker_whose_answers_take_longer_than_the_link_poll() {
         let (connected, [_, published, ..]) = mqtt(&health(unit.addr));
         connected && published > 0
     });
+}
+
+#[test]
+fn a_broker_that_wants_a_password_gets_it_and_a_wrong_one_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let passwords = d.join("passwords");
+    let out = Command::new("mosquitto_passwd")
+        .arg("-b")
+        .arg("-c")
+        .arg(&passwords)
+        .args(["unit", "s3cret"])
+        .output()
+        .expect("mosquitto_passwd is installed (with mosquitto)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (open, guarded) = (free_port(), free_port());
+    // The subscriber uses the open listener; the unit the one that wants a password.
+    let _broker = Broker::with_config(
+        d,
+        open,
+        &format!(
+            "listener {guarded} 127.0.0.1\nallow_anonymous false\npassword_file {}\n",
+            passwords.display()
+        ),
+    );
+    let prefix = "edgewatch/demo";
+    let sub = Subscriber::start(open, prefix);
+
+    let refused = Arc::new(AtomicBool::new(false));
+    let seen = refused.clone();
+    let unit = start_unit_with(
+        d,
+        guarded,
+        "username = \"unit\"\npassword = \"wrong\"\n",
+        move |line| {
+            if line.contains("mqtt:") && line.contains("refused") {
+                seen.store(true, Ordering::Relaxed);
+            }
+        },
+    );
+    wait_for("the wrong password to be refused", || {
+        refused.load(Ordering::Relaxed)
+    });
+    assert!(!mqtt(&health(unit.addr)).0);
+    drop(unit);
+
+    let unit = start_unit_with(
+        d,
+        guarded,
+        "username = \"unit\"\npassword = \"s3cret\"\n",
+        |_| {},
+    );
+    wait_for("online with the right password", || {
+        sub.on(&format!("{prefix}/available"))
+            .iter()
+            .any(|m| m.payload == "online")
+    });
+    assert!(mqtt(&health(unit.addr)).0);
 }
