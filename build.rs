@@ -24,15 +24,16 @@ fn git_hash(manifest: &Path) -> String {
     let Some(hash) = git(manifest, &["rev-parse", "--short=12", "HEAD"]) else {
         return "unknown".into();
     };
-    // Rebuild when HEAD moves: HEAD itself, the branch it points at, and packed refs.
-    for path in ["HEAD", "packed-refs"] {
-        if let Some(p) = git(manifest, &["rev-parse", "--git-path", path]) {
-            println!("cargo:rerun-if-changed={}", manifest.join(p).display());
-        }
-    }
-    if let Some(branch) = git(manifest, &["symbolic-ref", "-q", "HEAD"]) {
-        if let Some(p) = git(manifest, &["rev-parse", "--git-path", &branch]) {
-            println!("cargo:rerun-if-changed={}", manifest.join(p).display());
+    // Rebuild when HEAD moves: HEAD itself, the branch's loose ref and the packed refs. Only
+    // files that exist: cargo reruns a build script on every build for a missing one.
+    let mut paths = vec!["HEAD".to_string(), "packed-refs".to_string()];
+    paths.extend(git(manifest, &["symbolic-ref", "-q", "HEAD"]));
+    for path in paths {
+        if let Some(p) = git(manifest, &["rev-parse", "--git-path", &path]) {
+            let p = manifest.join(p);
+            if p.exists() {
+                println!("cargo:rerun-if-changed={}", p.display());
+            }
         }
     }
     hash
@@ -51,7 +52,9 @@ fn main() {
         .next()
         .unwrap_or("none")
         .to_string();
-    println!("cargo:rerun-if-changed={}", dir.join("VERSION").display());
+    if dir.join("VERSION").exists() {
+        println!("cargo:rerun-if-changed={}", dir.join("VERSION").display());
+    }
     println!("cargo:rustc-env=EDGEWATCH_LITERT_VERSION={litert}");
     let default = if matches!(arch.as_str(), "x86_64" | "aarch64") {
         "litert"
