@@ -312,6 +312,11 @@ impl Link {
                 Err(RecvTimeoutError::Disconnected) => return,
             }
         }
+        if self.held {
+            // Not handed over before the flush ran out: it stays counted as queued.
+            self.stats.queue.requeue_front(&self.msg);
+            self.held = false;
+        }
         if self.connected() {
             self.say_offline_and_disconnect();
         }
@@ -327,6 +332,14 @@ impl Link {
                 self.held = true;
             }
             let m = &self.msg;
+            if !rumqttc::valid_topic(m.topic()) {
+                // The config checks every name that goes into a topic; should one slip
+                // through, drop that message rather than hold up the queue behind it.
+                log::warn!("mqtt: `{}` is not a valid topic; dropped", m.topic());
+                self.stats.queue.count_lost(1);
+                self.held = false;
+                continue;
+            }
             let sent =
                 self.client
                     .try_publish(m.topic(), QoS::AtLeastOnce, m.retain(), m.payload());
