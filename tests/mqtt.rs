@@ -634,7 +634,7 @@ fn connects_to_a_broker_whose_answers_take_longer_than_the_link_poll() {
 }
 
 #[test]
-fn a_broker_that_wants_a_password_gets_it_and_a_wrong_one_is_refused() {
+fn a_password_broker_refuses_a_wrong_one_and_a_clean_stop_publishes_red_then_offline() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let passwords = d.join("passwords");
@@ -693,4 +693,31 @@ fn a_broker_that_wants_a_password_gets_it_and_a_wrong_one_is_refused() {
             .any(|m| m.payload == "online")
     });
     assert!(mqtt(&health(unit.addr)).0);
+
+    // A clean stop once the traffic heads are green: they clear to red, that is published,
+    // then `offline`.
+    wait_for("a green", || {
+        sub.on(&format!("{prefix}/signals/traffic"))
+            .last()
+            .is_some_and(|m| m.payload == "green")
+    });
+    let mut unit = unit;
+    signal(&unit.child, libc::SIGTERM);
+    assert!(unit.child.wait().unwrap().success());
+    wait_for("offline after a clean stop", || {
+        sub.on(&format!("{prefix}/available"))
+            .last()
+            .is_some_and(|m| m.payload == "offline")
+    });
+    let all = sub.all();
+    let offline = all
+        .iter()
+        .rposition(|m| m.topic == format!("{prefix}/available"))
+        .unwrap();
+    let last_traffic = all[..offline]
+        .iter()
+        .rev()
+        .find(|m| m.topic == format!("{prefix}/signals/traffic"))
+        .unwrap();
+    assert_eq!(last_traffic.payload, "red", "{all:?}");
 }
