@@ -1,16 +1,16 @@
 #!/usr/bin/env bash
 # Installs what edgewatch needs to build on Debian / Raspberry Pi OS: a C/C++ toolchain and
 # libclang (the `tflite` crate compiles TensorFlow Lite from source and runs bindgen), ffmpeg
-# (tests/eval.rs converts the H.264 clip one_by_one.mp4 into MJPEG under target/clips/), plus
-# a Rust toolchain when none is present. mosquitto and mosquitto-clients: tests/mqtt.rs starts
-# its own broker on a free loopback port (the packaged service is not used), with certificates
-# openssl makes for the TLS case. Safe to run
-# again: it installs only what is missing.
+# (tests/eval.rs converts the H.264 clip one_by_one.mp4 into MJPEG under target/clips/),
+# OpenSSH's client and server (tests/diag.rs runs scripts/diag against an sshd on loopback),
+# mosquitto and mosquitto-clients (tests/mqtt.rs starts its own broker on a free loopback port;
+# the packaged service is not used) and openssl (certificates for its TLS case), plus a Rust
+# toolchain when none is present. Safe to run again: it installs only what is missing.
 set -euo pipefail
 
 need_pkgs=()
 for pkg in build-essential libclang-dev clang pkg-config curl ca-certificates ffmpeg \
-  mosquitto mosquitto-clients openssl; do
+  openssh-client openssh-server mosquitto mosquitto-clients openssl; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need_pkgs+=("$pkg")
 done
 if ((${#need_pkgs[@]})); then

@@ -227,6 +227,7 @@ fn bench_tiles(config: &Config, frames: u64) -> Result<(), PipelineError> {
             cols: 2,
             rows: 2,
             overlap: 0.2,
+            full_frame: true,
         });
     let measure = |tiles: Option<TilesConfig>| -> Result<(Duration, f64), PipelineError> {
         let mut c = config.clone();

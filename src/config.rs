@@ -103,6 +103,9 @@ pub struct Config {
     /// Traffic and bus signals driven from the zone counts (optional).
     #[serde(default)]
     pub signals: Option<SignalConfig>,
+    /// Detector calls to an existing signal controller, one relay output each (optional).
+    #[serde(default)]
+    pub detector_outputs: Vec<crate::detector_outputs::DetectorOutputConfig>,
     /// Limits the watchdog enforces, and the restart budget.
     #[serde(default)]
     pub watchdog: WatchdogConfig,
@@ -381,6 +384,9 @@ pub struct TestingConfig {
     /// Inject the faults again after a watchdog restart (a restart storm); by default only
     /// the first process has them.
     pub faults_on_restart: bool,
+    /// Simulated outputs: writes to this lamp pin fail from the start (a broken load switch),
+    /// so the monitor latches a fault.
+    pub fail_pin: Option<u32>,
 }
 
 /// Where signal outputs go.
@@ -415,10 +421,30 @@ pub struct ControlConfig {
     /// GPIO character device for `outputs = "gpio-cdev"`.
     #[serde(default = "default_gpio_chip")]
     pub gpio_chip: PathBuf,
-    /// On shutdown, how long the running phase may take to clear (amber, all-red) before the
-    /// lamps are set to all red regardless.
+    /// On shutdown or a watchdog breach, how long the running phase may take to clear
+    /// (flashing don't walk, amber, all-red) before the lamps are set to all red regardless.
+    /// At least the longest clearance of any phase.
     #[serde(default = "default_shutdown_s")]
     pub shutdown_limit_s: f32,
+    /// The persistent fault latch: a monitor fault is written here, and a unit that finds it
+    /// at start-up stays in flash until `edgewatch reset-fault` removes it.
+    #[serde(default = "default_fault_file")]
+    pub fault_file: PathBuf,
+    /// An output that toggles every tick while the controller and the monitor are healthy, to
+    /// hold a pulse-maintained flash-transfer relay (see `board/README.md`).
+    #[serde(default)]
+    pub heartbeat: Option<HeartbeatConfig>,
+}
+
+/// The heartbeat output (`control.heartbeat`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeartbeatConfig {
+    /// Pin number, as for lamps.
+    pub pin: u32,
+    /// The relay driver is on when the pin is low.
+    #[serde(default)]
+    pub active_low: bool,
 }
 
 fn default_tick_ms() -> u64 {
@@ -433,6 +459,9 @@ fn default_backend() -> OutputBackend {
 fn default_gpio_chip() -> PathBuf {
     PathBuf::from("/dev/gpiochip0")
 }
+fn default_fault_file() -> PathBuf {
+    PathBuf::from("/var/lib/edgewatch/fault")
+}
 fn default_shutdown_s() -> f32 {
     60.0
 }
@@ -446,6 +475,8 @@ impl Default for ControlConfig {
             gpio_chip: default_gpio_chip(),
             sim_log: None,
             shutdown_limit_s: default_shutdown_s(),
+            fault_file: default_fault_file(),
+            heartbeat: None,
         }
     }
 }
@@ -562,13 +593,27 @@ pub struct TilesConfig {
     /// that.
     #[serde(default = "default_tile_overlap")]
     pub overlap: f32,
+    /// Also run the whole region once (default true): objects larger than the overlap are
+    /// then seen whole there, and a piece cut by a tile edge goes for the whole box instead
+    /// of being joined with a piece the next tile may not have detected.
+    #[serde(default = "default_full_frame")]
+    pub full_frame: bool,
 }
 
 impl TilesConfig {
-    /// Tiles in the grid: invokes per frame.
+    /// Tiles in the grid.
     pub fn count(&self) -> usize {
         (self.cols * self.rows) as usize
     }
+
+    /// Invokes per frame: the tiles, and the whole region once with `full_frame`.
+    pub fn invokes(&self) -> usize {
+        self.count() + usize::from(self.full_frame && self.count() > 1)
+    }
+}
+
+fn default_full_frame() -> bool {
+    true
 }
 
 fn default_tile_overlap() -> f32 {
@@ -1122,6 +1167,7 @@ impl Config {
                 }
             }
         }
+        crate::detector_outputs::validate(self)?;
         let s = self.summary.interval_secs;
         if !(0.1..=3600.0).contains(&s) {
             return Err(invalid(
@@ -1160,10 +1206,58 @@ impl Config {
         if self.mqtt.enabled {
             self.check_topic_names()?;
         }
+        if self.signals.is_none() && self.control.heartbeat.is_some() {
+            return Err(invalid(
+                "control.heartbeat",
+                "the site has no [signals] to be healthy for",
+            ));
+        }
         if let Some(signals) = &self.signals {
             let zones: Vec<&str> = self.zones.iter().map(|z| z.name.as_str()).collect();
             let classes: Vec<&str> = self.model.classes.iter().map(|c| c.as_str()).collect();
-            signals.validate(&zones, &classes)?;
+            let plan = crate::signal::SignalPlan::new(signals, &zones, &classes)?;
+            if let Some(hb) = &self.control.heartbeat {
+                let used =
+                    signals
+                        .inputs
+                        .iter()
+                        .map(|i| i.pin)
+                        .chain(signals.groups.iter().flat_map(|g| {
+                            [
+                                g.red,
+                                g.amber,
+                                g.green,
+                                g.dont_walk,
+                                g.walk,
+                                g.go,
+                                g.stop,
+                                g.lamp,
+                            ]
+                            .into_iter()
+                            .flatten()
+                            .map(|l| l.pin)
+                        }));
+                if used.into_iter().any(|p| p == hb.pin) {
+                    return Err(invalid(
+                        "control.heartbeat.pin",
+                        format!("pin {} is already a signal lamp or input", hb.pin),
+                    ));
+                }
+            }
+            // Stopping, or a watchdog breach, clears the running phase within the limit; a
+            // limit shorter than a clearance would cut it short.
+            let (phase, needed) = plan.longest_clearance();
+            let limit = self.control.shutdown_limit_s;
+            if limit + 1e-3 < needed.as_secs_f32() {
+                return Err(invalid(
+                    "control.shutdown_limit_s",
+                    format!(
+                        "{limit} s cannot clear phase `{phase}` (flashing don't walk, amber and \
+                         all-red take {:.1} s)",
+                        needed.as_secs_f32()
+                    ),
+                ));
+            }
         }
         Ok(())
     }
@@ -1785,6 +1879,8 @@ mod tests {
         let c = with("{ cols = 2, rows = 1 }", "").unwrap();
         let t = c.cameras[0].tiles.unwrap();
         assert_eq!((t.cols, t.rows, t.overlap, t.count()), (2, 1, 0.2, 2));
+        assert!(t.full_frame, "the whole region is a pass by default");
+        assert_eq!(t.invokes(), 3);
         for (tiles, model, key) in [
             ("{ cols = 0, rows = 1 }", "", "cameras[0].tiles.cols"),
             ("{ cols = 2, rows = 5 }", "", "cameras[0].tiles.rows"),

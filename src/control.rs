@@ -5,8 +5,11 @@
 //! The two threads share only atomics: the pipeline writes a [`SceneFeed`], the control loop
 //! writes a [`SignalStatus`] that summaries read. Nothing here allocates after start-up.
 
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering::Relaxed};
-use std::sync::Arc;
+use std::sync::atomic::{
+    AtomicBool, AtomicU32, AtomicU64, AtomicU8,
+    Ordering::{Relaxed, SeqCst},
+};
+use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -18,7 +21,10 @@ use crate::config::{Config, OutputBackend, MAX_CLASSES};
 use crate::health::video::VideoState;
 use crate::health::watchdog::Heartbeats;
 use crate::scene::{Dwell, LineCount, ZonePresence};
-use crate::signal::{GroupState, SafeState, SignalError, SignalSystem, SimPins, TickReport};
+use crate::signal::{
+    Fault, FaultLatch, GroupState, PinBackend, SafeState, SignalError, SignalSystem, SimPins,
+    TickReport,
+};
 
 /// Zone occupancy and dwell, line counts, and per camera the time of the latest processed
 /// frame, the video state and the capture counters, published by the pipeline for the
@@ -335,6 +341,8 @@ pub struct SignalStatus {
     states: Box<[AtomicU8]>,
     fault_flash: AtomicBool,
     degraded: AtomicBool,
+    /// The latched fault, once there is one (set once; read by `/health`).
+    fault: OnceLock<String>,
 }
 
 impl SignalStatus {
@@ -349,6 +357,7 @@ impl SignalStatus {
             states,
             fault_flash: AtomicBool::new(false),
             degraded: AtomicBool::new(false),
+            fault: OnceLock::new(),
         };
         status.publish(system, None);
         status
@@ -381,9 +390,45 @@ impl SignalStatus {
         self.fault_flash.load(Relaxed)
     }
 
+    /// The fault that holds the signals in flash, if any, as the monitor reported it.
+    pub fn fault(&self) -> Option<&str> {
+        self.fault.get().map(String::as_str)
+    }
+
     /// True while detection is degraded (camera stale) and the controller runs fixed-time.
     pub fn degraded(&self) -> bool {
         self.degraded.load(Relaxed)
+    }
+}
+
+/// A request from the watchdog thread that the control loop clear the signals to all red in
+/// order (flashing don't walk, amber, all-red) because the process is about to restart, and
+/// the loop's answer once it has. Two flags; no lock, so neither side waits on the other.
+#[derive(Debug, Default)]
+pub struct ClearanceRequest {
+    requested: AtomicBool,
+    cleared: AtomicBool,
+}
+
+impl ClearanceRequest {
+    /// Asks the control loop to clear.
+    pub fn request(&self) {
+        self.requested.store(true, SeqCst);
+    }
+
+    /// True once [`ClearanceRequest::request`] was called.
+    pub fn is_requested(&self) -> bool {
+        self.requested.load(SeqCst)
+    }
+
+    /// The control loop has left every head at all red.
+    fn mark_cleared(&self) {
+        self.cleared.store(true, SeqCst);
+    }
+
+    /// True once the control loop has cleared to all red.
+    pub fn is_cleared(&self) -> bool {
+        self.cleared.load(SeqCst)
     }
 }
 
@@ -411,9 +456,15 @@ pub struct ControlThread {
     handle: JoinHandle<()>,
     status: Arc<SignalStatus>,
     safe: Arc<dyn SafeState>,
+    clearance: Arc<ClearanceRequest>,
 }
 
 impl ControlThread {
+    /// The watchdog's way to ask the loop for an orderly clearance to all red.
+    pub fn clearance(&self) -> &Arc<ClearanceRequest> {
+        &self.clearance
+    }
+
     /// What the lamps show now.
     pub fn status(&self) -> &Arc<SignalStatus> {
         &self.status
@@ -455,6 +506,7 @@ pub fn start(
         feed,
         clock: clock.clone(),
         beats,
+        latch: FaultLatch::new(config.control.fault_file.clone()),
     };
     match config.control.outputs {
         OutputBackend::Simulated => {
@@ -467,7 +519,10 @@ pub fn start(
                 file.and_then(|f| pins.log_to(f))
                     .map_err(|e| ControlError::SimLog(path.clone(), e))?;
             }
-            let system = SignalSystem::new(signals, &zones, &classes, clock, &mut pins)?;
+            if let Some(pin) = config.testing.fail_pin {
+                pins.fail_writes(pin, true);
+            }
+            let system = build(config, signals, &zones, &classes, clock, &mut pins)?;
             spawn(system, shared, settings, move |system| {
                 pins.take_transitions(|t| print_transition(system, t.at, t.pin, t.high));
             })
@@ -476,7 +531,7 @@ pub fn start(
             #[cfg(feature = "rppal")]
             {
                 let mut pins = crate::signal::rppal::RppalPins::new().map_err(SignalError::from)?;
-                let system = SignalSystem::new(signals, &zones, &classes, clock, &mut pins)?;
+                let system = build(config, signals, &zones, &classes, clock, &mut pins)?;
                 spawn(system, shared, settings, |_| {})
             }
             #[cfg(not(feature = "rppal"))]
@@ -486,13 +541,35 @@ pub fn start(
             #[cfg(feature = "gpio-cdev")]
             {
                 let mut pins = crate::signal::cdev::CdevPins::new(config.control.gpio_chip.clone());
-                let system = SignalSystem::new(signals, &zones, &classes, clock, &mut pins)?;
+                let system = build(config, signals, &zones, &classes, clock, &mut pins)?;
                 spawn(system, shared, settings, |_| {})
             }
             #[cfg(not(feature = "gpio-cdev"))]
             Err(ControlError::NotBuilt("gpio-cdev"))
         }
     }
+}
+
+/// A signal system on the pins of backend `B`.
+type SystemOn<B> =
+    SignalSystem<Arc<dyn Clock>, <B as PinBackend>::Output, <B as PinBackend>::Input>;
+
+/// The signal system on `backend`, with the heartbeat output when the site has one.
+fn build<B: PinBackend>(
+    config: &Config,
+    signals: &crate::signal::SignalConfig,
+    zones: &[&str],
+    classes: &[&str],
+    clock: Arc<dyn Clock>,
+    backend: &mut B,
+) -> Result<SystemOn<B>, ControlError> {
+    let mut system = SignalSystem::new(signals, zones, classes, clock, backend)?;
+    if let Some(hb) = &config.control.heartbeat {
+        system
+            .claim_heartbeat(backend, hb.pin, hb.active_low)
+            .map_err(SignalError::from)?;
+    }
+    Ok(system)
 }
 
 /// Prints one simulated pin change to stderr (unbuffered, so it does not allocate).
@@ -515,6 +592,7 @@ struct Shared {
     feed: Arc<SceneFeed>,
     clock: Arc<dyn Clock>,
     beats: Arc<Heartbeats>,
+    latch: FaultLatch,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -525,7 +603,7 @@ struct Settings {
 }
 
 fn spawn<C, O, I>(
-    system: SignalSystem<C, O, I>,
+    mut system: SignalSystem<C, O, I>,
     shared: Shared,
     settings: Settings,
     after_tick: impl FnMut(&SignalSystem<C, O, I>) + Send + 'static,
@@ -536,9 +614,16 @@ where
     I: InputPin + Send + 'static,
 {
     let status = Arc::new(SignalStatus::new(&system));
+    restore_latch(&mut system, &shared.latch, &status);
     let safe = system.safe_state();
     let stop = Arc::new(AtomicBool::new(false));
-    let Shared { feed, clock, beats } = shared;
+    let clearance = Arc::new(ClearanceRequest::default());
+    let Shared {
+        feed,
+        clock,
+        beats,
+        latch,
+    } = shared;
     let control = ControlLoop {
         occupancy: vec![[0; MAX_CLASSES]; feed.occupancy.len()],
         system,
@@ -548,6 +633,8 @@ where
         status: status.clone(),
         settings,
         beats,
+        clearance: clearance.clone(),
+        latch,
     };
     let thread_stop = stop.clone();
     let handle = std::thread::Builder::new()
@@ -559,6 +646,7 @@ where
         handle,
         status,
         safe,
+        clearance,
     }))
 }
 
@@ -572,9 +660,64 @@ struct ControlLoop<C, O, I> {
     beats: Arc<Heartbeats>,
     /// When the loop started: until the first frame, the camera counts from here.
     started: Duration,
+    clearance: Arc<ClearanceRequest>,
+    latch: FaultLatch,
+}
+
+/// A fault latched before this process started keeps the signals in flash; so does a fault
+/// file that cannot be read (the unit cannot know it is clear).
+fn restore_latch<C: Clock, O: OutputPin, I: InputPin>(
+    system: &mut SignalSystem<C, O, I>,
+    latch: &FaultLatch,
+    status: &SignalStatus,
+) {
+    let reason = match latch.load() {
+        Ok(None) => return,
+        Ok(Some(reason)) => reason,
+        Err(e) => format!("{e}"),
+    };
+    let fault = Fault::Latched {
+        reason: truncated(&reason),
+    };
+    log::error!(
+        "signals: {fault}; flash until `edgewatch reset-fault` clears {}",
+        latch.path().display()
+    );
+    // The whole reason for /health; the fault carries what fits without allocating.
+    let _ = status
+        .fault
+        .set(format!("fault latched before the restart: {reason}"));
+    system.latch_fault(fault);
+}
+
+/// `text` cut to the capacity at a character boundary.
+fn truncated<const N: usize>(text: &str) -> heapless::String<N> {
+    let mut out = heapless::String::new();
+    for c in text.chars() {
+        if out.push(c).is_err() {
+            break;
+        }
+    }
+    out
 }
 
 impl<C: Clock, O: OutputPin, I: InputPin> ControlLoop<C, O, I> {
+    /// Writes a new monitor fault to the fault file, so a restart does not clear it. Runs
+    /// once, on the tick the fault latches (the only tick that allocates).
+    fn persist(&self, fault: &Fault) {
+        let text = fault.to_string();
+        match self.latch.store(&text) {
+            Ok(()) => log::error!(
+                "conflict monitor: {text}; flash latched in {} until `edgewatch reset-fault`",
+                self.latch.path().display()
+            ),
+            Err(e) => log::error!(
+                "conflict monitor: {text}; flash latched until this process ends, but {e}"
+            ),
+        }
+        let _ = self.status.fault.set(text);
+    }
+
     fn tick(&mut self) -> TickReport {
         let last_frame = self.feed.read(&mut self.occupancy);
         let now = self.clock.now();
@@ -587,7 +730,7 @@ impl<C: Clock, O: OutputPin, I: InputPin> ControlLoop<C, O, I> {
         self.beats.control(now);
         let report = self.system.tick(&self.occupancy, camera_ok);
         if let Some(fault) = &report.new_fault {
-            log::error!("conflict monitor: {fault}; all-red flash latched until reset");
+            self.persist(fault);
         }
         self.status.publish(&self.system, Some(&report));
         report
@@ -596,16 +739,17 @@ impl<C: Clock, O: OutputPin, I: InputPin> ControlLoop<C, O, I> {
     fn run(mut self, stop: &AtomicBool, mut after_tick: impl FnMut(&SignalSystem<C, O, I>)) {
         let period = self.settings.period;
         let mut next = self.clock.now();
-        while !stop.load(Relaxed) {
+        while !stop.load(Relaxed) && !self.clearance.is_requested() {
             self.tick();
             after_tick(&self.system);
             next = (next + period).max(self.clock.now());
             self.clock.sleep_until(next);
         }
-        // Stopping: let the running phase clear through amber and all-red, then leave every
-        // head at red for as long as the outputs hold their level.
-        log::info!("signals: clearing to all red before stopping");
-        self.system.set_maintenance_flash(true);
+        // Stopping, or the watchdog is about to restart the process: end the running phase
+        // through its flashing don't walk, amber and all-red (the monitor checks every step),
+        // then leave every head at red for as long as the outputs hold their level.
+        log::info!("signals: clearing to all red");
+        self.system.request_clearance();
         let deadline = self.clock.now() + self.settings.shutdown_limit;
         while !self.system.is_cleared() && self.clock.now() < deadline {
             self.tick();
@@ -613,11 +757,21 @@ impl<C: Clock, O: OutputPin, I: InputPin> ControlLoop<C, O, I> {
             next = (next + period).max(self.clock.now());
             self.clock.sleep_until(next);
         }
+        if !self.system.is_cleared() {
+            log::error!("signals: not cleared within control.shutdown_limit_s; all red now");
+        }
         if let Err(e) = self.system.show_all_red() {
-            log::error!("signals: could not set all red on stopping: {e}");
+            log::error!("signals: could not set all red: {e}");
         }
         self.status.publish(&self.system, None);
         after_tick(&self.system);
+        self.clearance.mark_cleared();
+        // For the watchdog: hold all red, and show the loop is alive, until the restart.
+        while !stop.load(Relaxed) {
+            self.beats.control(self.clock.now());
+            next = (next + period).max(self.clock.now());
+            self.clock.sleep_until(next);
+        }
     }
 }
 

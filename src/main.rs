@@ -46,6 +46,13 @@ enum Command {
         /// Site configuration (TOML).
         config: PathBuf,
     },
+    /// Clear the persistent signal fault latch (`control.fault_file`) after the fault has been
+    /// found and fixed. Restart the unit afterwards: it comes up through start-up flash.
+    ResetFault {
+        /// Site configuration (TOML).
+        #[arg(long, short)]
+        config: PathBuf,
+    },
     /// Time every stage: preprocess on synthetic 640x480 frames, then the whole pipeline.
     Bench {
         /// Site configuration (TOML).
@@ -119,6 +126,7 @@ fn main() -> ExitCode {
             frames,
             json,
         } => run(&config, frames, json),
+        Command::ResetFault { config } => reset_fault(&config),
         Command::Bench { config, frames } => {
             load(&config).and_then(|c| bench::run(&c, frames).map_err(pipeline_fail))
         }
@@ -190,6 +198,22 @@ fn pipeline_fail(e: PipelineError) -> Failure {
 
 fn load(path: &Path) -> Result<Config, Failure> {
     Config::load(path).map_err(|e| fail(EXIT_CONFIG, e))
+}
+
+fn reset_fault(path: &Path) -> Result<(), Failure> {
+    let config = load(path)?;
+    let latch = edgewatch::signal::FaultLatch::new(config.control.fault_file);
+    match latch.clear().map_err(|e| fail(EXIT_RUNTIME, e))? {
+        Some(fault) => {
+            log::warn!("signals: fault latch cleared by reset-fault (was: {fault})");
+            println!(
+                "cleared {}: {fault}\nrestart the unit (systemctl restart edgewatch) to leave flash",
+                latch.path().display()
+            );
+        }
+        None => println!("no fault latched in {}", latch.path().display()),
+    }
+    Ok(())
 }
 
 fn check_config(path: &Path) -> Result<(), Failure> {

@@ -29,6 +29,9 @@ pub enum ServiceError {
     /// The signal control loop could not start.
     #[error(transparent)]
     Control(#[from] ControlError),
+    /// The detector outputs could not start.
+    #[error(transparent)]
+    DetectorOutputs(#[from] crate::detector_outputs::DetectorOutputError),
     /// A thread could not be started.
     #[error("cannot start the {0} thread: {1}")]
     Thread(&'static str, std::io::Error),
@@ -42,6 +45,7 @@ pub enum ServiceError {
 pub struct Service {
     pipeline: Pipeline,
     control: Option<ControlThread>,
+    detector_outputs: Option<crate::detector_outputs::DetectorThread>,
     watchdog: Option<WatchdogThread>,
     health: Option<HealthServer>,
     mqtt: Option<MqttThreads>,
@@ -73,6 +77,7 @@ impl Service {
         pipeline.set_feed(feed.clone());
         let beats = pipeline.heartbeats().clone();
         let control = control::start(config, feed.clone(), clock.clone(), beats.clone())?;
+        let detector_outputs = crate::detector_outputs::start(config, feed.clone(), clock.clone())?;
         let notifier = match Notifier::from_env() {
             Some(Ok(n)) => Some(Arc::new(n)),
             Some(Err(e)) => {
@@ -92,6 +97,7 @@ impl Service {
             stats: pipeline.stats().clone(),
             feed: feed.clone(),
             signals: control.as_ref().map(|c| c.status().clone()),
+            detector_outputs: detector_outputs.as_ref().map(|d| d.status().clone()),
             safe: control.as_ref().map(|c| c.safe_state().clone()),
             restarts: restarts.clone(),
             classes: config.model.classes.clone(),
@@ -114,6 +120,7 @@ impl Service {
             config,
             &pipeline,
             control.as_ref(),
+            detector_outputs.as_ref().map(|d| d.force_calls()),
             notifier.clone(),
             restarts,
             clock,
@@ -127,6 +134,7 @@ impl Service {
         Ok(Service {
             pipeline,
             control,
+            detector_outputs,
             watchdog: Some(watchdog),
             health,
             mqtt,
@@ -164,6 +172,9 @@ impl Service {
         }
         if let Some(c) = self.control.take() {
             c.shut_down();
+        }
+        if let Some(d) = self.detector_outputs.take() {
+            d.shut_down();
         }
         if let Some(m) = self.mqtt.take() {
             m.stop();
@@ -234,6 +245,7 @@ fn start_watchdog(
     config: &Config,
     pipeline: &Pipeline,
     control: Option<&ControlThread>,
+    detector_calls: Option<crate::detector_outputs::ForceCalls>,
     notifier: Option<Arc<Notifier>>,
     restarts: RestartHistory,
     clock: Arc<dyn Clock>,
@@ -252,6 +264,8 @@ fn start_watchdog(
     let mut last_rss = None;
     let actions = Actions {
         safe: control.map(|c| c.safe_state().clone()),
+        clearance: control.map(|c| c.clearance().clone()),
+        clearance_limit: Duration::from_secs_f32(config.control.shutdown_limit_s),
         notifier,
         // What the operators of the old Python units watched: memory, frames, trend.
         log_line: Box::new(move || {
@@ -269,6 +283,15 @@ fn start_watchdog(
             );
         }),
         on_breach: Box::new(move |breach| {
+            // Detector outputs call before the process goes: a relay held energised through
+            // the restart would say "no call" while nothing watches.
+            if let Some(calls) = &detector_calls {
+                if !calls.force() {
+                    log::error!(
+                        "watchdog: the detector outputs did not answer; the restart releases them"
+                    );
+                }
+            }
             restart::restart(
                 &breach.to_string(),
                 &restarts,

@@ -517,3 +517,33 @@ fn a_recording_whose_every_frame_fails_exits_non_zero() {
         &["the recording ended with all 3 of its frames skipped"],
     );
 }
+
+#[test]
+fn reset_fault_clears_the_latch_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let fault = dir.path().join("fault");
+    let demo = std::fs::read_to_string(demo_config()).unwrap();
+    let text = demo.replace(
+        "shutdown_limit_s = 30.0",
+        &format!(
+            "shutdown_limit_s = 30.0\nfault_file = \"{}\"",
+            fault.display()
+        ),
+    );
+    let path = dir.path().join("site.toml");
+    std::fs::write(&path, text).unwrap();
+    std::fs::write(&fault, "conflicting greens: `traffic` and `walkers`\n").unwrap();
+    let out = edgewatch(&["reset-fault", "--config", path.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains("conflicting greens: `traffic` and `walkers`"),
+        "{text}"
+    );
+    assert!(!fault.exists());
+    let out = edgewatch(&["reset-fault", "--config", path.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(String::from_utf8(out.stdout)
+        .unwrap()
+        .contains("no fault latched"));
+}

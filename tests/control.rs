@@ -130,3 +130,154 @@ fn failed_detector_degrades_while_frames_are_fresh() {
     }
     stopper.join().unwrap();
 }
+
+#[test]
+fn shutdown_limit_must_cover_the_longest_clearance() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("board/demo.toml");
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("shutdown_limit_s = 30.0", "shutdown_limit_s = 10.0")
+        .replace("crossing_length_m = 6.0", "crossing_length_m = 12.0")
+        .replace("max_green_s = 14.0", "max_green_s = 20.0");
+    let config = Config::parse(&text, &path).unwrap();
+    let err = config.validate().unwrap_err().to_string();
+    assert!(
+        err.contains("control.shutdown_limit_s")
+            && err.contains("cannot clear phase `crossing`")
+            && err.contains("12.3 s"),
+        "{err}"
+    );
+}
+
+#[test]
+fn clearance_request_clears_in_order_and_holds_all_red() {
+    let config = demo();
+    let tick = Duration::from_millis(config.control.tick_ms);
+    let clock = Arc::new(SteppedClock::default());
+    let feed = Arc::new(SceneFeed::new(config.zones.len(), config.lines.len()));
+    let beats = Arc::new(Heartbeats::default());
+    let control = control::start(&config, feed.clone(), clock.clone(), beats.clone())
+        .unwrap()
+        .expect("the demo has signals");
+    let status = control.status().clone();
+    let state_of = |group: &str| status.states().find(|(n, _)| *n == group).unwrap().1;
+    let mut occupancy = vec![[0u32; MAX_CLASSES]; config.zones.len()];
+    occupancy[0][0] = 3;
+    let run = |ticks: u32| {
+        for _ in 0..ticks {
+            feed.publish(&occupancy, clock.now());
+            clock.advance(tick);
+        }
+    };
+    let mut waited = 0;
+    while state_of("traffic") != GroupState::Green && waited < 300 {
+        run(1);
+        waited += 1;
+    }
+    assert_eq!(state_of("traffic"), GroupState::Green);
+    // The watchdog asks; the loop shows amber, then all red, and says so.
+    let clearance = control.clearance().clone();
+    clearance.request();
+    run(3);
+    assert_eq!(state_of("traffic"), GroupState::Amber);
+    assert!(!clearance.is_cleared());
+    run(60);
+    assert!(clearance.is_cleared(), "3 s amber + 1.5 s all-red");
+    assert_eq!(state_of("traffic"), GroupState::Red);
+    // It keeps beating (the watchdog must not take it for stuck) and stays at red.
+    let before = beats.control_at();
+    run(100);
+    assert!(beats.control_at() > before);
+    assert_eq!(state_of("traffic"), GroupState::Red);
+    let stopper = std::thread::spawn(move || control.shut_down());
+    while !stopper.is_finished() {
+        clock.advance(tick);
+    }
+    stopper.join().unwrap();
+}
+
+/// Issue 12, finding 6: a monitor fault used to live in RAM only, so any restart cleared it.
+/// Now it is written to `control.fault_file`; a new process finds it and stays in flash until
+/// the file is cleared (`edgewatch reset-fault`), then comes up through the start-up flash.
+#[test]
+fn fault_latch_survives_a_restart_until_reset_fault() {
+    let dir = tempfile::tempdir().unwrap();
+    let fault_file = dir.path().join("state/fault");
+    let mut config = demo();
+    config.control.fault_file = fault_file.clone();
+    let tick = Duration::from_millis(config.control.tick_ms);
+    let run_process = |config: &Config, ticks: u32| {
+        let clock = Arc::new(SteppedClock::default());
+        let feed = Arc::new(SceneFeed::new(config.zones.len(), config.lines.len()));
+        let control = control::start(config, feed.clone(), clock.clone(), Default::default())
+            .unwrap()
+            .expect("the demo has signals");
+        let status = control.status().clone();
+        let occupancy = vec![[0u32; MAX_CLASSES]; config.zones.len()];
+        let mut greens = 0;
+        for _ in 0..ticks {
+            feed.publish(&occupancy, clock.now());
+            clock.advance(tick);
+            let traffic = status.states().find(|(n, _)| *n == "traffic").unwrap().1;
+            greens += u32::from(traffic == GroupState::Green);
+        }
+        let seen = (
+            status.fault_flash(),
+            status.fault().map(str::to_string),
+            greens,
+        );
+        let stopper = std::thread::spawn(move || control.shut_down());
+        while !stopper.is_finished() {
+            clock.advance(tick);
+        }
+        stopper.join().unwrap();
+        seen
+    };
+
+    // A broken load switch on the traffic green: the monitor latches, and writes it down.
+    let mut broken = config.clone();
+    broken.testing.fail_pin = Some(22);
+    let (flash, fault, greens) = run_process(&broken, 20);
+    assert!(flash && greens == 0);
+    assert_eq!(fault.as_deref(), Some("output pin 22 could not be written"));
+    let recorded = std::fs::read_to_string(&fault_file).unwrap();
+    assert_eq!(recorded.trim(), "output pin 22 could not be written");
+
+    // Repaired, restarted: still in flash for a whole minute, because the fault was never reset.
+    let (flash, fault, greens) = run_process(&config, 600);
+    assert!(flash, "flash after the restart");
+    assert_eq!(greens, 0, "no green while the fault is latched");
+    assert_eq!(
+        fault.as_deref(),
+        Some("fault latched before the restart: output pin 22 could not be written")
+    );
+    assert!(fault_file.exists(), "the latch stays until reset");
+
+    // `edgewatch reset-fault` clears it; the next start is normal (flash, all red, green).
+    let cleared = edgewatch::signal::FaultLatch::new(&fault_file)
+        .clear()
+        .unwrap();
+    assert!(cleared.is_some());
+    let (flash, fault, greens) = run_process(&config, 100);
+    assert!(!flash && fault.is_none());
+    assert!(greens > 0, "back in service");
+}
+
+#[test]
+fn heartbeat_pin_must_be_free() {
+    let mut config = demo();
+    config.control.heartbeat = Some(edgewatch::config::HeartbeatConfig {
+        pin: 22,
+        active_low: false,
+    });
+    let err = config.validate().unwrap_err().to_string();
+    assert_eq!(
+        err,
+        "control.heartbeat.pin: pin 22 is already a signal lamp or input"
+    );
+    config.control.heartbeat = Some(edgewatch::config::HeartbeatConfig {
+        pin: 4,
+        active_low: false,
+    });
+    config.validate().unwrap();
+}

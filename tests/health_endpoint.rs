@@ -110,6 +110,7 @@ fn health_metrics_and_404() {
         assert!(h["dwell"]["road"][key].is_number(), "dwell.road.{key}: {h}");
     }
     assert!(h["signals"]["groups"]["traffic"].is_string());
+    assert!(h["signals"]["fault"].is_null(), "no latched fault: {h}");
     assert!(h["camera"]["state"].is_string());
     let (code, metrics) = get(unit.addr, "/metrics");
     assert_eq!(code, 200);

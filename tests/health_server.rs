@@ -630,7 +630,24 @@ fn serving_allocates_nothing_per_request() {
         (b"DELETE /health HTTP/1.1\r\n\r\n", 405),
         (b"\x00\x01 garbage\r\n\r\n", 400),
     ];
-    // Warm-up: the first pass of each worker may set up thread-locals in std.
+    // Warm-up: the first pass of each worker may set up thread-locals in std. Which worker
+    // takes a connection is the scheduler's choice, so first hold one half-sent request per
+    // worker open at once: every worker then serves at least one.
+    for _ in 0..2 {
+        let mut held: Vec<std::net::TcpStream> = (0..limits.max_connections)
+            .map(|_| {
+                let mut s = std::net::TcpStream::connect(addr).unwrap();
+                s.write_all(b"GET /health HTTP/1.1\r\n").unwrap();
+                s
+            })
+            .collect();
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        for s in &mut held {
+            s.write_all(b"\r\n").unwrap();
+            let mut answer = Vec::new();
+            let _ = s.read_to_end(&mut answer);
+        }
+    }
     for _ in 0..limits.max_connections {
         for (request, status) in requests {
             assert_eq!(status_without_allocating(addr, request), status);

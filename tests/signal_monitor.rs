@@ -327,7 +327,13 @@ fn deliberately_wrong_controllers_trip_at_their_first_bad_command() {
 }
 
 /// Ways to corrupt a correct command so that it is unsafe whatever the state.
-fn corrupt(cmd: &mut SignalCommand, plan: &SignalPlan, choice: usize) -> &'static str {
+/// Corrupts `cmd`, the command after `prev` (the last one shown), in the way `choice` picks.
+fn corrupt(
+    cmd: &mut SignalCommand,
+    prev: &SignalCommand,
+    plan: &SignalPlan,
+    choice: usize,
+) -> &'static str {
     let main = plan.group_index("main").unwrap();
     let minor = plan.group_index("minor").unwrap();
     let ped = plan.group_index("ped").unwrap();
@@ -353,12 +359,16 @@ fn corrupt(cmd: &mut SignalCommand, plan: &SignalPlan, choice: usize) -> &'stati
             cmd.heads_mut()[minor] = green;
             "conflicting greens"
         }
-        3 => match [main, minor].into_iter().find(|&g| state(cmd, g) == green) {
+        // A green shown already: one replaced by red in its first tick was never green.
+        3 => match [main, minor]
+            .into_iter()
+            .find(|&g| state(cmd, g) == green && state(prev, g) == green)
+        {
             Some(g) => {
                 cmd.heads_mut()[g] = Head::only(RED, LampState::On);
                 "green to red"
             }
-            None => corrupt(cmd, plan, 2),
+            None => corrupt(cmd, prev, plan, 2),
         },
         _ => {
             if state(cmd, ped).lamps[WALK].is_lit() {
@@ -389,6 +399,7 @@ fn corrupted_commands_are_caught_in_the_same_tick() {
             let mut bench = Bench::new(&plan);
             let mut controller = Controller::new(&plan, Duration::ZERO);
             let mut occupancy = vec![[0u32; MAX_CLASSES]; ZONES.len()];
+            let mut prev = *controller.command();
             for tick in 1..=fault_tick {
                 bench.clock.advance(TICK);
                 let now = bench.clock.now();
@@ -410,10 +421,11 @@ fn corrupted_commands_are_caught_in_the_same_tick() {
                 };
                 let mut cmd = *controller.step(now, &det);
                 let what = if tick == fault_tick {
-                    Some(corrupt(&mut cmd, &plan, choice))
+                    Some(corrupt(&mut cmd, &prev, &plan, choice))
                 } else {
                     None
                 };
+                prev = cmd;
                 let verdict = bench.show(&cmd);
                 total.set(total.get() + 1);
                 match what {

@@ -13,37 +13,64 @@ const SLACK: f64 = 0.1 + 1e-6;
 /// Starts the site and runs to the first main green.
 fn started() -> Site {
     let mut site = Site::new(SITE, TICK_MS);
-    site.run_until(STARTUP + 1.0, |s| s.state("main") == GroupState::Green)
-        .expect("main green after start-up");
+    site.run_until(STARTUP_FLASH + STARTUP + 1.0, |s| {
+        s.state("main") == GroupState::Green
+    })
+    .expect("main green after start-up");
     site
 }
 
+const ALL_RED_LIT: [u32; 5] = [MAIN_RED, MINOR_RED, TURN_RED, PED_DONT_WALK, BUS_STOP];
+const RIGHT_OF_WAY: [u32; 8] = [
+    MAIN_AMBER,
+    MAIN_GREEN,
+    MINOR_AMBER,
+    MINOR_GREEN,
+    TURN_AMBER,
+    TURN_GREEN,
+    PED_WALK,
+    BUS_GO,
+];
+
+/// Power-up (MUTCD 4D.31): start-up flash (vehicle reds flashing, pedestrian and bus heads
+/// dark), then steady all red, then the first green, each for its configured time.
 #[test]
-fn safe_start_is_all_red_for_the_configured_time() {
+fn safe_start_is_flash_then_all_red_for_the_configured_times() {
     let mut site = Site::new(SITE, TICK_MS);
-    // The last all-red tick is one tick before the start-up time.
-    while site.now() < STARTUP - 0.1 - 1e-6 {
+    let mut dark_ticks = 0;
+    // The last flash tick is one tick before the flash time.
+    while site.now() < STARTUP_FLASH - 0.1 - 1e-6 {
         site.step();
-        for pin in [MAIN_RED, MINOR_RED, TURN_RED, PED_DONT_WALK, BUS_STOP] {
+        let on = site.clock_now().subsec_millis() < 500;
+        for pin in [MAIN_RED, MINOR_RED, TURN_RED] {
+            assert_eq!(site.lit(pin), on, "pin {pin} at {:.1} s", site.now());
+        }
+        for pin in RIGHT_OF_WAY.iter().chain(&[PED_DONT_WALK, BUS_STOP]) {
+            assert!(!site.lit(*pin), "pin {pin} lit at {:.1} s", site.now());
+        }
+        dark_ticks += usize::from(!site.lit(MAIN_RED));
+        assert_eq!(site.signals.controller().stage(), Stage::StartupFlash);
+    }
+    assert!(dark_ticks >= 10, "the reds flash: {dark_ticks} dark ticks");
+    while site.now() < STARTUP_FLASH + STARTUP - 0.1 - 1e-6 {
+        site.step();
+        if site.now() < STARTUP_FLASH + 1e-6 {
+            continue; // the tick that ends the flash
+        }
+        for pin in ALL_RED_LIT {
             assert!(site.lit(pin), "pin {pin} dark at {:.1} s", site.now());
         }
-        for pin in [
-            MAIN_AMBER,
-            MAIN_GREEN,
-            MINOR_AMBER,
-            MINOR_GREEN,
-            TURN_AMBER,
-            TURN_GREEN,
-            PED_WALK,
-            BUS_GO,
-        ] {
+        for pin in RIGHT_OF_WAY {
             assert!(!site.lit(pin), "pin {pin} lit at {:.1} s", site.now());
         }
     }
     let t = site
         .run_until(1.0, |s| s.state("main") == GroupState::Green)
         .unwrap();
-    assert!((t - STARTUP).abs() <= SLACK, "first green at {t}");
+    assert!(
+        (t - STARTUP_FLASH - STARTUP).abs() <= SLACK,
+        "first green at {t}"
+    );
     assert!(site.lit(MAIN_GREEN) && !site.lit(MAIN_RED));
 }
 
@@ -193,7 +220,9 @@ fn early_green_cuts_main_to_its_min_green_once_per_cycle() {
     site.set(Z_MAIN, CAR, 3); // main would run to max green
     site.set(Z_MINOR, CAR, 3);
     let main_green = site
-        .run_until(STARTUP + 1.0, |s| s.state("main") == GroupState::Green)
+        .run_until(STARTUP_FLASH + STARTUP + 1.0, |s| {
+            s.state("main") == GroupState::Green
+        })
         .unwrap();
     site.set(Z_BUS, BUS, 1); // a bus waits in the queue-jump lane from the start
     let amber = site
@@ -358,12 +387,14 @@ fn pin_write_failure_forces_flash_until_reset() {
         "{}",
         site.signals
     );
-    // Repaired and reset: safe start all over again.
+    // Repaired and reset: safe start all over again, flash first.
     site.pins.fail_writes(MAIN_GREEN, false);
     site.signals.reset();
     site.step();
-    assert_eq!(site.signals.controller().stage(), Stage::Startup);
-    assert_eq!(site.state("main"), GroupState::Red);
+    assert_eq!(site.signals.controller().stage(), Stage::StartupFlash);
+    assert_eq!(site.state("main"), GroupState::RedFlash);
+    site.run_until(STARTUP_FLASH, |s| s.state("main") == GroupState::Red)
+        .expect("all red after the flash");
     site.run_until(STARTUP + 1.0, |s| s.state("main") == GroupState::Green)
         .expect("back in service");
 }
@@ -477,4 +508,129 @@ impl ClockNow for Site {
         use edgewatch::clock::Clock;
         self.clock.now()
     }
+}
+
+/// The watchdog's orderly clearance (issue 12): a pedestrian already on the crossing gets the
+/// full flashing don't walk, then the heads go amber for the full amber, then all red, and
+/// nothing goes green again; the monitor checks every step.
+#[test]
+fn clearance_runs_flashing_dont_walk_amber_all_red_and_holds() {
+    let mut site = started();
+    site.set(Z_CROSSING, PERSON, 1);
+    site.run_until(30.0, |s| s.state("ped") == GroupState::Walk)
+        .expect("walk served");
+    site.set(Z_MINOR, CAR, 2);
+    site.set(Z_MAIN, CAR, 2);
+    site.run_for(1.0);
+    site.signals.request_clearance();
+    site.step();
+    let cleared_from = site.now();
+    assert_eq!(
+        site.state("ped"),
+        GroupState::PedClearance,
+        "walk cut short"
+    );
+    assert_eq!(
+        site.state("minor"),
+        GroupState::Green,
+        "green holds meanwhile"
+    );
+    let amber = site
+        .run_until(30.0, |s| s.state("minor") == GroupState::Amber)
+        .unwrap();
+    assert!(
+        amber - cleared_from >= PED_CLEARANCE - SLACK,
+        "the full clearance first: {:.1} s",
+        amber - cleared_from
+    );
+    assert_eq!(site.state("ped"), GroupState::DontWalk);
+    let red = site
+        .run_until(10.0, |s| s.state("minor") == GroupState::Red)
+        .unwrap();
+    assert!(red - amber >= MINOR.amber - 1e-6, "full amber");
+    // Calls everywhere, but the unit is about to restart: all red from here on.
+    for _ in 0..1200 {
+        site.step();
+        for g in ["main", "minor", "turn"] {
+            assert_eq!(site.state(g), GroupState::Red, "{g} at {:.1} s", site.now());
+        }
+        assert_eq!(site.state("ped"), GroupState::DontWalk);
+    }
+    assert!(site.signals.is_cleared());
+}
+
+/// A clearance early in a green does not wait for min green, but still shows the full amber;
+/// one during the bus head start takes the B straight to its all-red.
+#[test]
+fn clearance_does_not_wait_for_min_green_and_ends_a_head_start() {
+    let mut site = started();
+    site.set(Z_MAIN, CAR, 3);
+    site.signals.request_clearance();
+    site.step();
+    let amber = site.now();
+    assert_eq!(site.state("main"), GroupState::Amber);
+    let red = site
+        .run_until(10.0, |s| s.state("main") == GroupState::Red)
+        .unwrap();
+    assert!(red - amber >= MAIN.amber - 1e-6);
+    site.run_for(60.0);
+    assert_eq!(site.state("main"), GroupState::Red);
+
+    let mut site = started();
+    site.set(Z_BUS, BUS, 1);
+    site.set(Z_MINOR, CAR, 1);
+    site.run_until(60.0, |s| s.state("bus-b") == GroupState::BusGo)
+        .expect("head start");
+    assert_eq!(site.state("minor"), GroupState::Red, "B before the green");
+    site.signals.request_clearance();
+    site.step();
+    assert_eq!(site.state("bus-b"), GroupState::BusStop);
+    site.run_for(60.0);
+    assert!(site.signals.is_cleared());
+    for g in ["main", "minor", "turn"] {
+        assert_eq!(site.state(g), GroupState::Red);
+    }
+}
+
+/// The heartbeat for the flash-transfer relay: one edge every tick while healthy; none once
+/// the monitor trips (the relay drops and the cabinet flasher takes the heads), none after
+/// the lamps are left at all red on stopping.
+#[test]
+fn heartbeat_toggles_only_while_healthy() {
+    const HEARTBEAT: u32 = 30;
+    let mut site = started();
+    let mut backend = site.pins.clone();
+    site.signals
+        .claim_heartbeat(&mut backend, HEARTBEAT, false)
+        .unwrap();
+    let edges = |site: &mut Site, ticks: usize| {
+        let mut n = 0;
+        let mut last = site.pins.level(HEARTBEAT).unwrap();
+        for _ in 0..ticks {
+            site.step_allowing_faults();
+            let now = site.pins.level(HEARTBEAT).unwrap();
+            n += usize::from(now != last);
+            last = now;
+        }
+        n
+    };
+    assert_eq!(edges(&mut site, 50), 50, "a pulse edge every tick");
+    assert_eq!(site.signals.heartbeats(), 50);
+    site.pins.fail_writes(MAIN_GREEN, true);
+    let after_fault = edges(&mut site, 50);
+    assert!(after_fault <= 1, "{after_fault} edges after the fault");
+    assert!(!site.pins.level(HEARTBEAT).unwrap(), "rests off");
+    assert!(site.signals.fault().is_some());
+
+    let mut site = started();
+    let mut backend = site.pins.clone();
+    site.signals
+        .claim_heartbeat(&mut backend, HEARTBEAT, true)
+        .unwrap();
+    assert_eq!(edges(&mut site, 10), 10);
+    site.signals.show_all_red().unwrap();
+    assert!(
+        site.pins.level(HEARTBEAT).unwrap(),
+        "active low: off is high"
+    );
 }

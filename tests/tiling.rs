@@ -144,3 +144,38 @@ fn tiles_find_more_small_cars_in_the_street_clip() {
         "{d_tiled} cars reported twice (or as fragments) of {total}"
     );
 }
+
+#[test]
+fn a_tiled_camera_whose_invokes_fail_marks_the_detector_failed() {
+    // One failure per frame, not per tile: after 2 good frames, 3 failed ones reach
+    // model.max_failures.
+    let frames = util::frames_dir();
+    let text = site(
+        &frames,
+        256,
+        256,
+        &format!("pattern = \"traffic_*\"\n{TILES}"),
+    )
+    .replace("loop = false", "loop = true")
+    .replace(
+        "max_detections = 50",
+        "max_detections = 50\nmax_failures = 3",
+    ) + "\n[testing]\nfail_invoke_after_frames = 2\n";
+    let config = util::config_from(&text);
+    let mut p = Pipeline::build(&config, Arc::new(MonotonicClock::new())).unwrap();
+    let steps: Vec<Step> = (0..5).map(|_| p.step().unwrap()).collect();
+    assert_eq!(
+        steps,
+        [
+            Step::Processed,
+            Step::Processed,
+            Step::Skipped,
+            Step::Skipped,
+            Step::Skipped
+        ]
+    );
+    let stats = p.stats();
+    assert_eq!(stats.errors.load(Relaxed), 3);
+    let failure = stats.detector.failure().expect("the detector is failed");
+    assert_eq!(failure.consecutive, 3);
+}

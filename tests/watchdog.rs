@@ -17,6 +17,8 @@ const TRAFFIC_AMBER: u32 = 27;
 const TRAFFIC_GREEN: u32 = 22;
 const DONT_WALK: u32 = 5;
 const WALK: u32 = 6;
+/// The heartbeat output the tests add.
+const HEARTBEAT: u32 = 4;
 
 /// The demo site with the simulated pins logging to `log`, the health endpoint off, and
 /// `extra` TOML appended.
@@ -25,7 +27,10 @@ fn site(dir: &Path, log: &Path, extra: &str) -> PathBuf {
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/board/demo.toml")).unwrap();
     let text = demo.replace(
         "outputs = \"simulated\"",
-        &format!("outputs = \"simulated\"\nsim_log = \"{}\"", log.display()),
+        &format!(
+            "outputs = \"simulated\"\nsim_log = \"{}\"\nheartbeat = {{ pin = {HEARTBEAT} }}",
+            log.display()
+        ),
     );
     let path = dir.join("site.toml");
     std::fs::write(&path, format!("{text}\n[health]\nenabled = false\n{extra}")).unwrap();
@@ -68,6 +73,107 @@ fn levels_per_process(log: &Path) -> Vec<std::collections::BTreeMap<u32, bool>> 
     runs
 }
 
+/// Each process's part of the simulated-pin log: (ms, pin, level) in order.
+fn transitions_per_process(log: &Path) -> Vec<Vec<(u64, u32, bool)>> {
+    let text = std::fs::read_to_string(log).unwrap();
+    let mut runs = Vec::new();
+    for line in text.lines() {
+        if line.starts_with("# start") {
+            runs.push(Vec::new());
+            continue;
+        }
+        let f: Vec<&str> = line.split(' ').collect();
+        let t = (f[0].parse().unwrap(), f[1].parse().unwrap(), f[2] == "1");
+        runs.last_mut().expect("a start line first").push(t);
+    }
+    runs
+}
+
+/// When `pin` was last switched to `level` in `run`.
+fn last_switch(run: &[(u64, u32, bool)], pin: u32, level: bool) -> Option<u64> {
+    run.iter()
+        .rev()
+        .find(|&&(_, p, l)| p == pin && l == level)
+        .map(|&(t, _, _)| t)
+}
+
+/// The end of a process that had the traffic head green: green off as amber came on, the
+/// amber lit for its full 3 s, then red.
+fn assert_cleared_through_amber(run: &[(u64, u32, bool)]) {
+    let green_off = last_switch(run, TRAFFIC_GREEN, false).expect("green went off");
+    let amber_on = last_switch(run, TRAFFIC_AMBER, true).expect("amber shown: {run:?}");
+    let amber_off = last_switch(run, TRAFFIC_AMBER, false).expect("amber ended");
+    let red_on = last_switch(run, TRAFFIC_RED, true).expect("red shown");
+    assert_eq!(green_off, amber_on, "green straight to amber: {run:?}");
+    assert!(
+        amber_off >= amber_on + 3000,
+        "amber {} ms, needs 3000: {run:?}",
+        amber_off - amber_on
+    );
+    assert_eq!(red_on, amber_off, "amber to red: {run:?}");
+    // The heartbeat pulsed while healthy and through the clearance, and rests off once its
+    // 1.5 s all-red is over and the heads are left at red (the cabinet flasher's turn).
+    let beats: Vec<_> = run.iter().filter(|&&(_, p, _)| p == HEARTBEAT).collect();
+    assert!(beats.len() > 20, "heartbeat pulses: {beats:?}");
+    let &&(last_t, _, last_level) = beats.last().unwrap();
+    assert!(!last_level, "the heartbeat rests off: {beats:?}");
+    // Slack for ticks that run late on a loaded machine.
+    assert!(
+        last_t <= red_on + 1500 + 1000,
+        "no pulse after the clearance (red at {red_on}): {:?}",
+        &beats[beats.len().saturating_sub(30)..]
+    );
+    assert!(
+        beats.iter().any(|&&(t, _, _)| t > red_on + 500),
+        "pulses through the all-red: {beats:?}"
+    );
+    assert!(
+        run.iter().all(|&(t, p, l)| t <= red_on
+            || !l
+            || [TRAFFIC_RED, DONT_WALK, HEARTBEAT].contains(&p)),
+        "nothing lit after the all-red but red and don't walk: {run:?}"
+    );
+}
+
+/// The start of a process: the traffic red flashing at 1 Hz (walk and don't walk dark) for
+/// the demo's 2 s start-up flash, then steady red with don't walk for its 2 s all-red, then
+/// the first green.
+fn assert_comes_up_through_flash(run: &[(u64, u32, bool)]) {
+    let green_on = run
+        .iter()
+        .find(|&&(_, p, l)| p == TRAFFIC_GREEN && l)
+        .map(|&(t, _, _)| t)
+        .unwrap_or_else(|| panic!("no green after the restart: {run:?}"));
+    let before: Vec<_> = run.iter().filter(|&&(t, _, _)| t < green_on).collect();
+    let red_offs: Vec<u64> = before
+        .iter()
+        .filter(|&&&(_, p, l)| p == TRAFFIC_RED && !l)
+        .map(|&&(t, _, _)| t)
+        .collect();
+    assert!(red_offs.len() >= 2, "the red flashed: {run:?}");
+    let dont_walk_on = before
+        .iter()
+        .find(|&&&(_, p, l)| p == DONT_WALK && l)
+        .map(|&&(t, _, _)| t)
+        .unwrap_or_else(|| panic!("don't walk lit for the all-red: {run:?}"));
+    let start = run[0].0;
+    assert!(dont_walk_on >= start + 1900, "flash for 2 s first: {run:?}");
+    assert!(
+        red_offs.iter().all(|&t| t < dont_walk_on),
+        "steady red once the all-red starts: {run:?}"
+    );
+    assert!(
+        green_on >= dont_walk_on + 2000,
+        "2 s all red before the first green: {run:?}"
+    );
+    assert!(
+        !before
+            .iter()
+            .any(|&&(_, p, l)| l && (p == TRAFFIC_AMBER || p == WALK)),
+        "no right of way before the first green: {run:?}"
+    );
+}
+
 fn assert_all_red(levels: &std::collections::BTreeMap<u32, bool>, what: &str) {
     let on = |pin| levels.get(&pin).copied().unwrap_or(false);
     assert!(
@@ -88,11 +194,12 @@ fn stderr(out: &Output) -> String {
 fn detector_stall_forces_all_red_and_restarts() {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("pins.log");
-    // Stall once the highway is green (after the 2 s start-up all-red).
+    // Stall once the highway is green (after the 2 s start-up flash and 2 s all-red, at
+    // 10 fps); the restarted process runs long enough to come up to green again.
     let extra = "[watchdog]\nperiod_ms = 50\ninference_limit_ms = 1000\n\
-                 [testing]\nstall_after_frames = 20\nstall_ms = 60000\n";
+                 [testing]\nstall_after_frames = 50\nstall_ms = 60000\n";
     let config = site(dir.path(), &log, extra);
-    let out = edgewatch(&config, 30).output().unwrap();
+    let out = edgewatch(&config, 70).output().unwrap();
     let err = stderr(&out);
     assert!(
         out.status.success(),
@@ -113,6 +220,19 @@ fn detector_stall_forces_all_red_and_restarts() {
     let runs = levels_per_process(&log);
     assert_eq!(runs.len(), 2, "one restart: {runs:?}");
     assert_all_red(&runs[0], "when the watchdog fired");
+    // The control loop still ticked, so the highway green was cleared in order, not cut.
+    assert!(
+        err.contains("clearing the signals (amber, all red) first"),
+        "{err}"
+    );
+    assert!(
+        err.contains("signals cleared to all red, restarting"),
+        "{err}"
+    );
+    let transitions = transitions_per_process(&log);
+    assert_comes_up_through_flash(&transitions[0]);
+    assert_cleared_through_amber(&transitions[0]);
+    assert_comes_up_through_flash(&transitions[1]);
     assert!(
         err.contains("restart 1 after a watchdog breach: inference stuck"),
         "{err}"
@@ -120,7 +240,7 @@ fn detector_stall_forces_all_red_and_restarts() {
     // The new process counted again: its final summary shows its own 30 frames.
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(
-        text.lines().last().unwrap().contains("final frames 30"),
+        text.lines().last().unwrap().contains("final frames 70"),
         "{text}"
     );
     assert_all_red(&runs[1], "after the orderly stop");
@@ -137,7 +257,7 @@ fn memory_balloon_forces_all_red_and_restarts() {
     let err = stderr(&out);
     assert!(out.status.success(), "{err}");
     assert!(
-        err.contains("MiB over the limit; signals forced to all red"),
+        err.contains("MiB over the limit; signals cleared to all red"),
         "{err}"
     );
     let runs = levels_per_process(&log);

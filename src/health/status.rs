@@ -62,6 +62,8 @@ pub struct HealthState {
     pub feed: Arc<SceneFeed>,
     /// Signal lamps, when the site has signals.
     pub signals: Option<Arc<SignalStatus>>,
+    /// Detector calls, when the site has `[[detector_outputs]]`.
+    pub detector_outputs: Option<Arc<crate::detector_outputs::DetectorStatus>>,
     /// The outputs' safe-state latch, when the site has signals.
     pub safe: Option<Arc<dyn SafeState>>,
     /// Restarts that led to this process.
@@ -119,7 +121,11 @@ impl HealthState {
             return Status::Failsafe;
         }
         let camera_ok = matches!(self.camera().0, "ok" | "waiting");
-        let degraded = self.signals.as_ref().is_some_and(|s| s.degraded());
+        let degraded = self.signals.as_ref().is_some_and(|s| s.degraded())
+            || self
+                .detector_outputs
+                .as_ref()
+                .is_some_and(|d| d.outputs().any(|o| o.fail_safe.is_some()));
         if !camera_ok || degraded || self.stats.detector.failure().is_some() {
             Status::Degraded
         } else {
@@ -272,10 +278,34 @@ impl HealthSource for HealthState {
                 let forced = self.safe.as_ref().is_some_and(|s| s.is_forced());
                 write!(
                     w,
-                    ",\"fault_flash\":{},\"degraded\":{},\"forced_safe\":{forced}}}",
+                    ",\"fault_flash\":{},\"degraded\":{},\"forced_safe\":{forced},\"fault\":",
                     sig.fault_flash(),
                     sig.degraded()
                 )?;
+                match sig.fault() {
+                    Some(fault) => json::string(w, fault)?,
+                    None => w.write_all(b"null")?,
+                }
+                w.write_all(b"}")?;
+            }
+        }
+        w.write_all(b",\"detector_outputs\":")?;
+        match &self.detector_outputs {
+            None => w.write_all(b"null")?,
+            Some(d) => {
+                let outputs = d.outputs().map(|o| (o.name, o));
+                json::object(w, outputs, |w, o| {
+                    write!(w, "{{\"call\":{},\"fail_safe\":", o.call)?;
+                    match o.fail_safe {
+                        Some(f) => json::string(w, f.as_str())?,
+                        None => w.write_all(b"null")?,
+                    }
+                    write!(
+                        w,
+                        ",\"volume\":{},\"occupancy\":{:.3}}}",
+                        o.volume, o.occupancy
+                    )
+                })?;
             }
         }
         let (camera, age) = self.camera();
@@ -489,6 +519,42 @@ impl HealthSource for HealthState {
                 writeln!(w, "}} {v}")?;
             }
         }
+        if let Some(d) = &self.detector_outputs {
+            let per_output: [(&str, &str, &str); 4] = [
+                ("detector_call", "gauge", "1 while the output calls."),
+                (
+                    "detector_fail_safe",
+                    "gauge",
+                    "1 while the output calls whatever its zones show.",
+                ),
+                (
+                    "detector_volume_total",
+                    "counter",
+                    "Activations (NTCIP volume).",
+                ),
+                (
+                    "detector_occupancy_ratio",
+                    "gauge",
+                    "Share of the time an object was present (NTCIP occupancy).",
+                ),
+            ];
+            for (i, (name, kind, help)) in per_output.into_iter().enumerate() {
+                writeln!(
+                    w,
+                    "# HELP edgewatch_{name} {help}\n# TYPE edgewatch_{name} {kind}"
+                )?;
+                for o in d.outputs() {
+                    write!(w, "edgewatch_{name}{{output=")?;
+                    label(w, o.name)?;
+                    match i {
+                        0 => writeln!(w, "}} {}", u8::from(o.call))?,
+                        1 => writeln!(w, "}} {}", u8::from(o.fail_safe.is_some()))?,
+                        2 => writeln!(w, "}} {}", o.volume)?,
+                        _ => writeln!(w, "}} {:.3}", o.occupancy)?,
+                    }
+                }
+            }
+        }
         writeln!(
             w,
             "# HELP edgewatch_zone_occupancy Objects now in each zone."
@@ -637,6 +703,7 @@ mod tests {
             stats: Arc::new(PipelineStats::default()),
             feed,
             signals: None,
+            detector_outputs: None,
             safe: None,
             restarts: RestartHistory {
                 times: vec![1],

@@ -1,6 +1,9 @@
 //! The watchdog: heartbeats from every working thread, checked against the configured limits
-//! together with frame latency and resident memory. A breach forces the signals to all red
-//! from the watchdog's own thread and restarts the process (see [`super::restart`]).
+//! together with frame latency and resident memory. On a breach, while the signal control loop
+//! still ticks, it asks the loop to clear the running phase in order (flashing don't walk,
+//! amber, all-red) within `control.shutdown_limit_s`; if the loop is stuck (or does not clear
+//! in time) it forces the outputs to all red from its own thread. Then it restarts the process
+//! (see [`super::restart`]).
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
@@ -13,6 +16,7 @@ use super::notify::Notifier;
 use super::stats::{DetectorStep, PipelineStats};
 use crate::clock::Clock;
 use crate::config::WatchdogConfig;
+use crate::control::ClearanceRequest;
 use crate::signal::SafeState;
 
 const MIB: u64 = 1 << 20;
@@ -62,6 +66,10 @@ impl Heartbeats {
     /// The control loop ticked at `now`.
     pub fn control(&self, now: Duration) {
         self.control.set(now);
+    }
+    /// When the control loop last ticked.
+    pub fn control_at(&self) -> Option<Duration> {
+        self.control.get()
     }
     /// When the latest frame arrived.
     pub fn last_frame(&self) -> Option<Duration> {
@@ -205,17 +213,25 @@ impl Watchdog {
                 for_ms: Self::ms(now.saturating_sub(last_frame)),
             });
         }
-        if self.control {
-            let last = self.beats.control.get().unwrap_or(self.started);
-            if now.saturating_sub(last) > limit(self.cfg.control_limit_ms) {
-                return Err(Breach::ControlStuck {
-                    for_ms: Self::ms(now.saturating_sub(last)),
-                });
-            }
-        }
+        self.check_control(now)?;
         self.check_latency(now)?;
         if let Some(rss) = rss {
             self.check_memory(now, rss)?;
+        }
+        Ok(())
+    }
+
+    /// Only the control loop's heartbeat: whether it still ticks (always `Ok` without one).
+    pub fn check_control(&self, now: Duration) -> Result<(), Breach> {
+        if !self.control {
+            return Ok(());
+        }
+        let last = self.beats.control.get().unwrap_or(self.started);
+        let stuck_for = now.saturating_sub(last);
+        if stuck_for > Duration::from_millis(self.cfg.control_limit_ms) {
+            return Err(Breach::ControlStuck {
+                for_ms: Self::ms(stuck_for),
+            });
         }
         Ok(())
     }
@@ -279,6 +295,10 @@ impl Watchdog {
 pub struct Actions {
     /// Forces the signal outputs safe; `None` when the site has no signals.
     pub safe: Option<Arc<dyn SafeState>>,
+    /// Asks the control loop to clear the signals in order; `None` when the site has none.
+    pub clearance: Option<Arc<ClearanceRequest>>,
+    /// How long the control loop may take to clear (`control.shutdown_limit_s`).
+    pub clearance_limit: Duration,
     /// systemd's notify socket, when running under systemd.
     pub notifier: Option<Arc<Notifier>>,
     /// Logs the periodic health line.
@@ -291,6 +311,7 @@ impl fmt::Debug for Actions {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Actions")
             .field("safe", &self.safe)
+            .field("clearance", &self.clearance)
             .field("notifier", &self.notifier)
             .finish_non_exhaustive()
     }
@@ -324,18 +345,19 @@ pub fn spawn(
     let handle = std::thread::Builder::new()
         .name("watchdog".into())
         .spawn(move || {
-            let mut next_ping = clock.now();
+            // The first ping one interval in: READY=1, sent by the starting thread just after
+            // this one starts, must reach systemd first (a race the test saw under load).
+            let mut next_ping = clock.now()
+                + actions
+                    .notifier
+                    .as_ref()
+                    .map_or(Duration::ZERO, |n| n.ping_interval());
             let mut next_log = clock.now() + log_interval;
             while !thread_stop.load(Relaxed) {
                 let now = clock.now();
                 if let Err(breach) = dog.check(now, rss_bytes()) {
-                    // The lamps first; force_safe waits at most a moment for a stuck control loop.
-                    if let Some(safe) = &actions.safe {
-                        if let Err(e) = safe.force_safe(now) {
-                            log::error!("watchdog: forcing the signals safe failed: {e}");
-                        }
-                    }
-                    log::error!("watchdog: {breach}; signals forced to all red, restarting");
+                    let how = clear_signals(&dog, clock.as_ref(), &actions, breach);
+                    log::error!("watchdog: {breach}; {how}, restarting");
                     (actions.on_breach)(breach);
                     return;
                 }
@@ -353,6 +375,55 @@ pub fn spawn(
             }
         })?;
     Ok(WatchdogThread { stop, handle })
+}
+
+/// Puts the signals in a safe state for the restart and says how: cleared in order by the
+/// control loop while it still ticks (and within the limit), else forced to all red.
+fn clear_signals(
+    dog: &Watchdog,
+    clock: &dyn Clock,
+    actions: &Actions,
+    breach: Breach,
+) -> &'static str {
+    let Some(safe) = &actions.safe else {
+        return "no signals";
+    };
+    let mut how = "signals forced to all red";
+    if let (Some(clearance), false) = (
+        &actions.clearance,
+        matches!(breach, Breach::ControlStuck { .. }),
+    ) {
+        log::error!("watchdog: {breach}; clearing the signals (amber, all red) first");
+        clearance.request();
+        let period = Duration::from_millis(dog.cfg.period_ms);
+        let deadline = clock.now() + actions.clearance_limit;
+        loop {
+            let now = clock.now();
+            if clearance.is_cleared() {
+                how = "signals cleared to all red";
+                break;
+            }
+            if let Err(stuck) = dog.check_control(now) {
+                log::error!("watchdog: {stuck} while clearing");
+                break;
+            }
+            if now >= deadline {
+                log::error!("watchdog: the signals did not clear within the limit");
+                break;
+            }
+            // The process is busy with an orderly clearance, bounded by the limit: systemd
+            // must not kill it half-way through an amber.
+            if let Some(n) = &actions.notifier {
+                let _ = n.send(b"WATCHDOG=1");
+            }
+            clock.sleep_until(now + period);
+        }
+    }
+    // Either way the outputs are latched safe now: nothing the control loop does later lands.
+    if let Err(e) = safe.force_safe(clock.now()) {
+        log::error!("watchdog: forcing the signals safe failed: {e}");
+    }
+    how
 }
 
 #[cfg(test)]

@@ -28,7 +28,9 @@ pub struct Detections<'a> {
 /// Where the controller is in its cycle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stage {
-    /// Power-up (or reset) all-red.
+    /// Power-up (or restart, or reset) flash: vehicle heads flash red, the others are dark.
+    StartupFlash,
+    /// The all-red after the start-up flash (and where a clearance comes to rest).
     Startup,
     /// The phase's bus groups show B before its other groups go green.
     HeadStart(usize),
@@ -48,6 +50,7 @@ impl Stage {
     /// A short name for summaries.
     pub fn as_str(self) -> &'static str {
         match self {
+            Stage::StartupFlash => "startup-flash",
             Stage::Startup => "startup",
             Stage::HeadStart(_) => "bus-head-start",
             Stage::Green(_) => "green",
@@ -127,6 +130,9 @@ pub struct Controller {
     ped_calls: u16,
     priority: [Priority; MAX_PHASES],
     maintenance: bool,
+    /// Clearing to all red for good (a watchdog breach or a stop): see
+    /// [`Controller::request_clearance`].
+    clearing: bool,
     degraded: bool,
     good_since: Option<Duration>,
     incidents: u32,
@@ -155,6 +161,7 @@ impl Controller {
             ped_calls: 0,
             priority: [Priority::Free; MAX_PHASES],
             maintenance: false,
+            clearing: false,
             degraded: false,
             good_since: None,
             incidents: 0,
@@ -168,15 +175,18 @@ impl Controller {
         controller
     }
 
-    /// Starts over from the power-up all-red (after a fault reset). Calls are forgotten.
+    /// Starts over from the power-up flash and all-red (after a fault reset). Calls are
+    /// forgotten.
     pub fn restart(&mut self, now: Duration) {
-        self.enter(Stage::Startup, now);
+        self.enter(Stage::StartupFlash, now);
+        self.clearing = false;
         self.green = GreenTimers::default();
         self.calls = 0;
         self.ped_calls = 0;
         self.priority = [Priority::Free; MAX_PHASES];
         self.beacon_until = [None; MAX_GROUPS];
         self.render_rest();
+        self.render_startup_flash();
     }
 
     /// Advances to `now` with this tick's detections and returns the lamps to show.
@@ -199,6 +209,21 @@ impl Controller {
     /// steady amber and the start-up all-red).
     pub fn set_maintenance_flash(&mut self, on: bool) {
         self.maintenance = on;
+    }
+
+    /// Ends the running phase as soon as it safely can, and then holds all red: a walk in
+    /// progress is cut to its flashing don't walk, which runs in full; the green then ends
+    /// (min green and extensions no longer hold it) through amber and all-red; a bus head
+    /// start goes straight to its all-red. Once there the controller rests in all red
+    /// ([`Stage::Startup`]) and starts no phase until [`Controller::restart`]. For a watchdog
+    /// breach or a stop, when the process is about to end.
+    pub fn request_clearance(&mut self) {
+        self.clearing = true;
+    }
+
+    /// True once [`Controller::request_clearance`] was called (until a restart).
+    pub fn is_clearing(&self) -> bool {
+        self.clearing
     }
 
     /// Tells the controller the local time of day at clock time `now`, for time-of-day plans.
@@ -309,9 +334,14 @@ impl Controller {
         let elapsed = now.saturating_sub(self.since);
         let stage = self.stage;
         match stage {
-            Stage::Startup if elapsed >= self.plan.startup_all_red => {
+            Stage::StartupFlash if elapsed >= self.plan.startup_flash || self.clearing => {
+                self.enter(Stage::Startup, now)
+            }
+            Stage::Startup if elapsed >= self.plan.startup_all_red && !self.clearing => {
                 self.after_all_red(now, None, s)
             }
+            // The B has been shown, nothing else: its all-red follows at once.
+            Stage::HeadStart(p) if self.clearing => self.enter(Stage::AllRed(p), now),
             Stage::HeadStart(p) if elapsed >= self.head_start(p) => self.enter_green(now, p),
             Stage::Green(p) if self.should_end_green(now, p, s) => {
                 let next = if self.plan.phases[p].amber.is_zero() {
@@ -335,6 +365,9 @@ impl Controller {
     }
 
     fn after_all_red(&mut self, now: Duration, last: Option<usize>, s: Sample) {
+        if self.clearing {
+            return self.enter(Stage::Startup, now);
+        }
         if self.maintenance {
             return self.enter(Stage::MaintenanceFlash, now);
         }
@@ -418,6 +451,13 @@ impl Controller {
             self.green.last_detection = now;
         }
         self.advance_ped(now, p);
+        if self.clearing {
+            // A pedestrian still walking gets the full clearance, never less.
+            if let PedInterval::Walk(_) = self.green.ped {
+                self.green.ped = PedInterval::Clearance(now);
+            }
+            return self.green.ped == PedInterval::Idle;
+        }
         let phase = &self.plan.phases[p];
         if now - self.green.start < phase.min_green || self.green.ped != PedInterval::Idle {
             return false;
@@ -556,6 +596,7 @@ impl Controller {
             Stage::Amber(p) => {
                 self.render_phase(p, |kind| (kind == GroupKind::Vehicle).then_some(AMBER))
             }
+            Stage::StartupFlash => self.render_startup_flash(),
             Stage::MaintenanceFlash => self.render_flash(),
             Stage::FlashExit => {
                 for g in 0..self.plan.group_count() {
@@ -599,6 +640,19 @@ impl Controller {
                 GroupKind::Beacon => continue,
             };
             self.command.heads_mut()[g] = super::lamp::Head::only(lamp, state);
+        }
+    }
+
+    /// Every vehicle head flashes red; pedestrian and bus heads are dark. Red, not the
+    /// maintenance colour: nothing has had a right of way, so nothing needs clearing after.
+    fn render_startup_flash(&mut self) {
+        for (g, group) in self.plan.groups.iter().enumerate() {
+            let head = match group.kind {
+                GroupKind::Vehicle => super::lamp::Head::only(RED, LampState::Flash),
+                GroupKind::Beacon => continue,
+                GroupKind::Pedestrian | GroupKind::Bus => super::lamp::Head::default(),
+            };
+            self.command.heads_mut()[g] = head;
         }
     }
 
@@ -681,13 +735,22 @@ mod tests {
     }
 
     #[test]
-    fn starts_all_red_then_serves_first_phase_and_rests() {
+    fn starts_in_flash_then_all_red_then_serves_first_phase_and_rests() {
         let plan = plan();
         let mut c = Controller::new(&plan, Duration::ZERO);
+        assert_eq!(c.stage(), Stage::StartupFlash, "from the first command");
         let mut now = Duration::ZERO;
         let empty = [[0; MAX_CLASSES]; 4];
-        assert_eq!(run(&mut c, &mut now, 3, &empty, 0), GroupState::Red);
+        // 2 s flash: vehicle heads flash red, the pedestrian and bus heads are dark.
+        assert_eq!(run(&mut c, &mut now, 1, &empty, 0), GroupState::RedFlash);
+        assert_eq!(run(&mut c, &mut now, 0, &empty, 1), GroupState::RedFlash);
+        assert_eq!(run(&mut c, &mut now, 0, &empty, 2), GroupState::Dark);
+        assert_eq!(run(&mut c, &mut now, 0, &empty, 3), GroupState::Dark);
+        // Then 4 s all red.
+        assert_eq!(run(&mut c, &mut now, 2, &empty, 0), GroupState::Red);
+        assert_eq!(run(&mut c, &mut now, 0, &empty, 2), GroupState::DontWalk);
         assert_eq!(c.stage(), Stage::Startup);
+        assert_eq!(run(&mut c, &mut now, 2, &empty, 0), GroupState::Red);
         assert_eq!(run(&mut c, &mut now, 2, &empty, 0), GroupState::Green);
         // No demand anywhere: main rests in green.
         assert_eq!(run(&mut c, &mut now, 600, &empty, 0), GroupState::Green);

@@ -6,6 +6,8 @@
 //!   fixed-time or actuated, bus priority, maintenance flash, safe start, degraded detection.
 //! - [`monitor`]: the independent [`ConflictMonitor`] that checks every command before the pins
 //!   and latches all-red flash on any fault.
+//! - [`latch`]: the persistent fault latch (`control.fault_file`) that keeps a unit in flash
+//!   across restarts until `edgewatch reset-fault`.
 //! - [`outputs`]: lamp and input pins over `embedded_hal` 1.0, plus the simulated backend;
 //!   rppal and the GPIO character device behind the `rppal` and `gpio-cdev` features.
 //! - [`SignalSystem`] wires them together for the pipeline.
@@ -24,6 +26,7 @@
 
 pub mod controller;
 pub mod lamp;
+pub mod latch;
 pub mod monitor;
 pub mod outputs;
 pub mod plan;
@@ -36,6 +39,7 @@ pub mod rppal;
 
 pub use controller::{Controller, Detections, Stage};
 pub use lamp::{GroupState, Head, LampState, SignalCommand};
+pub use latch::{FaultLatch, LatchError};
 pub use monitor::{ConflictMonitor, Fault};
 pub use outputs::{
     ForceSafeError, InputBank, PinBackend, PinBank, PinError, PinWriteError, SafeState,

@@ -4,7 +4,8 @@
 //! It is built from the plan alone (its own copy of the conflict matrix and the minimum amber,
 //! all-red and clearance times) and sees only the commanded lamps and the time; it shares no
 //! state with the controller. On any fault it latches all-red flash until [`reset`]
-//! ([`ConflictMonitor::reset`]) or a restart.
+//! ([`ConflictMonitor::reset`]) or the end of the process; the control loop also writes the
+//! fault to the persistent latch ([`super::latch`]), so a restart does not clear it.
 //!
 //! "Green" here means any right of way: green, amber (steady or flashing), walk, pedestrian
 //! clearance and bus B.
@@ -80,6 +81,35 @@ pub enum Fault {
         group: GroupName,
         /// Lamps lit.
         lit: usize,
+    },
+    /// A vehicle head went from steady amber to green: amber always ends in red.
+    #[error("`{group}`: amber to green after {shown_ms} ms; amber must end in red")]
+    AmberToGreen {
+        /// The group.
+        group: GroupName,
+        /// How long the amber was shown.
+        shown_ms: u64,
+    },
+    /// A vehicle head showed steady amber straight after red: an amber that followed no green
+    /// (or flashing amber) clears nothing and tells drivers the wrong thing.
+    #[error("`{group}`: red to amber")]
+    RedToAmber {
+        /// The group.
+        group: GroupName,
+    },
+    /// A pedestrian or bus head went dark while the vehicle heads were not in flash: its users
+    /// see no signal at all.
+    #[error("`{group}`: head dark outside flash")]
+    DarkHead {
+        /// The group.
+        group: GroupName,
+    },
+    /// A fault latched before the last restart (`control.fault_file`), or a fault file that
+    /// could not be read: the unit stays in flash until `edgewatch reset-fault`.
+    #[error("fault latched before the restart: {reason}")]
+    Latched {
+        /// The fault as it was recorded, cut to fit.
+        reason: heapless::String<100>,
     },
     /// The command does not have one head per group of the plan.
     #[error("command has {got} groups, the plan has {expected}")]
@@ -241,8 +271,9 @@ impl ConflictMonitor {
             });
         }
         let mut green = 0u16;
+        let flash = self.in_flash(heads);
         for (g, head) in heads.iter().enumerate() {
-            self.check_lamps(g, head)?;
+            self.check_lamps(g, head, flash)?;
             if has_right_of_way(self.groups[g].kind, head) {
                 green |= 1 << g;
             }
@@ -281,8 +312,22 @@ impl ConflictMonitor {
         self.groups[g].name.clone()
     }
 
-    /// Vehicle heads show exactly one lamp; other heads at most one; unused lamps stay dark.
-    fn check_lamps(&self, g: usize, head: &Head) -> Result<(), Fault> {
+    /// Flash mode: at least one vehicle head, and every vehicle head, flashes its lamp. Only
+    /// then may pedestrian and bus heads be dark.
+    fn in_flash(&self, heads: &[Head]) -> bool {
+        let mut vehicles = self
+            .groups
+            .iter()
+            .zip(heads)
+            .filter(|(w, _)| w.kind == GroupKind::Vehicle)
+            .peekable();
+        vehicles.peek().is_some()
+            && vehicles.all(|(_, h)| h.lamps.iter().all(|&l| l != LampState::On))
+    }
+
+    /// Vehicle heads show exactly one lamp; pedestrian and bus heads one outside flash and at
+    /// most one in it; beacons at most one; unused lamps stay dark.
+    fn check_lamps(&self, g: usize, head: &Head, flash: bool) -> Result<(), Fault> {
         let kind = self.groups[g].kind;
         let lit = head.lit_count();
         let foreign = head.lamps[kind.lamp_names().len()..]
@@ -298,6 +343,11 @@ impl ConflictMonitor {
                 lit,
             });
         }
+        if lit == 0 && !flash && matches!(kind, GroupKind::Pedestrian | GroupKind::Bus) {
+            return Err(Fault::DarkHead {
+                group: self.name(g),
+            });
+        }
         Ok(())
     }
 
@@ -306,6 +356,21 @@ impl ConflictMonitor {
         let shown = now.saturating_sub(self.changed_at[g]);
         let group = &self.groups[g];
         match group.kind {
+            GroupKind::Vehicle
+                if head.lamps[GREEN].is_lit() && prev.lamps[AMBER] == LampState::On =>
+            {
+                return Err(Fault::AmberToGreen {
+                    group: self.name(g),
+                    shown_ms: millis(shown),
+                });
+            }
+            GroupKind::Vehicle
+                if head.lamps[AMBER] == LampState::On && prev.lamps[RED].is_lit() =>
+            {
+                return Err(Fault::RedToAmber {
+                    group: self.name(g),
+                });
+            }
             GroupKind::Vehicle if head.lamps[RED].is_lit() && !prev.lamps[RED].is_lit() => {
                 if prev.lamps[GREEN].is_lit() || prev.lamps[AMBER] == LampState::Flash {
                     return Err(Fault::GreenToRedWithoutAmber {
@@ -457,14 +522,16 @@ mod tests {
             ),
             (
                 |m| {
-                    m.check(secs(3.0), &with(rest(), MAIN, AMBER))
+                    m.check(secs(2.5), &with(rest(), MAIN, GREEN))
+                        .and(m.check(secs(3.0), &with(rest(), MAIN, AMBER)))
                         .and(m.check(secs(5.0), &rest()))
                 },
                 "amber shown 2000 ms",
             ),
             (
                 |m| {
-                    m.check(secs(3.0), &with(rest(), MAIN, AMBER))
+                    m.check(secs(2.5), &with(rest(), MAIN, GREEN))
+                        .and(m.check(secs(3.0), &with(rest(), MAIN, AMBER)))
                         .and(m.check(secs(7.0), &rest()))
                         .and(m.check(secs(8.0), &with(rest(), MINOR, GREEN)))
                 },
@@ -500,10 +567,52 @@ mod tests {
         }
     }
 
+    /// Issue 12, finding 5: amber back to green, an amber out of red, and pedestrian or bus
+    /// heads going dark outside flash all passed before.
+    #[test]
+    fn amber_must_follow_green_and_end_in_red_and_heads_stay_lit() {
+        let mut m = monitor();
+        m.check(secs(0.0), &rest()).unwrap();
+        m.check(secs(3.0), &with(rest(), MAIN, GREEN)).unwrap();
+        m.check(secs(13.0), &with(rest(), MAIN, AMBER)).unwrap();
+        let err = m.check(secs(13.1), &with(rest(), MAIN, GREEN)).unwrap_err();
+        assert!(
+            matches!(err, Fault::AmberToGreen { shown_ms: 100, .. }),
+            "{err}"
+        );
+
+        let mut m = monitor();
+        m.check(secs(0.0), &rest()).unwrap();
+        let err = m.check(secs(3.0), &with(rest(), MAIN, AMBER)).unwrap_err();
+        assert_eq!(err.to_string(), "`main`: red to amber");
+
+        for (g, name) in [(PED, "ped"), (3, "bus-b")] {
+            let mut m = monitor();
+            m.check(secs(0.0), &rest()).unwrap();
+            let mut dark = rest();
+            dark.heads_mut()[g] = Head::default();
+            let err = m.check(secs(1.0), &dark).unwrap_err();
+            assert_eq!(
+                err.to_string(),
+                format!("`{name}`: head dark outside flash")
+            );
+        }
+        // In flash (every vehicle head flashing) they may be dark: start-up and maintenance.
+        let mut m = monitor();
+        m.check(secs(0.0), &rest()).unwrap();
+        let mut flash = m.flash_command();
+        flash.set(MAIN, RED, LampState::Off);
+        flash.set(MAIN, AMBER, LampState::Flash);
+        m.check(secs(1.0), &m.flash_command()).unwrap();
+        m.check(secs(2.0), &rest()).unwrap();
+        m.check(secs(5.0), &flash).unwrap();
+    }
+
     #[test]
     fn handing_over_right_of_way_in_one_command_trips() {
         let mut m = monitor();
         m.check(secs(0.0), &rest()).unwrap();
+        m.check(secs(2.5), &with(rest(), MAIN, GREEN)).unwrap();
         m.check(secs(3.0), &with(rest(), MAIN, AMBER)).unwrap();
         let err = m.check(secs(7.0), &with(rest(), MINOR, GREEN)).unwrap_err();
         assert!(

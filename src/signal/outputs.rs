@@ -214,6 +214,11 @@ impl<O: OutputPin> SharedOutputs<O> {
     pub fn write_errors(&self) -> u64 {
         self.lock().write_errors()
     }
+
+    /// True once the safe state was forced (see [`SafeState::force_safe`]).
+    pub fn is_forced(&self) -> bool {
+        self.forced.load(Ordering::SeqCst)
+    }
 }
 
 /// How long [`SafeState::force_safe`] waits for a control loop that holds the outputs.

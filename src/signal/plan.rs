@@ -49,7 +49,12 @@ pub struct SignalConfig {
     /// Control mode when no time-of-day plan applies.
     #[serde(default)]
     pub mode: ControlMode,
-    /// All-red time at power-up (and after a reset) before the first phase.
+    /// Start-up flash at power-up, on a restart and after a reset: every vehicle head flashes
+    /// red (pedestrian and bus heads dark) before the start-up all-red (MUTCD 4D.31: flash,
+    /// then all red, then the first green).
+    #[serde(default = "default_startup_flash_s")]
+    pub startup_flash_s: f32,
+    /// All-red time after the start-up flash, before the first phase.
     #[serde(default = "default_startup_s")]
     pub startup_all_red_s: f32,
     /// How long frames must be good again before leaving the degraded fixed-time fallback.
@@ -61,7 +66,13 @@ pub struct SignalConfig {
     pub min_walk_s: f32,
     /// Signal groups: vehicle heads, pedestrian heads, bus B signals and beacons.
     pub groups: Vec<GroupConfig>,
-    /// Pairs of group names that must never show green (amber, walk, clearance, B) together.
+    /// Pairs of group names that may show a right of way together (the groups of one phase).
+    /// Every other pair of signal groups conflicts, as on a signal monitor's program card:
+    /// a pair forgotten here can never be green together.
+    #[serde(default)]
+    pub permissive: Vec<[String; 2]>,
+    /// Pairs that conflict. Every pair not in `permissive` conflicts anyway; kept so older
+    /// site files load, and checked against `permissive`.
     #[serde(default)]
     pub conflicts: Vec<[String; 2]>,
     /// Phases in cycle order; the first is served after the start-up all-red.
@@ -74,6 +85,9 @@ pub struct SignalConfig {
     pub plans: Vec<TimePlanConfig>,
 }
 
+fn default_startup_flash_s() -> f32 {
+    6.0
+}
 fn default_startup_s() -> f32 {
     6.0
 }
@@ -454,6 +468,7 @@ pub struct SignalPlan {
     pub(crate) inputs: Vec<Input>,
     pub(crate) plans: Vec<TimePlan>,
     pub(crate) mode: ControlMode,
+    pub(crate) startup_flash: Duration,
     pub(crate) startup_all_red: Duration,
     pub(crate) camera_recover: Duration,
 }
@@ -512,6 +527,16 @@ impl SignalPlan {
     /// Names of the input pins, in input-bit order.
     pub fn input_names(&self) -> impl Iterator<Item = &str> + '_ {
         self.inputs.iter().map(|i| i.name.as_str())
+    }
+
+    /// The phase whose clearance takes longest, and how long: its full pedestrian clearance
+    /// (a walk cut short), amber and all-red. What stopping or a watchdog breach may need.
+    pub fn longest_clearance(&self) -> (&str, Duration) {
+        self.phases
+            .iter()
+            .map(|p| (p.name.as_str(), p.ped_clearance + p.amber + p.all_red))
+            .max_by_key(|&(_, d)| d)
+            .unwrap_or(("", Duration::ZERO))
     }
 
     /// Shortest amber among the phases containing group `g` (zero if none has one).
@@ -612,6 +637,7 @@ impl<'a> Compiler<'a> {
         let cfg = self.cfg;
         check_secs("signals.camera_recover_s", cfg.camera_recover_s, 0.0, 600.0)?;
         check_secs("signals.min_walk_s", cfg.min_walk_s, 4.0, 60.0)?;
+        check_secs("signals.startup_flash_s", cfg.startup_flash_s, 2.0, 300.0)?;
         check_secs(
             "signals.startup_all_red_s",
             cfg.startup_all_red_s,
@@ -636,6 +662,7 @@ impl<'a> Compiler<'a> {
             inputs,
             plans,
             mode: cfg.mode,
+            startup_flash: secs(cfg.startup_flash_s),
             startup_all_red: secs(cfg.startup_all_red_s),
             camera_recover: secs(cfg.camera_recover_s),
         })
@@ -730,17 +757,44 @@ impl<'a> Compiler<'a> {
         Ok(g)
     }
 
+    /// The conflict matrix: every pair of signal groups conflicts unless declared permissive.
     fn conflicts(&self, groups: &[Group]) -> Result<[u16; MAX_GROUPS], ConfigError> {
+        let signals = groups
+            .iter()
+            .enumerate()
+            .filter(|(_, g)| g.kind.is_signal())
+            .fold(0u16, |m, (g, _)| m | 1 << g);
         let mut matrix = [0u16; MAX_GROUPS];
-        for (k, [a, b]) in self.cfg.conflicts.iter().enumerate() {
-            let key = format!("signals.conflicts[{k}]");
+        for (g, row) in matrix.iter_mut().enumerate().take(groups.len()) {
+            if signals & (1 << g) != 0 {
+                *row = signals & !(1 << g);
+            }
+        }
+        let pair = |list: &str, k: usize, [a, b]: &[String; 2]| {
+            let key = format!("signals.{list}[{k}]");
             let ia = self.group_index(&key, groups, a)?;
             let ib = self.group_index(&key, groups, b)?;
             if ia == ib {
-                return Err(invalid(key, format!("`{a}` cannot conflict with itself")));
+                return Err(invalid(key, format!("`{a}` is listed with itself")));
             }
-            matrix[ia] |= 1 << ib;
-            matrix[ib] |= 1 << ia;
+            Ok::<_, ConfigError>((key, ia, ib))
+        };
+        for (k, names) in self.cfg.permissive.iter().enumerate() {
+            let (_, a, b) = pair("permissive", k, names)?;
+            matrix[a] &= !(1 << b);
+            matrix[b] &= !(1 << a);
+        }
+        for (k, names) in self.cfg.conflicts.iter().enumerate() {
+            let (key, a, b) = pair("conflicts", k, names)?;
+            if matrix[a] & (1 << b) == 0 {
+                return Err(invalid(
+                    key,
+                    format!(
+                        "`{}` and `{}` are also declared permissive",
+                        names[0], names[1]
+                    ),
+                ));
+            }
         }
         Ok(matrix)
     }
@@ -787,14 +841,27 @@ impl<'a> Compiler<'a> {
                 (0..groups.len()).find(|&o| mask & (1 << o) != 0 && conflicts[g] & (1 << o) != 0)
             {
                 let other = &groups[other].name;
-                return Err(invalid(
-                    key,
-                    format!("`{other}` and `{name}` conflict and cannot share a phase"),
-                ));
+                let how = if self.declared_conflict(other, name) {
+                    "conflict (signals.conflicts) and cannot share a phase".to_string()
+                } else {
+                    format!(
+                        "share a phase but are not declared permissive: add \
+                         [\"{other}\", \"{name}\"] to signals.permissive"
+                    )
+                };
+                return Err(invalid(key, format!("`{other}` and `{name}` {how}")));
             }
             mask |= 1 << g;
         }
         Ok(mask)
+    }
+
+    /// True when `signals.conflicts` names the pair `a`, `b` (either order).
+    fn declared_conflict(&self, a: &str, b: &str) -> bool {
+        self.cfg
+            .conflicts
+            .iter()
+            .any(|[x, y]| (x == a && y == b) || (x == b && y == a))
     }
 
     fn phase(
@@ -1296,7 +1363,9 @@ pub(crate) mod tests {
     const CLASSES: &[&str] = &["car", "bus", "person"];
 
     pub(crate) const EXAMPLE: &str = r#"
+        startup_flash_s = 2.0
         startup_all_red_s = 4.0
+        permissive = [["minor", "ped"], ["minor", "bus-b"], ["ped", "bus-b"]]
         conflicts = [["main", "minor"], ["main", "ped"], ["main", "bus-b"]]
 
 
@@ -1534,7 +1603,17 @@ pub(crate) mod tests {
             (
                 "[\"main\", \"minor\"], ",
                 "[\"minor\", \"ped\"], [\"main\", \"minor\"], ",
-                "signals.phases[1].groups",
+                "signals.conflicts[0]",
+            ),
+            (
+                "[\"minor\", \"ped\"], [\"minor\"",
+                "[\"minor\", \"bus-coming\"], [\"minor\"",
+                "signals.permissive[0]",
+            ),
+            (
+                "[\"minor\", \"ped\"], [\"minor\"",
+                "[\"minor\", \"minor\"], [\"minor\"",
+                "signals.permissive[0]",
             ),
             (
                 "startup_all_red_s = 4.0",
@@ -1562,6 +1641,32 @@ pub(crate) mod tests {
             let err = error_of(&EXAMPLE.replace(from, to));
             assert!(err.starts_with(&format!("{key}:")), "{key}: {err}");
         }
+    }
+
+    /// An MMU program card: every pair conflicts unless declared permissive, so a pair left
+    /// out is refused in a phase rather than allowed to go green together.
+    #[test]
+    fn conflicts_are_the_default_and_permissive_pairs_the_exception() {
+        let text = EXAMPLE.replace(
+            "conflicts = [[\"main\", \"minor\"], [\"main\", \"ped\"], [\"main\", \"bus-b\"]]",
+            "",
+        );
+        let plan = SignalPlan::new(&parse(&text), ZONES, CLASSES).unwrap();
+        assert!(plan.conflicts(0, 1) && plan.conflicts(0, 2) && plan.conflicts(0, 3));
+        assert!(!plan.conflicts(1, 2) && !plan.conflicts(1, 3) && !plan.conflicts(2, 3));
+        assert!(!plan.conflicts(0, 4), "a beacon never conflicts");
+        let err = error_of(&text.replace("[\"ped\", \"bus-b\"]", ""));
+        assert_eq!(
+            err,
+            "signals.phases[1].groups: `ped` and `bus-b` share a phase but are not declared \
+             permissive: add [\"ped\", \"bus-b\"] to signals.permissive"
+        );
+        // Nothing declared at all: one group per phase still works, two do not.
+        let bare = text.replace(
+            "permissive = [[\"minor\", \"ped\"], [\"minor\", \"bus-b\"], [\"ped\", \"bus-b\"]]",
+            "",
+        );
+        assert!(error_of(&bare).contains("add [\"minor\", \"ped\"] to signals.permissive"));
     }
 
     #[test]

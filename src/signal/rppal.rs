@@ -29,11 +29,17 @@ impl PinBackend for RppalPins {
 
     fn output(&mut self, pin: u32, high: bool) -> Result<Self::Output, PinError> {
         let pin = self.pin(pin)?;
-        Ok(if high {
+        let mut out = if high {
             pin.into_output_high()
         } else {
             pin.into_output_low()
-        })
+        };
+        // rppal turns a dropped pin back into an input, which on an orderly exit drops every
+        // relay and leaves the heads dark. Keep the last level instead: the all red the
+        // control loop left them at (with the heartbeat at rest, so the flash-transfer relay
+        // hands the heads to the cabinet flasher).
+        out.set_reset_on_drop(false);
+        Ok(out)
     }
 
     fn input(&mut self, pin: u32, pull: Pull) -> Result<Self::Input, PinError> {

@@ -54,12 +54,23 @@ pub struct SignalSystem<C, O, I> {
     /// What was last written to the pins.
     shown: SignalCommand,
     ticks: u64,
+    /// The heartbeat output for the flash-transfer relay, if claimed.
+    heartbeat: Option<Heartbeat<O>>,
+}
+
+/// The heartbeat pin and its level.
+#[derive(Debug)]
+struct Heartbeat<O> {
+    out: O,
+    active_low: bool,
+    high: bool,
+    toggles: u64,
 }
 
 impl<C: Clock, O: OutputPin, I: InputPin> SignalSystem<C, O, I> {
     /// Validates `config` against the site's zone and counted class names (index order),
-    /// claims every pin from `backend` in the all-red safe state and starts the power-up
-    /// all-red.
+    /// claims every pin from `backend` showing the start-up flash (vehicle reds lit, the
+    /// rest dark) and starts the power-up flash, then all-red.
     pub fn new<B>(
         config: &SignalConfig,
         zone_names: &[&str],
@@ -87,6 +98,7 @@ impl<C: Clock, O: OutputPin, I: InputPin> SignalSystem<C, O, I> {
             inputs,
             shown,
             ticks: 0,
+            heartbeat: None,
         })
     }
 
@@ -114,6 +126,7 @@ impl<C: Clock, O: OutputPin, I: InputPin> SignalSystem<C, O, I> {
             self.shown = self.monitor.flash_command();
             let _best_effort = self.outputs.write(now, &self.shown);
         }
+        self.beat();
         TickReport {
             new_fault: if was_tripped {
                 None
@@ -126,11 +139,68 @@ impl<C: Clock, O: OutputPin, I: InputPin> SignalSystem<C, O, I> {
         }
     }
 
+    /// Claims `pin` from `backend` as the heartbeat output (`control.heartbeat`): it toggles on
+    /// every tick while the controller runs and the monitor has not tripped, so a pulse-held
+    /// flash-transfer relay drops (and the cabinet flasher takes the heads) when the monitor
+    /// trips, the watchdog forces the outputs, the ticks stop or the process or the Pi dies.
+    pub fn claim_heartbeat<B>(
+        &mut self,
+        backend: &mut B,
+        pin: u32,
+        active_low: bool,
+    ) -> Result<(), PinError>
+    where
+        B: PinBackend<Output = O>,
+    {
+        // Start at the relay's "off" level: the first healthy tick is the first pulse.
+        let out = backend.output(pin, active_low)?;
+        self.heartbeat = Some(Heartbeat {
+            out,
+            active_low,
+            high: active_low,
+            toggles: 0,
+        });
+        Ok(())
+    }
+
+    /// Heartbeat pulses sent so far.
+    pub fn heartbeats(&self) -> u64 {
+        self.heartbeat.as_ref().map_or(0, |h| h.toggles)
+    }
+
+    /// One heartbeat pulse edge, only while healthy; otherwise the pin rests at "off".
+    fn beat(&mut self) {
+        let healthy = !self.monitor.is_tripped() && !self.outputs.is_forced();
+        self.set_heartbeat(healthy);
+    }
+
+    fn set_heartbeat(&mut self, healthy: bool) {
+        let Some(h) = &mut self.heartbeat else {
+            return;
+        };
+        let high = if healthy { !h.high } else { h.active_low };
+        if high != h.high {
+            // A failed write is seen by the relay as a missing pulse: it drops, as it should.
+            let _ = if high {
+                h.out.set_high()
+            } else {
+                h.out.set_low()
+            };
+            h.high = high;
+            if healthy {
+                h.toggles += 1;
+            }
+        }
+    }
+
     /// The state the lamps are left in when edgewatch stops: steady red on vehicle heads, don't
-    /// walk on pedestrian heads, the stop bar on bus signals, beacons dark. Call it once the
+    /// walk on pedestrian heads, the stop bar on bus signals, beacons dark, and the heartbeat
+    /// at rest, so the flash-transfer relay hands the heads to the cabinet flasher. Call it once the
     /// controller has cleared the running phase (see [`SignalSystem::is_cleared`]), so no green
     /// is cut short; the monitor does not check it, as it shows no green by construction.
     pub fn show_all_red(&mut self) -> Result<(), PinWriteError> {
+        // The lamps are left to the cabinet's flasher from here on.
+        self.set_heartbeat(false);
         self.shown = all_red(&self.plan);
         self.outputs.write(self.clock.now(), &self.shown)
     }
@@ -150,8 +220,21 @@ impl<C: Clock, O: OutputPin, I: InputPin> SignalSystem<C, O, I> {
         self.monitor.is_tripped()
             || matches!(
                 self.controller.stage(),
-                Stage::Startup | Stage::MaintenanceFlash
+                Stage::StartupFlash | Stage::Startup | Stage::MaintenanceFlash
             )
+    }
+
+    /// Ends the running phase in order (flashing don't walk, amber, all-red) and then holds
+    /// all red until [`SignalSystem::reset`]; see [`Controller::request_clearance`]. Ticking
+    /// goes on as usual, and the monitor checks every step.
+    pub fn request_clearance(&mut self) {
+        self.controller.request_clearance();
+    }
+
+    /// Latches `fault` as if the monitor had just found it (a fault recorded before a restart):
+    /// flash from the next tick until [`SignalSystem::reset`].
+    pub fn latch_fault(&mut self, fault: Fault) {
+        self.monitor.trip(fault);
     }
 
     /// Requests maintenance red/amber flash, or its end.
@@ -160,7 +243,7 @@ impl<C: Clock, O: OutputPin, I: InputPin> SignalSystem<C, O, I> {
     }
 
     /// Clears a latched fault (an explicit reset command): the controller starts over from the
-    /// power-up all-red.
+    /// power-up flash and all-red.
     pub fn reset(&mut self) {
         let now = self.clock.now();
         self.monitor.reset();

@@ -417,14 +417,15 @@ impl TfliteDetector {
                 return Err(bad("the float input tensor is not 4-byte aligned".into()));
             }
         }
-        warm_up(&mut detector, path)?;
         // Model parsing allocated and freed several megabytes; hand them back to the OS so
-        // the steady-state RSS is what the frame loop actually uses.
+        // the steady-state RSS is what the frame loop actually uses. Before the warm-up: its
+        // first invoke makes the arena resident, which would otherwise come on top of them.
         #[cfg(target_env = "gnu")]
         // SAFETY: malloc_trim only releases free heap pages; it has no preconditions.
         unsafe {
             libc::malloc_trim(0);
         }
+        warm_up(&mut detector, path)?;
         Ok(detector)
     }
 }

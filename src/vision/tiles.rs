@@ -16,6 +16,10 @@
 //! 4. class-aware non-maximum suppression ([`non_max_suppression`]) removes the duplicates of
 //!    objects seen whole in two tiles.
 //!
+//! With `full_frame` (the default) the whole region is one more pass, a tile sharing no edge:
+//! objects larger than the overlap are seen whole there, so step 2 drops their cut pieces
+//! even when the neighbouring tile missed its part, which step 3 cannot mend.
+//!
 //! Every buffer is sized in [`TileMerge::new`]; a frame allocates nothing.
 
 use crate::config::TilesConfig;
@@ -75,10 +79,11 @@ fn spans(start: f32, len: f32, n: u32, overlap: f32) -> impl Iterator<Item = (f3
     })
 }
 
-/// The tiles of `grid` over `roi`, row by row. Each tile's `region` is its `rect` until the
-/// preprocessor snaps it to pixels.
+/// The tiles of `grid` over `roi`, row by row, then the whole `roi` (no shared edges) with
+/// `grid.full_frame`. Each tile's `region` is its `rect` until the preprocessor snaps it to
+/// pixels.
 pub fn grid(roi: Roi, grid: &TilesConfig) -> Vec<Tile> {
-    let mut tiles = Vec::with_capacity(grid.count());
+    let mut tiles = Vec::with_capacity(grid.invokes());
     for (row, (y, height)) in spans(roi.y, roi.height, grid.rows, grid.overlap).enumerate() {
         for (col, (x, width)) in spans(roi.x, roi.width, grid.cols, grid.overlap).enumerate() {
             let (col, row) = (col as u32, row as u32);
@@ -105,6 +110,13 @@ pub fn grid(roi: Roi, grid: &TilesConfig) -> Vec<Tile> {
                 inner,
             });
         }
+    }
+    if grid.full_frame && grid.count() > 1 {
+        tiles.push(Tile {
+            rect: roi,
+            region: roi,
+            inner: 0,
+        });
     }
     tiles
 }
@@ -314,11 +326,13 @@ mod tests {
     const CAR: u16 = 2;
     const PERSON: u16 = 0;
 
+    /// The grid alone: the merge tests below give each tile's detections by hand.
     fn tiles(cols: u32, rows: u32, overlap: f32) -> TilesConfig {
         TilesConfig {
             cols,
             rows,
             overlap,
+            full_frame: false,
         }
     }
 
@@ -506,5 +520,51 @@ mod tests {
         let out = merge(&t, &per_tile);
         assert_eq!(out.len(), 1, "{out:?}");
         assert!(out[0].bbox.close_to(&truck), "{:?}", out[0].bbox);
+    }
+
+    #[test]
+    fn the_full_frame_pass_is_one_more_tile_sharing_no_edge() {
+        let whole = TilesConfig {
+            full_frame: true,
+            ..tiles(2, 2, 0.2)
+        };
+        let t = grid(Roi::FULL, &whole);
+        assert_eq!((t.len(), whole.count(), whole.invokes()), (5, 4, 5));
+        assert_eq!((t[4].rect, t[4].inner), (Roi::FULL, 0));
+        // One tile is the whole region already: no second pass of it.
+        let one = TilesConfig {
+            full_frame: true,
+            ..tiles(1, 1, 0.2)
+        };
+        assert_eq!((grid(Roi::FULL, &one).len(), one.invokes()), (1, 1));
+    }
+
+    #[test]
+    fn a_piece_whose_other_half_no_tile_saw_gives_way_to_the_full_frame_box() {
+        // Found on traffic.mjpeg: a car crossing a seam is detected cut in one tile and not at
+        // all in the other; alone, the cut piece shrinks as the car moves on and the track
+        // breaks. The whole region's pass sees the car whole.
+        let grid_only = grid(Roi::FULL, &tiles(2, 1, 0.2));
+        let whole = Tile {
+            rect: Roi::FULL,
+            region: Roi::FULL,
+            inner: 0,
+        };
+        let t = [grid_only[0], grid_only[1], whole];
+        let car = BBox::new(0.45, 0.4, 0.7, 0.55);
+        let out = merge(
+            &t,
+            &[
+                vec![seen(&t[0], CAR, 0.7, car)],
+                vec![],
+                vec![seen(&t[2], CAR, 0.5, car)],
+            ],
+        );
+        assert_eq!(out.len(), 1, "{out:?}");
+        assert!(out[0].bbox.close_to(&car), "{:?}", out[0].bbox);
+        // Without the whole pass the cut piece is all there is.
+        let out = merge(&t[..2], &[vec![seen(&t[0], CAR, 0.7, car)], vec![]]);
+        assert_eq!(out.len(), 1);
+        assert!(out[0].bbox.xmax < car.xmax - 0.05, "{:?}", out[0].bbox);
     }
 }

@@ -47,14 +47,13 @@ pub const BUTTON: u32 = 20;
 /// A main road, a minor road with a pedestrian crossing and a bus queue-jump B signal, and a
 /// protected turn. Timings the tests rely on are repeated in `Timing` below.
 pub const SITE: &str = r#"
+startup_flash_s = 3.0
 startup_all_red_s = 5.0
 # A quiet crossing: MUTCD allows a walk down to 4 s where few people wait.
 min_walk_s = 4.0
 camera_recover_s = 10.0
-conflicts = [
-    ["main", "minor"], ["main", "ped"], ["main", "bus-b"], ["main", "turn"],
-    ["turn", "minor"], ["turn", "ped"], ["turn", "bus-b"],
-]
+# Every other pair conflicts (main, turn and each of the minor phase's groups).
+permissive = [["minor", "ped"], ["minor", "bus-b"], ["ped", "bus-b"]]
 
 [[inputs]]
 name = "button"
@@ -173,6 +172,8 @@ pub const TURN: Timing = Timing {
     all_red: 1.0,
     extension: 0.0,
 };
+/// Start-up flash, then start-up all-red: the first green comes at their sum.
+pub const STARTUP_FLASH: f64 = 3.0;
 pub const STARTUP: f64 = 5.0;
 pub const RECOVER: f64 = 10.0;
 pub const WALK: f64 = 5.0;

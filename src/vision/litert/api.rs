@@ -189,7 +189,8 @@ pub fn status_name(status: Status) -> &'static str {
 pub const LIB_ENV: &str = "EDGEWATCH_LITERT_LIB";
 
 /// Where `libLiteRt.so` is looked for, in order: `$EDGEWATCH_LITERT_LIB`; `libLiteRt.so`
-/// beside the executable (an installed unit); `vendor/litert/<arch>/` of the source tree it
+/// beside the executable (an installed unit), then in `../lib/edgewatch/` from it (the Debian
+/// package); `vendor/litert/<arch>/` of the source tree it
 /// was built from (where `scripts/setup.sh` puts it; the build records the path, like an
 /// rpath); then the dynamic loader's own search (`LD_LIBRARY_PATH`, system directories).
 pub fn library_candidates() -> Vec<PathBuf> {
@@ -202,6 +203,8 @@ pub fn library_candidates() -> Vec<PathBuf> {
         .and_then(|e| e.parent().map(PathBuf::from))
     {
         out.push(dir.join("libLiteRt.so"));
+        // The Debian package: /usr/bin/edgewatch, /usr/lib/edgewatch/libLiteRt.so.
+        out.push(dir.join("../lib/edgewatch/libLiteRt.so"));
     }
     out.push(PathBuf::from(env!("EDGEWATCH_LITERT_DIR")).join("libLiteRt.so"));
     out
