@@ -4,13 +4,15 @@
 # (tests/eval.rs converts the H.264 clip one_by_one.mp4 into MJPEG under target/clips/),
 # OpenSSH's client and server (tests/diag.rs runs scripts/diag against an sshd on loopback),
 # chromium and chromium-driver (tests/live_view.rs loads the status page in real headless
-# Chromium), plus a Rust toolchain when none is present. Safe to run again: it installs only
-# what is missing.
+# Chromium), mosquitto and mosquitto-clients (tests/mqtt.rs starts its own broker on a free
+# loopback port; the packaged service is not used) and openssl (certificates for its TLS case),
+# plus a Rust toolchain when none is present. Safe to run again: it installs only what is
+# missing.
 set -euo pipefail
 
 need_pkgs=()
 for pkg in build-essential libclang-dev clang pkg-config curl ca-certificates ffmpeg \
-  openssh-client openssh-server chromium chromium-driver; do
+  openssh-client openssh-server chromium chromium-driver mosquitto mosquitto-clients openssl; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need_pkgs+=("$pkg")
 done
 if ((${#need_pkgs[@]})); then

@@ -118,6 +118,9 @@ pub struct Config {
     /// Annotated JPEGs saved on events (zone entries, line crossings, faults), bounded on disk.
     #[serde(default)]
     pub snapshots: SnapshotsConfig,
+    /// Publishing counts, events and stats to a fleet MQTT broker.
+    #[serde(default)]
+    pub mqtt: MqttConfig,
     /// Fault injection for the watchdog's integration tests. Never set on a real site.
     #[serde(default)]
     pub testing: TestingConfig,
@@ -229,6 +232,78 @@ impl Default for ViewConfig {
             fps: 2.0,
             max_viewers: 2,
             quality: 75,
+        }
+    }
+}
+
+/// The longest MQTT topic prefix, so every topic fits its fixed buffer.
+pub const MQTT_PREFIX_MAX: usize = 96;
+/// The longest zone, line, group or class name on a site that publishes over MQTT.
+pub const MQTT_NAME_MAX: usize = 48;
+
+/// Publishing to a fleet MQTT broker (see `src/mqtt/`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MqttConfig {
+    /// Publish at all.
+    pub enabled: bool,
+    /// Broker host name or address.
+    pub host: String,
+    /// Broker port (1883, or 8883 with TLS).
+    pub port: u16,
+    /// Client id; default `edgewatch-<site>`.
+    pub client_id: Option<String>,
+    /// User name, when the broker wants one.
+    pub username: Option<String>,
+    /// Password (needs `username`).
+    pub password: Option<String>,
+    /// Connect with TLS.
+    pub tls: bool,
+    /// CA certificate (PEM) to trust; without it, the system's roots.
+    pub ca_file: Option<PathBuf>,
+    /// Client certificate (PEM) for mutual TLS (needs `client_key`).
+    pub client_cert: Option<PathBuf>,
+    /// Client private key (PEM).
+    pub client_key: Option<PathBuf>,
+    /// Topic prefix; default `edgewatch/<site>`.
+    pub prefix: Option<String>,
+    /// Seconds between `stats` messages (the `/health` JSON).
+    pub stats_interval_s: u32,
+    /// Milliseconds between looks at the counts and signals for changes.
+    pub poll_ms: u64,
+    /// Messages held while the broker is away; past it the oldest are dropped and counted.
+    pub queue_capacity: usize,
+    /// Size of one queued message's payload in KiB (the `stats` JSON must fit).
+    pub max_message_kib: usize,
+    /// Keep-alive in seconds: how soon a dead connection is noticed.
+    pub keep_alive_s: u64,
+    /// Wait after a failed connection attempt, doubling up to `reconnect_max_ms`.
+    pub reconnect_min_ms: u64,
+    /// Longest wait between connection attempts.
+    pub reconnect_max_ms: u64,
+}
+
+impl Default for MqttConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            host: "localhost".into(),
+            port: 1883,
+            client_id: None,
+            username: None,
+            password: None,
+            tls: false,
+            ca_file: None,
+            client_cert: None,
+            client_key: None,
+            prefix: None,
+            stats_interval_s: 30,
+            poll_ms: 200,
+            queue_capacity: 256,
+            max_message_kib: 16,
+            keep_alive_s: 10,
+            reconnect_min_ms: 500,
+            reconnect_max_ms: 30_000,
         }
     }
 }
@@ -354,6 +429,96 @@ impl SnapshotsConfig {
                 }
             }
         }
+        Ok(())
+    }
+}
+
+impl MqttConfig {
+    /// The topic prefix: `prefix`, or `edgewatch/<site>`.
+    pub fn prefix(&self, site: &str) -> String {
+        self.prefix
+            .clone()
+            .unwrap_or_else(|| format!("edgewatch/{site}"))
+    }
+
+    /// The client id: `client_id`, or `edgewatch-<site>`.
+    pub fn client_id(&self, site: &str) -> String {
+        self.client_id
+            .clone()
+            .unwrap_or_else(|| format!("edgewatch-{site}"))
+    }
+
+    fn validate(&self, site: &str) -> Result<(), ConfigError> {
+        if !self.enabled {
+            return Ok(());
+        }
+        if self.host.trim().is_empty() {
+            return Err(invalid("mqtt.host", "must name the broker"));
+        }
+        if self.port == 0 {
+            return Err(invalid("mqtt.port", "must not be 0"));
+        }
+        let prefix = self.prefix(site);
+        if prefix.is_empty() || prefix.len() > MQTT_PREFIX_MAX {
+            return Err(invalid(
+                "mqtt.prefix",
+                format!("`{prefix}` must be 1..={MQTT_PREFIX_MAX} bytes"),
+            ));
+        }
+        if prefix.contains(['+', '#', '\0']) || prefix.ends_with('/') || prefix.starts_with('/') {
+            return Err(invalid(
+                "mqtt.prefix",
+                format!("`{prefix}`: no `+`, `#` or NUL, and no `/` at either end"),
+            ));
+        }
+        let id = self.client_id(site);
+        if id.is_empty() || id.len() > 64 {
+            return Err(invalid(
+                "mqtt.client_id",
+                format!("`{id}` must be 1..=64 bytes"),
+            ));
+        }
+        if self.password.is_some() && self.username.is_none() {
+            return Err(invalid("mqtt.password", "needs mqtt.username"));
+        }
+        if !self.tls {
+            for (key, set) in [
+                ("mqtt.ca_file", self.ca_file.is_some()),
+                ("mqtt.client_cert", self.client_cert.is_some()),
+                ("mqtt.client_key", self.client_key.is_some()),
+            ] {
+                if set {
+                    return Err(invalid(key, "is only used with mqtt.tls = true"));
+                }
+            }
+        }
+        if self.client_cert.is_some() != self.client_key.is_some() {
+            return Err(invalid(
+                "mqtt.client_cert",
+                "mqtt.client_cert and mqtt.client_key go together",
+            ));
+        }
+        check_range("mqtt.stats_interval_s", self.stats_interval_s, 1, 86_400)?;
+        check_range("mqtt.poll_ms", self.poll_ms, 20, 10_000)?;
+        check_range("mqtt.queue_capacity", self.queue_capacity, 1, 4096)?;
+        check_range("mqtt.max_message_kib", self.max_message_kib, 1, 256)?;
+        if self.queue_capacity * self.max_message_kib > 16 * 1024 {
+            return Err(invalid(
+                "mqtt.queue_capacity",
+                format!(
+                    "{} messages of {} KiB is over 16 MiB of queue",
+                    self.queue_capacity, self.max_message_kib
+                ),
+            ));
+        }
+        check_range("mqtt.keep_alive_s", self.keep_alive_s, 5, 3600)?;
+        check_range("mqtt.reconnect_min_ms", self.reconnect_min_ms, 10, 600_000)?;
+        check_range(
+            "mqtt.reconnect_max_ms",
+            self.reconnect_max_ms,
+            self.reconnect_min_ms,
+            3_600_000,
+        )?;
         Ok(())
     }
 }
@@ -1194,6 +1359,10 @@ impl Config {
             1,
             256,
         )?;
+        self.mqtt.validate(&self.site)?;
+        if self.mqtt.enabled {
+            self.check_topic_names()?;
+        }
         if self.signals.is_none() && self.control.heartbeat.is_some() {
             return Err(invalid(
                 "control.heartbeat",
@@ -1247,6 +1416,39 @@ impl Config {
                         needed.as_secs_f32()
                     ),
                 ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Zone, line, group and class names become MQTT topic levels: no `/`, `+`, `#`, and
+    /// short enough that every topic fits its fixed buffer.
+    fn check_topic_names(&self) -> Result<(), ConfigError> {
+        let mut all: Vec<(String, String)> = Vec::new();
+        let mut add = |key: &str, names: &mut dyn Iterator<Item = &str>| {
+            for (i, n) in names.enumerate() {
+                all.push((format!("{key}[{i}]"), n.to_string()));
+            }
+        };
+        add("zones", &mut self.zones.iter().map(|z| z.name.as_str()));
+        add("lines", &mut self.lines.iter().map(|l| l.name.as_str()));
+        let groups = self.signals.iter().flat_map(|s| s.groups.iter());
+        add("signals.groups", &mut groups.map(|g| g.name.as_str()));
+        for (i, class) in self.model.classes.iter().enumerate() {
+            all.push((format!("model.classes[{i}]"), class.clone()));
+        }
+        for (key, name) in all {
+            if name.contains(['/', '+', '#', '\0']) || name.len() > MQTT_NAME_MAX {
+                let message = format!(
+                    "`{name}` is an MQTT topic level with mqtt.enabled: at most \
+                     {MQTT_NAME_MAX} bytes, no `/`, `+`, `#`"
+                );
+                let key = if key.starts_with("model.") {
+                    key
+                } else {
+                    format!("{key}.name")
+                };
+                return Err(invalid(key, message));
             }
         }
         Ok(())
@@ -1655,6 +1857,43 @@ mod tests {
         let c = Config::parse(text, Path::new("site.toml"))?;
         c.validate()?;
         Ok(c)
+    }
+
+    #[test]
+    fn mqtt_is_off_by_default_and_its_keys_are_checked() {
+        let c = load_str(MINIMAL).unwrap();
+        assert!(!c.mqtt.enabled);
+        assert_eq!(c.mqtt.prefix(&c.site), format!("edgewatch/{}", c.site));
+        let on = format!("{MINIMAL}\n[mqtt]\nenabled = true\nhost = \"broker.lan\"\n");
+        let c = load_str(&on).unwrap();
+        assert_eq!((c.mqtt.port, c.mqtt.queue_capacity), (1883, 256));
+        let err = |extra: &str| load_str(&format!("{on}{extra}\n")).unwrap_err().to_string();
+        assert!(err("prefix = \"a/#\"").starts_with("mqtt.prefix:"));
+        assert!(err("prefix = \"a/\"").starts_with("mqtt.prefix:"));
+        assert!(err("password = \"x\"").starts_with("mqtt.password: needs mqtt.username"));
+        assert!(err("ca_file = \"ca.pem\"").starts_with("mqtt.ca_file: is only used"));
+        assert!(err("tls = true\nclient_cert = \"c.pem\"").starts_with("mqtt.client_cert:"));
+        assert!(err("queue_capacity = 0").starts_with("mqtt.queue_capacity: 0 is out of range"));
+        let big = err("queue_capacity = 4096\nmax_message_kib = 256");
+        assert!(big.contains("over 16 MiB"), "{big}");
+        assert!(err("reconnect_min_ms = 5000\nreconnect_max_ms = 100")
+            .starts_with("mqtt.reconnect_max_ms:"));
+        assert!(err("port = 0").starts_with("mqtt.port:"));
+        assert!(err("bogus = 1").contains("unknown field"));
+    }
+
+    #[test]
+    fn with_mqtt_on_names_must_be_topic_levels() {
+        let zone = "\n[[zones]]\nname = \"a/b\"\npoints = [[0.0, 0.0], [1.0, 0.0], [1.0, 1.0]]\n";
+        // Fine without MQTT.
+        load_str(&format!("{MINIMAL}{zone}")).unwrap();
+        let e = load_str(&format!("{MINIMAL}{zone}\n[mqtt]\nenabled = true\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("zones[1].name: `a/b` is an MQTT topic level"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -19,7 +19,7 @@ use edgewatch::{bench, soak};
 #[derive(Parser, Debug)]
 #[command(
     name = "edgewatch",
-    version,
+    version = edgewatch::version::LONG_VERSION,
     about = "Edge vision controller: counts from a camera, safe signal outputs"
 )]
 struct Cli {
@@ -336,6 +336,8 @@ fn snapshot(
 fn service_fail(e: ServiceError) -> Failure {
     match e {
         ServiceError::Pipeline(e) => pipeline_fail(e),
+        // A TLS file named in the config that cannot be read: a config error.
+        ServiceError::Mqtt(e @ edgewatch::mqtt::MqttError::TlsFile { .. }) => fail(EXIT_CONFIG, e),
         other => fail(EXIT_RUNTIME, other),
     }
 }

@@ -15,6 +15,9 @@ use crate::health::restart::{self, RestartHistory};
 use crate::health::server::{HealthServer, ServerLimits};
 use crate::health::status::HealthState;
 use crate::health::watchdog::{self, Actions, Watchdog, WatchdogThread};
+use crate::mqtt::queue::MessageQueue;
+use crate::mqtt::watch::{Topics, Watcher};
+use crate::mqtt::{self, MqttError, MqttStats, MqttThreads};
 use crate::pipeline::{Pipeline, PipelineError};
 use crate::view::events::EVENT_QUEUE;
 use crate::view::store::{SnapshotStore, StoreError, StoreLimits};
@@ -41,6 +44,9 @@ pub enum ServiceError {
     /// The event snapshot folder cannot be used.
     #[error(transparent)]
     Snapshots(#[from] StoreError),
+    /// MQTT could not start.
+    #[error(transparent)]
+    Mqtt(#[from] MqttError),
 }
 
 /// Everything `edgewatch run` runs.
@@ -52,6 +58,7 @@ pub struct Service {
     watchdog: Option<WatchdogThread>,
     health: Option<HealthServer>,
     view: Option<ViewerThread>,
+    mqtt: Option<MqttThreads>,
     interval: Duration,
 }
 
@@ -66,6 +73,11 @@ impl Service {
                 restarts.count()
             );
         }
+        // Before anything starts: a missing TLS file is the config's fault.
+        let mqtt_options = match config.mqtt.enabled {
+            true => Some(mqtt::connect_options(&config.mqtt, &config.site)?),
+            false => None,
+        };
         let mut pipeline = Pipeline::build(config, clock.clone())?;
         let feed = Arc::new(SceneFeed::with_cameras(
             config.zones.len(),
@@ -104,6 +116,11 @@ impl Service {
             None
         };
         let served = viewer.as_ref().filter(|_| config.view.enabled);
+        let mqtt_stats = config.mqtt.enabled.then(|| {
+            let m = &config.mqtt;
+            let queue = MessageQueue::new(m.queue_capacity, m.max_message_kib * 1024);
+            Arc::new(MqttStats::new(Arc::new(queue)))
+        });
         let state = HealthState {
             clock: clock.clone(),
             started: clock.now(),
@@ -120,8 +137,17 @@ impl Service {
             camera_stale: Duration::from_millis(config.control.camera_stale_ms),
             view: served.map(|v| v.viewer().clone()),
             snapshots,
+            backend: crate::version::backend(config.model.runtime),
+            mqtt: mqtt_stats.clone(),
         };
-        let health = start_health(config, Arc::new(state));
+        let state = Arc::new(state);
+        let health = start_health(config, state.clone());
+        let mqtt = match (mqtt_stats, mqtt_options) {
+            (Some(stats), Some(options)) => {
+                Some(start_mqtt(config, &state, options, stats, clock.clone())?)
+            }
+            _ => None,
+        };
         let watchdog = start_watchdog(
             config,
             &pipeline,
@@ -144,6 +170,7 @@ impl Service {
             watchdog: Some(watchdog),
             health,
             view: viewer,
+            mqtt,
             interval,
         })
     }
@@ -170,7 +197,8 @@ impl Service {
     }
 
     /// Orderly stop: the watchdog first (the threads are about to go quiet on purpose), then
-    /// the signals clear to all red, then the health endpoint closes.
+    /// the signals clear to all red, then MQTT publishes that and says `offline`, then the
+    /// health endpoint closes.
     pub fn shut_down(mut self) {
         if let Some(w) = self.watchdog.take() {
             w.stop();
@@ -180,6 +208,9 @@ impl Service {
         }
         if let Some(d) = self.detector_outputs.take() {
             d.shut_down();
+        }
+        if let Some(m) = self.mqtt.take() {
+            m.stop();
         }
         if let Some(h) = self.health.take() {
             h.stop();
@@ -234,6 +265,39 @@ fn start_events(
         feed: Some(feed),
         dropped,
     }))
+}
+
+/// Starts publishing the site's counts, events, signals and `state`'s JSON over MQTT.
+fn start_mqtt(
+    config: &Config,
+    state: &Arc<HealthState>,
+    options: rumqttc::MqttOptions,
+    stats: Arc<MqttStats>,
+    clock: Arc<dyn Clock>,
+) -> Result<MqttThreads, MqttError> {
+    let m = &config.mqtt;
+    let topics = Topics {
+        prefix: m.prefix(&config.site),
+        zones: state.zones.clone(),
+        lines: state.lines.clone(),
+        classes: state.classes.clone(),
+    };
+    let watcher = Watcher::new(
+        topics,
+        state.feed.clone(),
+        state.signals.clone(),
+        state.clone(),
+        stats.queue().clone(),
+        Duration::from_secs(u64::from(m.stats_interval_s)),
+    )
+    .resync_on_connect(stats.clone());
+    log::info!(
+        "mqtt: publishing to {}:{} under {}/",
+        m.host,
+        m.port,
+        m.prefix(&config.site)
+    );
+    mqtt::start(m, &config.site, options, watcher, stats, clock)
 }
 
 /// Starts the health endpoint. A failure to bind is logged, not fatal: the signals and the

@@ -40,6 +40,38 @@ fn run_site(text: &str) -> Output {
 }
 
 #[test]
+fn version_names_the_build_commit_and_backend() {
+    let out = edgewatch(&["--version"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8(out.stdout).unwrap();
+    let expected = format!("edgewatch {} (git ", env!("CARGO_PKG_VERSION"));
+    assert!(text.starts_with(&expected), "{text}");
+    let hash = text[expected.len()..].split(',').next().unwrap();
+    // The commit this tree is at (the binary is rebuilt when HEAD moves), or `unknown`
+    // where git cannot tell.
+    let head = std::process::Command::new("git")
+        .args([
+            "-C",
+            env!("CARGO_MANIFEST_DIR"),
+            "rev-parse",
+            "--short=12",
+            "HEAD",
+        ])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8(o.stdout).unwrap().trim().to_string());
+    assert_eq!(hash, head.as_deref().unwrap_or("unknown"), "{text}");
+    let backend = if cfg!(any(target_arch = "x86_64", target_arch = "aarch64")) {
+        "litert"
+    } else {
+        "tflite"
+    };
+    assert!(text.contains(&format!(", backend {backend};")), "{text}");
+    assert!(text.contains("tflite 1.15"), "{text}");
+}
+
+#[test]
 fn check_config_prints_the_resolved_demo() {
     let out = edgewatch(&["check-config", demo_config().to_str().unwrap()]);
     assert!(out.status.success(), "{}", stderr(&out));
@@ -148,6 +180,21 @@ fn bad_config_values_name_the_key() {
     }
     let out = edgewatch(&["check-config", "/nonexistent/site.toml"]);
     assert_fails(&out, 2, &["/nonexistent/site.toml"]);
+}
+
+#[test]
+fn bad_mqtt_settings_are_config_errors() {
+    let good = util::ssd_site(&util::frames_dir(), 256, 256, "rgb24");
+    let mqtt = "\n[mqtt]\nenabled = true\nhost = \"127.0.0.1\"\n";
+    let (_dir, path) = site(&format!("{good}{mqtt}prefix = \"fleet/#\"\n"));
+    let out = edgewatch(&["check-config", path.to_str().unwrap()]);
+    assert_fails(&out, 2, &["mqtt.prefix", "fleet/#"]);
+    // A TLS file that is not there stops `run` before anything starts, naming the key.
+    let (_dir, path) = site(&format!(
+        "{good}{mqtt}tls = true\nca_file = \"/nonexistent/ca.pem\"\n"
+    ));
+    let out = edgewatch(&["run", "--config", path.to_str().unwrap(), "--frames", "1"]);
+    assert_fails(&out, 2, &["mqtt.ca_file: /nonexistent/ca.pem"]);
 }
 
 #[test]

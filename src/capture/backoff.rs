@@ -45,6 +45,11 @@ impl Backoff {
         self.retry_at
     }
 
+    /// The wait after a first failure (the minimum).
+    pub fn first_wait(&self) -> Duration {
+        self.min
+    }
+
     /// Records a success: the next failure waits the minimum again.
     pub fn succeeded(&mut self) {
         self.next_wait = self.min;

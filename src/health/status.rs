@@ -13,8 +13,10 @@ use super::stats::{DetectorHealth, PipelineStats, Stage};
 use crate::clock::Clock;
 use crate::control::{CameraFeed, SceneFeed, SignalStatus};
 use crate::json;
+use crate::mqtt::{MqttCounts, MqttStats};
 use crate::scene::Dwell;
 use crate::signal::SafeState;
+use crate::version::{GIT_HASH, VERSION};
 use crate::view::store::StoreCounters;
 use crate::view::Viewer;
 use std::sync::atomic::AtomicU64;
@@ -83,6 +85,10 @@ pub struct HealthState {
     pub view: Option<Arc<Viewer>>,
     /// Event snapshots' counters and events dropped, when `[snapshots]` has events.
     pub snapshots: Option<(Arc<StoreCounters>, Arc<AtomicU64>)>,
+    /// The inference runtime in use (`litert` or `tflite`), for the build information.
+    pub backend: &'static str,
+    /// The MQTT link's counters, when the site publishes over MQTT.
+    pub mqtt: Option<Arc<MqttStats>>,
 }
 
 impl HealthState {
@@ -191,6 +197,23 @@ fn camera_json(
         )?;
     }
     w.write_all(b"}")
+}
+
+/// `{"connected":..,"queued":..,"capacity":..,"enqueued":..,"published":..,"in_flight":..,
+/// "dropped":..,"reconnects":..}`.
+fn mqtt_json(w: &mut dyn Write, c: &MqttCounts) -> io::Result<()> {
+    write!(
+        w,
+        "{{\"connected\":{},\"queued\":{},\"capacity\":{},\"enqueued\":{},\"published\":{},\"in_flight\":{},\"dropped\":{},\"reconnects\":{}}}",
+        c.connected,
+        c.queue.queued,
+        c.capacity,
+        c.queue.enqueued,
+        c.published,
+        c.in_flight,
+        c.queue.dropped,
+        c.reconnects
+    )
 }
 
 impl HealthSource for HealthState {
@@ -322,6 +345,16 @@ impl HealthSource for HealthState {
                 v.published(),
                 v.counters.rendered.load(Relaxed)
             )?,
+        }
+        write!(
+            w,
+            ",\"version\":{{\"version\":\"{VERSION}\",\"git\":\"{GIT_HASH}\",\"backend\":\"{}\"}}",
+            self.backend
+        )?;
+        w.write_all(b",\"mqtt\":")?;
+        match &self.mqtt {
+            None => w.write_all(b"null")?,
+            Some(m) => mqtt_json(w, &m.counts())?,
         }
         w.write_all(b"}")
     }
@@ -471,6 +504,46 @@ impl HealthSource for HealthState {
         }
         let uptime = self.clock.now().saturating_sub(self.started).as_secs_f64();
         gauge(w, "uptime_seconds", "Seconds since start-up.", uptime)?;
+        writeln!(
+            w,
+            "# HELP edgewatch_build_info The build: version, git commit, inference backend.\n\
+             # TYPE edgewatch_build_info gauge\n\
+             edgewatch_build_info{{version=\"{VERSION}\",git=\"{GIT_HASH}\",backend=\"{}\"}} 1",
+            self.backend
+        )?;
+        if let Some(m) = &self.mqtt {
+            let c = m.counts();
+            counter(
+                w,
+                "mqtt_published_total",
+                "MQTT messages the broker acknowledged.",
+                c.published,
+            )?;
+            counter(
+                w,
+                "mqtt_dropped_total",
+                "MQTT messages lost: queue full, broken connection, or too large.",
+                c.queue.dropped,
+            )?;
+            counter(
+                w,
+                "mqtt_reconnects_total",
+                "Times the MQTT connection came back after breaking.",
+                c.reconnects,
+            )?;
+            gauge(
+                w,
+                "mqtt_queued",
+                "MQTT messages waiting for the broker.",
+                c.queue.queued as f64,
+            )?;
+            gauge(
+                w,
+                "mqtt_connected",
+                "1 while connected to the MQTT broker.",
+                f64::from(u8::from(c.connected)),
+            )?;
+        }
 
         writeln!(
             w,
@@ -738,6 +811,8 @@ mod tests {
             camera_stale: Duration::from_secs(3),
             view: None,
             snapshots: None,
+            backend: "tflite",
+            mqtt: None,
         };
         (s, clock)
     }

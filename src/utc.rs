@@ -1,0 +1,91 @@
+//! UTC timestamps for what leaves the unit (MQTT events, data bins): RFC 3339 with
+//! milliseconds, written straight to a `Write`, from the system's wall clock. Only records
+//! carry wall time; every interval and timeout in edgewatch runs on [`crate::clock::Clock`].
+
+use std::io::{self, Write};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Seconds since the Unix epoch, 0 when the clock is set before it.
+pub fn unix_now() -> Duration {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+}
+
+/// `(year, month, day)` of the civil date `days` after 1970-01-01 (proleptic Gregorian).
+pub fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    // Howard Hinnant's `civil_from_days`: eras of 400 years, March-based years.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+/// Writes `since_epoch` as `YYYY-MM-DDTHH:MM:SS.mmmZ`.
+pub fn write_rfc3339<W: Write + ?Sized>(w: &mut W, since_epoch: Duration) -> io::Result<()> {
+    let secs = since_epoch.as_secs() as i64;
+    let (y, mo, d) = civil_from_days(secs.div_euclid(86_400));
+    let s = secs.rem_euclid(86_400);
+    write!(
+        w,
+        "{y:04}-{mo:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
+        s / 3600,
+        s / 60 % 60,
+        s % 60,
+        since_epoch.subsec_millis()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text(secs: u64, ms: u64) -> String {
+        let mut out = Vec::new();
+        write_rfc3339(&mut out, Duration::from_millis(secs * 1000 + ms)).unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn known_instants() {
+        assert_eq!(text(0, 0), "1970-01-01T00:00:00.000Z");
+        // 2000-02-29 (a leap day in a year divisible by 400).
+        assert_eq!(text(951_782_400, 5), "2000-02-29T00:00:00.005Z");
+        assert_eq!(text(1_798_761_599, 999), "2026-12-31T23:59:59.999Z");
+        assert_eq!(text(4_107_542_400, 0), "2100-03-01T00:00:00.000Z");
+    }
+
+    #[test]
+    fn days_round_trip_through_a_naive_calendar() {
+        let mut days = 0i64;
+        for year in 1970..2200i64 {
+            let leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
+            let lengths = [
+                31,
+                if leap { 29 } else { 28 },
+                31,
+                30,
+                31,
+                30,
+                31,
+                31,
+                30,
+                31,
+                30,
+                31,
+            ];
+            for (m, &len) in lengths.iter().enumerate() {
+                for d in 1..=len {
+                    assert_eq!(civil_from_days(days), (year, m as u32 + 1, d));
+                    days += 1;
+                }
+            }
+        }
+    }
+}
