@@ -1,6 +1,6 @@
 //! Memory stays flat: `edgewatch soak` runs the demo pipeline well past its warm-up and the
 //! resident set at the end equals the one at the checkpoint, under the budget: 30 MiB on
-//! LiteRT, 22 MiB on TensorFlow Lite 1.15.
+//! LiteRT, 24 MiB on TensorFlow Lite 1.15.
 
 mod util;
 
@@ -69,9 +69,11 @@ fn rss_is_flat_and_under_budget() {
     soak(&demo, if litert { 30 } else { 22 });
 }
 
-/// The demo on TensorFlow Lite 1.15: 22 MiB. (It was 21 MiB; on 2026-12-03 main's own binary
-/// measured 21,420 to 21,676 KiB peak on this machine, run to run, so 21 MiB no longer held
-/// there either.)
+/// The demo on TensorFlow Lite 1.15: 24 MiB. (It was 21 MiB, then 22 MiB when main's own binary
+/// measured 21,420 to 21,676 KiB peak on 2026-12-03. On 2026-12-07 the binary gained the live
+/// view, which the demo enables, about 200 KiB of start-up buffers, and the MQTT client's code
+/// (rustls, ring, a small tokio runtime), mapped even when MQTT is off: 22,660 KiB with the
+/// view off, 22,872 to 22,968 KiB with it. The growth check is unchanged: flat from frame 200.)
 #[test]
 fn rss_is_flat_and_under_budget_on_tflite() {
     let demo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("board/demo.toml");
@@ -81,5 +83,5 @@ fn rss_is_flat_and_under_budget_on_tflite() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("demo-tflite.toml");
     std::fs::write(&config, text).unwrap();
-    soak(&config, 22);
+    soak(&config, 24);
 }
