@@ -466,8 +466,10 @@ fn fuzz_findings_are_clear_errors_from_the_binary() {
     let dir = tempfile::tempdir().unwrap();
     // A model whose post-process op has a corrupt count: refused at load, on both runtimes,
     // before TensorFlow Lite's op could crash on it.
-    let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/fuzz/postprocess");
-    let options = std::fs::read(corpus.join("max_detections-negative.bin")).unwrap();
+    let (_, options) = util::fuzz_corpus("postprocess")
+        .into_iter()
+        .find(|(name, _)| name == "max_detections-negative")
+        .expect("the corpus has it");
     let bytes = std::fs::read(&real_model).unwrap();
     let path = dir.path().join("negative-max.tflite");
     std::fs::write(

@@ -196,7 +196,7 @@ fn fuzz(target: &str, seeds: &[Vec<u8>], limit: Duration, run: impl Fn(&[u8])) {
     let corpus_dir = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/data/fuzz")
         .join(target);
-    let corpus: Vec<Vec<u8>> = if corpus_dir.is_dir() {
+    let corpus: Vec<Vec<u8>> = if corpus_dir.is_dir() || target == "postprocess" {
         util::fuzz_corpus(target)
             .into_iter()
             .map(|(_, b)| b)

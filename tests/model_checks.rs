@@ -1,7 +1,7 @@
 //! Model files that would crash or wedge an inference runtime are refused at load with an
 //! error naming the file and what is wrong, on both runtimes and with either SSD head: every
 //! corrupt `TFLite_Detection_PostProcess` option in the fuzz regression corpus
-//! (`tests/data/fuzz/postprocess/`, the real SSD's options with a few bytes changed), and
+//! (`tests/data/fuzz/postprocess.patches`, the real SSD's options with a few bytes changed), and
 //! options out of range written on purpose.
 
 mod util;
@@ -102,8 +102,7 @@ fn every_corrupt_option_in_the_fuzz_corpus_is_refused_by_name() {
     let corpus = util::fuzz_corpus("postprocess");
     assert!(corpus.len() >= 10, "the corpus is there");
     for (name, bytes) in corpus {
-        let stem = name.trim_end_matches(".bin");
-        let option = stem.split('-').next().unwrap();
+        let option = name.split('-').next().unwrap();
         let want = match option {
             "keys" => "keys are not sorted",
             "truncated" => "custom options:",

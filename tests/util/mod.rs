@@ -159,11 +159,14 @@ pub fn postprocess_options(model: &[u8]) -> Option<Vec<u8>> {
 }
 
 /// The regression inputs of the fuzz harness in `tests/data/fuzz/<kind>/`, sorted, with
-/// their file names.
+/// their file names. `postprocess` is built instead from `tests/data/fuzz/postprocess.patches`:
+/// edits of the shared SSD's own op options, so no model bytes are committed.
 pub fn fuzz_corpus(kind: &str) -> Vec<(String, Vec<u8>)> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/data/fuzz")
-        .join(kind);
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/fuzz");
+    if kind == "postprocess" {
+        return postprocess_corpus(&data.join("postprocess.patches"));
+    }
+    let dir = data.join(kind);
     let mut files: Vec<(String, Vec<u8>)> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
         .map(|e| {
@@ -174,4 +177,34 @@ pub fn fuzz_corpus(kind: &str) -> Vec<(String, Vec<u8>)> {
         .collect();
     files.sort();
     files
+}
+
+fn postprocess_corpus(patches: &Path) -> Vec<(String, Vec<u8>)> {
+    let model = std::fs::read(model_dir().join("ssd_mobilenet_v1_coco_quant.tflite")).unwrap();
+    let base = postprocess_options(&model).expect("the SSD has the post-process op");
+    let text = std::fs::read_to_string(patches).unwrap();
+    let mut out = Vec::new();
+    for line in text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+    {
+        let mut fields = line.split_whitespace();
+        let name = fields.next().unwrap().to_string();
+        let mut bytes = base.clone();
+        for edit in fields {
+            let (key, value) = edit.split_once('=').expect("OFFSET=HEX or truncate=LEN");
+            if key == "truncate" {
+                bytes.truncate(value.parse().unwrap());
+                continue;
+            }
+            let at: usize = key.parse().unwrap();
+            for (i, pair) in value.as_bytes().chunks(2).enumerate() {
+                let hex = std::str::from_utf8(pair).unwrap();
+                bytes[at + i] = u8::from_str_radix(hex, 16).unwrap();
+            }
+        }
+        out.push((name, bytes));
+    }
+    out.sort();
+    out
 }
