@@ -8,7 +8,6 @@
 
 mod util;
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -22,55 +21,10 @@ use util::mjpeg_server::{
     clip, serve_from_env, Behaviour, BlackHole, ChildServer, MjpegServer, CLIP_FRAMES, CLIP_HEIGHT,
     CLIP_WIDTH,
 };
-
-/// Counts the allocations of threads that ask for it (other tests and the harness allocate
-/// on their own threads meanwhile).
-struct ThreadCountingAllocator;
-
-thread_local! {
-    static COUNTING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
-    static ALLOCATIONS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
-}
-
-fn note_allocation() {
-    // `try_with`: thread-locals may be gone while a thread exits.
-    let counting = COUNTING.try_with(|c| c.get()).unwrap_or(false);
-    if counting {
-        let _ = ALLOCATIONS.try_with(|n| n.set(n.get() + 1));
-    }
-}
-
-// SAFETY: every call is forwarded unchanged to the system allocator; counting touches only
-// const-initialized thread-locals, which never allocate.
-unsafe impl GlobalAlloc for ThreadCountingAllocator {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        note_allocation();
-        System.alloc(layout)
-    }
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        note_allocation();
-        System.alloc_zeroed(layout)
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        note_allocation();
-        System.realloc(ptr, layout, new_size)
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        System.dealloc(ptr, layout)
-    }
-}
+use util::thread_alloc::{allocations_in, ThreadCountingAllocator};
 
 #[global_allocator]
-static GLOBAL: ThreadCountingAllocator = ThreadCountingAllocator;
-
-/// Allocations made by this thread while `f` runs.
-fn allocations_in(f: impl FnOnce()) -> u64 {
-    ALLOCATIONS.with(|n| n.set(0));
-    COUNTING.with(|c| c.set(true));
-    f();
-    COUNTING.with(|c| c.set(false));
-    ALLOCATIONS.with(|n| n.get())
-}
+static ALLOCATOR: ThreadCountingAllocator = ThreadCountingAllocator;
 
 /// Tests share the process with the leak test, which counts file descriptors: it runs alone.
 static FD_COUNTING: RwLock<()> = RwLock::new(());

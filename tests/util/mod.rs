@@ -126,6 +126,7 @@ pub fn detect(
 }
 
 pub mod mjpeg_server;
+pub mod thread_alloc;
 pub mod v4l2;
 
 /// `model` (a `.tflite` file's bytes) with the custom options of its
