@@ -544,6 +544,22 @@ pub struct TestingConfig {
     /// Simulated outputs: writes to this lamp pin fail from the start (a broken load switch),
     /// so the monitor latches a fault.
     pub fail_pin: Option<u32>,
+    /// Simulated outputs: a field fault on a lamp with a sense input (a welded load switch,
+    /// a burnt-out lamp), so field read-back latches flash.
+    pub stuck_lamp: Option<StuckLamp>,
+}
+
+/// A lamp whose field output sticks (`testing.stuck_lamp`).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StuckLamp {
+    /// The lamp's output pin.
+    pub pin: u32,
+    /// What the field shows from then on: lit (welded) or dark (burnt out).
+    pub lit: bool,
+    /// Seconds after start-up.
+    #[serde(default)]
+    pub after_s: f32,
 }
 
 /// Where signal outputs go.
@@ -1376,30 +1392,10 @@ impl Config {
             let classes: Vec<&str> = self.model.classes.iter().map(|c| c.as_str()).collect();
             let plan = crate::signal::SignalPlan::new(signals, &zones, &classes)?;
             if let Some(hb) = &self.control.heartbeat {
-                let used =
-                    signals
-                        .inputs
-                        .iter()
-                        .map(|i| i.pin)
-                        .chain(signals.groups.iter().flat_map(|g| {
-                            [
-                                g.red,
-                                g.amber,
-                                g.green,
-                                g.dont_walk,
-                                g.walk,
-                                g.go,
-                                g.stop,
-                                g.lamp,
-                            ]
-                            .into_iter()
-                            .flatten()
-                            .map(|l| l.pin)
-                        }));
-                if used.into_iter().any(|p| p == hb.pin) {
+                if let Some((_, key)) = signals.pins().into_iter().find(|(p, _)| *p == hb.pin) {
                     return Err(invalid(
                         "control.heartbeat.pin",
-                        format!("pin {} is already a signal lamp or input", hb.pin),
+                        format!("pin {} is already used by {key}", hb.pin),
                     ));
                 }
             }

@@ -522,7 +522,13 @@ pub fn start(
             if let Some(pin) = config.testing.fail_pin {
                 pins.fail_writes(pin, true);
             }
+            let stuck = config.testing.stuck_lamp;
+            let start = clock.now();
             let system = build(config, signals, &zones, &classes, clock, &mut pins)?;
+            if let Some(s) = stuck {
+                let from = start + Duration::from_secs_f32(s.after_s.clamp(0.0, 86_400.0));
+                pins.stick_lamp(s.pin, Some(s.lit), from);
+            }
             spawn(system, shared, settings, move |system| {
                 pins.take_transitions(|t| print_transition(system, t.at, t.pin, t.high));
             })

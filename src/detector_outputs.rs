@@ -318,22 +318,10 @@ pub fn validate(config: &Config) -> Result<(), ConfigError> {
     }
     let zones: Vec<&str> = config.zones.iter().map(|z| z.name.as_str()).collect();
     let classes: Vec<&str> = config.model.classes.iter().map(|c| c.as_str()).collect();
-    let mut lamp_pins = Vec::new();
-    if let Some(s) = &config.signals {
-        for g in &s.groups {
-            let lamps = [
-                &g.red,
-                &g.amber,
-                &g.green,
-                &g.dont_walk,
-                &g.walk,
-                &g.go,
-                &g.stop,
-                &g.lamp,
-            ];
-            lamp_pins.extend(lamps.into_iter().flatten().map(|l| l.pin));
-        }
-        lamp_pins.extend(s.inputs.iter().map(|i| i.pin));
+    // Pins the signals and the heartbeat claim, with the key that claims them.
+    let mut taken: Vec<(u32, String)> = config.signals.iter().flat_map(|s| s.pins()).collect();
+    if let Some(hb) = &config.control.heartbeat {
+        taken.push((hb.pin, "control.heartbeat.pin".into()));
     }
     for (i, o) in outputs.iter().enumerate() {
         let key = format!("detector_outputs[{i}]");
@@ -344,10 +332,14 @@ pub fn validate(config: &Config) -> Result<(), ConfigError> {
                 format!("`{}` is used twice", o.name),
             ));
         }
-        if outputs[..i].iter().any(|p| p.pin == o.pin) || lamp_pins.contains(&o.pin) {
+        let earlier = (0..i).map(|j| (outputs[j].pin, format!("detector_outputs[{j}].pin")));
+        if let Some((_, user)) = earlier
+            .chain(taken.iter().cloned())
+            .find(|(p, _)| *p == o.pin)
+        {
             return Err(ConfigError::invalid(
                 format!("{key}.pin"),
-                format!("gpio {} is already in use", o.pin),
+                format!("gpio {} is already used by {user}", o.pin),
             ));
         }
     }

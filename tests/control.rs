@@ -273,11 +273,73 @@ fn heartbeat_pin_must_be_free() {
     let err = config.validate().unwrap_err().to_string();
     assert_eq!(
         err,
-        "control.heartbeat.pin: pin 22 is already a signal lamp or input"
+        "control.heartbeat.pin: pin 22 is already used by signals.groups[0].green.pin"
     );
     config.control.heartbeat = Some(edgewatch::config::HeartbeatConfig {
         pin: 4,
         active_low: false,
     });
     config.validate().unwrap();
+}
+
+/// Issue 12, finding 1: with sense inputs the monitor checks the field. A traffic green whose
+/// lamp fails while it is commanded lit is caught; the control loop latches flash and records
+/// the fault.
+#[test]
+fn a_lamp_failing_in_the_field_latches_flash() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = demo();
+    config.control.fault_file = dir.path().join("fault");
+    let signals = config.signals.as_mut().unwrap();
+    for g in &mut signals.groups {
+        let lamps = [
+            &mut g.red,
+            &mut g.amber,
+            &mut g.green,
+            &mut g.dont_walk,
+            &mut g.walk,
+        ];
+        for l in lamps.into_iter().flatten() {
+            l.sense = Some(edgewatch::signal::SensePin {
+                pin: 100 + l.pin,
+                active_low: true,
+            });
+        }
+    }
+    config.validate().unwrap();
+    // Burnt out from 40 s: the traffic green, lit (recalled) from the end of the start-up
+    // all-red, goes dark in the field while still commanded: the head shows nothing.
+    config.testing.stuck_lamp = Some(edgewatch::config::StuckLamp {
+        pin: 22,
+        lit: false,
+        after_s: 40.0,
+    });
+    let tick = Duration::from_millis(config.control.tick_ms);
+    let clock = Arc::new(SteppedClock::default());
+    let feed = Arc::new(SceneFeed::new(config.zones.len(), config.lines.len()));
+    let control = control::start(&config, feed.clone(), clock.clone(), Default::default())
+        .unwrap()
+        .expect("the demo has signals");
+    let status = control.status().clone();
+    let occupancy = vec![[0u32; MAX_CLASSES]; config.zones.len()];
+    let mut green_before = false;
+    for _ in 0..600 {
+        feed.publish(&occupancy, clock.now());
+        clock.advance(tick);
+        if clock.now() < Duration::from_secs(40) {
+            assert!(!status.fault_flash(), "a healthy field trips nothing");
+            let traffic = status.states().find(|(n, _)| *n == "traffic").unwrap().1;
+            green_before |= traffic == GroupState::Green;
+        }
+    }
+    assert!(green_before, "in service before the fault");
+    assert!(status.fault_flash());
+    assert_eq!(status.fault(), Some("`traffic`: field shows no lamp lit"));
+    let recorded = std::fs::read_to_string(dir.path().join("fault")).unwrap();
+    assert_eq!(recorded.trim(), status.fault().unwrap());
+    let stopper = std::thread::spawn(move || control.shut_down());
+    while !stopper.is_finished() {
+        clock.advance(tick);
+    }
+    stopper.join().unwrap();
 }

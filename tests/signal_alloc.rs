@@ -15,7 +15,8 @@ static ALLOCATOR: ThreadCountingAllocator = ThreadCountingAllocator;
 
 #[test]
 fn an_hour_of_ticks_allocates_nothing() {
-    let mut site = Site::new(SITE, 100);
+    // Every lamp sensed: the field read-back runs each tick too.
+    let mut site = Site::new(&with_sense(SITE), 100);
     let mut line = heapless::String::<512>::new();
     let mut rng = Rng::new(7);
     // The counter counts: a control allocation shows up.

@@ -6,6 +6,8 @@
 //!   fixed-time or actuated, bus priority, maintenance flash, safe start, degraded detection.
 //! - [`monitor`]: the independent [`ConflictMonitor`] that checks every command before the pins
 //!   and latches all-red flash on any fault.
+//! - [`field`]: field read-back, the monitor's check of what the heads show through a sense
+//!   input per lamp.
 //! - [`latch`]: the persistent fault latch (`control.fault_file`) that keeps a unit in flash
 //!   across restarts until `edgewatch reset-fault`.
 //! - [`outputs`]: lamp and input pins over `embedded_hal` 1.0, plus the simulated backend;
@@ -25,6 +27,7 @@
 //! ```
 
 pub mod controller;
+pub mod field;
 pub mod lamp;
 pub mod latch;
 pub mod monitor;
@@ -38,17 +41,18 @@ pub mod cdev;
 pub mod rppal;
 
 pub use controller::{Controller, Detections, Stage};
+pub use field::{FieldMonitor, FieldView, SensedLamp};
 pub use lamp::{GroupState, Head, LampState, SignalCommand};
 pub use latch::{FaultLatch, LatchError};
 pub use monitor::{ConflictMonitor, Fault};
 pub use outputs::{
-    ForceSafeError, InputBank, PinBackend, PinBank, PinError, PinWriteError, SafeState,
+    ForceSafeError, InputBank, PinBackend, PinBank, PinError, PinWriteError, SafeState, SenseBank,
     SharedOutputs, SimInput, SimOutput, SimPins, Transition,
 };
 pub use plan::{
     BusPriorityConfig, ControlMode, DemandConfig, FlashColor, GroupConfig, GroupKind, InputConfig,
-    LampPin, PhaseConfig, Pull, SignalConfig, SignalPlan, TimePlanConfig, MAX_GROUPS, MAX_INPUTS,
-    MAX_NAME_LEN, MAX_PHASES,
+    LampPin, PhaseConfig, Pull, SensePin, SignalConfig, SignalPlan, TimePlanConfig, MAX_GROUPS,
+    MAX_INPUTS, MAX_NAME_LEN, MAX_PHASES,
 };
 pub use system::{SignalError, SignalSystem, TickReport};
 

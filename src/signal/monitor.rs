@@ -119,6 +119,54 @@ pub enum Fault {
         /// Groups in the plan.
         expected: usize,
     },
+    /// Field read-back: two conflicting groups showed a right of way in the field.
+    #[error("field shows conflicting greens: `{a}` and `{b}`")]
+    FieldConflict {
+        /// One group.
+        a: GroupName,
+        /// The other group.
+        b: GroupName,
+    },
+    /// Field read-back: a head showed more lamps lit than commanded.
+    #[error("`{group}`: field shows {lit} lamps lit (dual indication)")]
+    FieldDualIndication {
+        /// The group.
+        group: GroupName,
+        /// Lamps the field shows lit.
+        lit: usize,
+    },
+    /// Field read-back: no lamp lit on a head that was commanded one (on a vehicle head,
+    /// red fail).
+    #[error("`{group}`: field shows no lamp lit")]
+    FieldNoLampLit {
+        /// The group.
+        group: GroupName,
+    },
+    /// Field read-back: a lamp did not show its command.
+    #[error(
+        "`{group}` {lamp}: commanded {}, field shows it {}",
+        lit_word(*commanded),
+        lit_word(*shown)
+    )]
+    FieldMismatch {
+        /// The group.
+        group: GroupName,
+        /// The lamp, as named in the TOML.
+        lamp: &'static str,
+        /// Commanded lit.
+        commanded: bool,
+        /// Shown lit.
+        shown: bool,
+    },
+    /// Field read-back: a sense input could not be read, so the lamp is not known to show
+    /// its command.
+    #[error("`{group}` {lamp}: sense input could not be read")]
+    SenseUnreadable {
+        /// The group.
+        group: GroupName,
+        /// The lamp, as named in the TOML.
+        lamp: &'static str,
+    },
     /// An output pin could not be written, so the lamps are not known to show the command.
     #[error("output pin {pin} could not be written")]
     PinWrite {
@@ -439,6 +487,14 @@ fn has_right_of_way(kind: GroupKind, head: &Head) -> bool {
         GroupKind::Pedestrian => l[WALK].is_lit() || l[DONT_WALK] == LampState::Flash,
         GroupKind::Bus => l[GO].is_lit(),
         GroupKind::Beacon => false,
+    }
+}
+
+fn lit_word(lit: bool) -> &'static str {
+    if lit {
+        "lit"
+    } else {
+        "dark"
     }
 }
 

@@ -13,8 +13,9 @@ use std::time::Duration;
 
 use embedded_hal::digital::{ErrorKind, ErrorType, InputPin, OutputPin};
 
+use super::field::{FieldView, SensedLamp};
 use super::lamp::SignalCommand;
-use super::plan::{Pull, SignalPlan};
+use super::plan::{LampPin, Pull, SensePin, SignalPlan};
 use crate::clock::Clock;
 
 /// A pin could not be set up.
@@ -58,6 +59,12 @@ pub trait PinBackend {
     fn output(&mut self, pin: u32, high: bool) -> Result<Self::Output, PinError>;
     /// Claims `pin` as an input with the given bias.
     fn input(&mut self, pin: u32, pull: Pull) -> Result<Self::Input, PinError>;
+    /// Claims `sense.pin` as the input that senses `lamp`'s field output. Hardware has the
+    /// field in between; [`SimPins`] wires the input to the lamp's output (a loopback).
+    fn sense(&mut self, sense: SensePin, lamp: LampPin) -> Result<Self::Input, PinError> {
+        let _ = lamp;
+        self.input(sense.pin, Pull::None)
+    }
 }
 
 /// One lamp's pin.
@@ -75,6 +82,8 @@ struct LampOutput<O> {
 pub struct PinBank<O> {
     lamps: Vec<LampOutput<O>>,
     write_errors: u64,
+    /// The command last written (all of it, or as far as the pins took it).
+    last: SignalCommand,
 }
 
 impl<O: OutputPin> PinBank<O> {
@@ -110,6 +119,7 @@ impl<O: OutputPin> PinBank<O> {
         Ok(PinBank {
             lamps,
             write_errors: 0,
+            last: *initial,
         })
     }
 
@@ -117,6 +127,7 @@ impl<O: OutputPin> PinBank<O> {
     /// output is found within one tick even while its level does not change; every pin is
     /// attempted and the first failure is returned.
     pub fn write(&mut self, now: Duration, cmd: &SignalCommand) -> Result<(), PinWriteError> {
+        self.last = *cmd;
         let mut first_error = None;
         for l in &mut self.lamps {
             let lit = cmd
@@ -148,6 +159,11 @@ impl<O: OutputPin> PinBank<O> {
     /// Failed writes since start-up.
     pub fn write_errors(&self) -> u64 {
         self.write_errors
+    }
+
+    /// The command last written.
+    pub fn last_written(&self) -> SignalCommand {
+        self.last
     }
 }
 
@@ -213,6 +229,11 @@ impl<O: OutputPin> SharedOutputs<O> {
     /// Failed writes since start-up.
     pub fn write_errors(&self) -> u64 {
         self.lock().write_errors()
+    }
+
+    /// The command on the pins now: the controller's last one, or the forced safe state.
+    pub fn last_written(&self) -> SignalCommand {
+        self.lock().last_written()
     }
 
     /// True once the safe state was forced (see [`SafeState::force_safe`]).
@@ -328,6 +349,87 @@ impl<I: InputPin> InputBank<I> {
     }
 }
 
+/// One lamp's sense input.
+#[derive(Debug)]
+struct SenseInput<I> {
+    group: usize,
+    lamp: usize,
+    active_low: bool,
+    input: I,
+    /// When the input last read lit.
+    last_lit: Option<Duration>,
+}
+
+/// The field sense inputs of a plan's lamps: what the heads really show.
+#[derive(Debug)]
+pub struct SenseBank<I> {
+    inputs: Vec<SenseInput<I>>,
+    view: FieldView,
+    read_errors: u64,
+}
+
+impl<I: InputPin> SenseBank<I> {
+    /// Claims the sense input of every lamp of `plan` that has one.
+    pub fn new<B>(plan: &SignalPlan, backend: &mut B) -> Result<Self, PinError>
+    where
+        B: PinBackend<Input = I>,
+    {
+        let mut inputs = Vec::new();
+        for (g, group) in plan.groups.iter().enumerate() {
+            for (lamp, pin) in group.lamps.iter().enumerate() {
+                let Some(pin) = pin else { continue };
+                let Some(sense) = pin.sense else { continue };
+                inputs.push(SenseInput {
+                    group: g,
+                    lamp,
+                    active_low: sense.active_low,
+                    input: backend.sense(sense, *pin)?,
+                    last_lit: None,
+                });
+            }
+        }
+        Ok(SenseBank {
+            inputs,
+            view: FieldView::default(),
+            read_errors: 0,
+        })
+    }
+
+    /// True when no lamp has a sense input.
+    pub fn is_empty(&self) -> bool {
+        self.inputs.is_empty()
+    }
+
+    /// Reads every sense input at `now`.
+    pub fn sample(&mut self, now: Duration) -> &FieldView {
+        for x in &mut self.inputs {
+            let sensed = match x.input.is_high() {
+                Ok(high) => {
+                    let lit = high != x.active_low;
+                    if lit {
+                        x.last_lit = Some(now);
+                    }
+                    SensedLamp::Read {
+                        lit,
+                        lit_at: x.last_lit,
+                    }
+                }
+                Err(_) => {
+                    self.read_errors += 1;
+                    SensedLamp::Unreadable
+                }
+            };
+            self.view.set(x.group, x.lamp, sensed);
+        }
+        &self.view
+    }
+
+    /// Failed reads since start-up.
+    pub fn read_errors(&self) -> u64 {
+        self.read_errors
+    }
+}
+
 /// A pin level change recorded by [`SimPins`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Transition {
@@ -346,10 +448,23 @@ struct SimPin {
     fail: bool,
 }
 
+/// A simulated field: a sense input that reads a lamp output through the load switch.
+#[derive(Debug)]
+struct SimWire {
+    sense: u32,
+    sense_active_low: bool,
+    lamp: u32,
+    /// The polarity the hardware really has (the config's, unless a test changes it).
+    lamp_active_low: bool,
+    /// An injected field fault: from this time the lamp shows this, whatever the pin says.
+    stuck: Option<(Duration, bool)>,
+}
+
 /// Shared state of the simulated pins; the transition log is a ring sized at creation.
 #[derive(Debug)]
 struct SimState {
     pins: Vec<SimPin>,
+    wires: Vec<SimWire>,
     ring: Vec<Transition>,
     head: usize,
     len: usize,
@@ -415,6 +530,7 @@ impl<C: Clock + Clone> SimPins<C> {
         };
         let state = SimState {
             pins: Vec::new(),
+            wires: Vec::new(),
             ring: vec![idle; log_capacity],
             head: 0,
             len: 0,
@@ -441,6 +557,46 @@ impl<C: Clock + Clone> SimPins<C> {
     /// Drives an input pin.
     pub fn set_input(&self, pin: u32, high: bool) {
         self.lock().pin(pin).high = high;
+    }
+
+    /// Field fault: from clock time `from`, the lamp on output `lamp_pin` shows `lit` (a
+    /// welded load switch, a burnt-out lamp) whatever the pin says; `None` repairs it. Only
+    /// its sense input sees it (see [`PinBackend::sense`]).
+    pub fn stick_lamp(&self, lamp_pin: u32, lit: Option<bool>, from: Duration) {
+        for w in self.lock().wires.iter_mut().filter(|w| w.lamp == lamp_pin) {
+            w.stuck = lit.map(|lit| (from, lit));
+        }
+    }
+
+    /// Wires the lamp on output `lamp_pin` as `active_low` in the simulated hardware, whatever
+    /// the config says: a polarity typo in the site file.
+    pub fn set_lamp_polarity(&self, lamp_pin: u32, active_low: bool) {
+        for w in self.lock().wires.iter_mut().filter(|w| w.lamp == lamp_pin) {
+            w.lamp_active_low = active_low;
+        }
+    }
+
+    /// The level an input reads: a wired sense input follows its lamp.
+    fn read(&self, pin: u32) -> bool {
+        let now = self.clock.now();
+        let state = self.lock();
+        let level = |p: u32| {
+            state
+                .pins
+                .iter()
+                .find(|x| x.pin == p)
+                .is_some_and(|x| x.high)
+        };
+        match state.wires.iter().find(|w| w.sense == pin) {
+            Some(w) => {
+                let lit = match w.stuck {
+                    Some((from, lit)) if now >= from => lit,
+                    _ => level(w.lamp) != w.lamp_active_low,
+                };
+                lit != w.sense_active_low
+            }
+            None => level(pin),
+        }
     }
 
     /// Makes writes to `pin` fail (a broken load switch or driver) or work again.
@@ -509,6 +665,17 @@ impl<C: Clock + Clone> PinBackend for SimPins<C> {
             pins: self.clone(),
         })
     }
+
+    fn sense(&mut self, sense: SensePin, lamp: LampPin) -> Result<SimInput<C>, PinError> {
+        self.lock().wires.push(SimWire {
+            sense: sense.pin,
+            sense_active_low: sense.active_low,
+            lamp: lamp.pin,
+            lamp_active_low: lamp.active_low,
+            stuck: None,
+        });
+        self.input(sense.pin, Pull::None)
+    }
 }
 
 /// A simulated write failure.
@@ -555,7 +722,7 @@ impl<C> ErrorType for SimInput<C> {
 
 impl<C: Clock + Clone> InputPin for SimInput<C> {
     fn is_high(&mut self) -> Result<bool, SimPinError> {
-        Ok(self.pins.level(self.pin).unwrap_or(false))
+        Ok(self.pins.read(self.pin))
     }
 
     fn is_low(&mut self) -> Result<bool, SimPinError> {

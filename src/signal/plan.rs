@@ -83,8 +83,45 @@ pub struct SignalConfig {
     /// Time-of-day plans; when any are given they cover the whole day.
     #[serde(default)]
     pub plans: Vec<TimePlanConfig>,
+    /// Field read-back: a conflict the sense inputs show for this long latches flash (a
+    /// TS-2 monitor must not trip under 200 ms and must trip by 500 ms).
+    #[serde(default = "default_sense_conflict_ms")]
+    pub sense_conflict_ms: u32,
+    /// Field read-back: a head with no lamp lit, more than one lit, or a lamp not showing
+    /// its command, for this long latches flash (relays and lamps take a moment to follow).
+    #[serde(default = "default_sense_fault_ms")]
+    pub sense_fault_ms: u32,
 }
 
+impl SignalConfig {
+    /// Every pin the section claims, with the key that names it: lamps, their sense inputs
+    /// and the digital inputs.
+    pub fn pins(&self) -> Vec<(u32, String)> {
+        let mut pins: Vec<(u32, String)> = self
+            .inputs
+            .iter()
+            .enumerate()
+            .map(|(i, x)| (x.pin, format!("signals.inputs[{i}].pin")))
+            .collect();
+        for (i, g) in self.groups.iter().enumerate() {
+            for (name, lamp) in g.named_lamps() {
+                let Some(lamp) = lamp else { continue };
+                pins.push((lamp.pin, format!("signals.groups[{i}].{name}.pin")));
+                if let Some(sense) = lamp.sense {
+                    pins.push((sense.pin, format!("signals.groups[{i}].{name}.sense.pin")));
+                }
+            }
+        }
+        pins
+    }
+}
+
+fn default_sense_conflict_ms() -> u32 {
+    450
+}
+fn default_sense_fault_ms() -> u32 {
+    1000
+}
 fn default_startup_flash_s() -> f32 {
     6.0
 }
@@ -181,6 +218,21 @@ pub struct LampPin {
     /// The lamp is lit when the pin is low.
     #[serde(default)]
     pub active_low: bool,
+    /// The input that senses whether the lamp's field output is lit (an optocoupler or relay
+    /// contact on the load switch output), so the conflict monitor checks what the field
+    /// shows, not only what was commanded.
+    pub sense: Option<SensePin>,
+}
+
+/// A field sense input: reads whether a lamp's field output is lit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SensePin {
+    /// Input pin number.
+    pub pin: u32,
+    /// The lamp is lit when the input reads low (an optocoupler pulling the line down).
+    #[serde(default)]
+    pub active_low: bool,
 }
 
 /// The colour a vehicle head flashes in maintenance flash.
@@ -229,6 +281,22 @@ pub struct GroupConfig {
     /// Beacons: flash at 1 Hz instead of a steady light.
     #[serde(default)]
     pub flash: bool,
+}
+
+impl GroupConfig {
+    /// Every lamp key of the TOML with its pin, whether or not the group's kind has it.
+    pub fn named_lamps(&self) -> [(&'static str, Option<LampPin>); 8] {
+        [
+            ("red", self.red),
+            ("amber", self.amber),
+            ("green", self.green),
+            ("dont_walk", self.dont_walk),
+            ("walk", self.walk),
+            ("stop", self.stop),
+            ("go", self.go),
+            ("lamp", self.lamp),
+        ]
+    }
 }
 
 /// A source of demand: objects of some classes in a camera zone, or an input pin.
@@ -471,6 +539,9 @@ pub struct SignalPlan {
     pub(crate) startup_flash: Duration,
     pub(crate) startup_all_red: Duration,
     pub(crate) camera_recover: Duration,
+    /// Field read-back persistence for conflicts, and for the other field faults.
+    pub(crate) sense_conflict: Duration,
+    pub(crate) sense_fault: Duration,
 }
 
 impl SignalPlan {
@@ -646,6 +717,14 @@ impl<'a> Compiler<'a> {
         )?;
         let inputs = self.inputs()?;
         let mut groups = self.groups()?;
+        check_pins(cfg)?;
+        let sense_conflict = check_ms(
+            "signals.sense_conflict_ms",
+            cfg.sense_conflict_ms,
+            100,
+            1000,
+        )?;
+        let sense_fault = check_ms("signals.sense_fault_ms", cfg.sense_fault_ms, 200, 5000)?;
         let conflicts = self.conflicts(&groups)?;
         let phases = self.phases(&groups, &conflicts)?;
         self.check_coverage(&groups, &phases)?;
@@ -665,6 +744,8 @@ impl<'a> Compiler<'a> {
             startup_flash: secs(cfg.startup_flash_s),
             startup_all_red: secs(cfg.startup_all_red_s),
             camera_recover: secs(cfg.camera_recover_s),
+            sense_conflict,
+            sense_fault,
         })
     }
 
@@ -702,29 +783,12 @@ impl<'a> Compiler<'a> {
             ));
         }
         let mut seen: Vec<&str> = Vec::new();
-        let mut pins: Vec<(u32, String)> = cfg
-            .inputs
-            .iter()
-            .enumerate()
-            .map(|(i, x)| (x.pin, format!("inputs[{i}]")))
-            .collect();
         let mut groups = Vec::with_capacity(cfg.groups.len());
         for (i, g) in cfg.groups.iter().enumerate() {
             let key = format!("signals.groups[{i}]");
             check_name(&format!("{key}.name"), &g.name, &seen)?;
             seen.push(&g.name);
             let lamps = group_lamps(&key, g)?;
-            for (l, lamp) in lamps.iter().enumerate() {
-                let Some(lamp) = lamp else { continue };
-                let lamp_key = format!("{key}.{}.pin", g.kind.lamp_names()[l]);
-                if let Some((_, user)) = pins.iter().find(|(p, _)| *p == lamp.pin) {
-                    return Err(invalid(
-                        lamp_key,
-                        format!("pin {} is already used by {user}", lamp.pin),
-                    ));
-                }
-                pins.push((lamp.pin, format!("groups[{i}].{}", g.kind.lamp_names()[l])));
-            }
             check_kind_options(&key, g)?;
             check_secs(&format!("{key}.hold_s"), g.hold_s, 0.0, 600.0)?;
             groups.push(Group {
@@ -1283,18 +1347,31 @@ fn check_name(key: &str, name: &str, seen: &[&str]) -> Result<(), ConfigError> {
     Ok(())
 }
 
+/// No pin is claimed twice: lamps, sense inputs and digital inputs.
+fn check_pins(cfg: &SignalConfig) -> Result<(), ConfigError> {
+    let pins = cfg.pins();
+    for (i, (pin, key)) in pins.iter().enumerate() {
+        if let Some((_, user)) = pins[..i].iter().find(|(p, _)| p == pin) {
+            return Err(invalid(
+                key.as_str(),
+                format!("pin {pin} is already used by {user}"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `value` milliseconds, checked to lie in `min..=max`.
+fn check_ms(key: &str, value: u32, min: u32, max: u32) -> Result<Duration, ConfigError> {
+    if !(min..=max).contains(&value) {
+        return Err(invalid(key, format!("{value} is not in {min}..={max}")));
+    }
+    Ok(Duration::from_millis(u64::from(value)))
+}
+
 /// The group's lamps in lamp-index order, checking required and foreign lamps.
 fn group_lamps(key: &str, g: &GroupConfig) -> Result<[Option<LampPin>; 3], ConfigError> {
-    let all = [
-        ("red", g.red),
-        ("amber", g.amber),
-        ("green", g.green),
-        ("dont_walk", g.dont_walk),
-        ("walk", g.walk),
-        ("stop", g.stop),
-        ("go", g.go),
-        ("lamp", g.lamp),
-    ];
+    let all = g.named_lamps();
     let own = g.kind.lamp_names();
     let mut lamps = [None; 3];
     for (name, pin) in all {

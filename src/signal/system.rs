@@ -8,10 +8,11 @@ use std::time::Duration;
 use embedded_hal::digital::{InputPin, OutputPin};
 
 use super::controller::{Controller, Detections, Stage};
+use super::field::FieldMonitor;
 use super::lamp::{GroupState, LampState, SignalCommand, DONT_WALK, RED, STOP};
 use super::monitor::{ConflictMonitor, Fault};
 use super::outputs::{
-    InputBank, PinBackend, PinBank, PinError, PinWriteError, SafeState, SharedOutputs,
+    InputBank, PinBackend, PinBank, PinError, PinWriteError, SafeState, SenseBank, SharedOutputs,
 };
 use super::plan::{GroupKind, SignalConfig, SignalPlan};
 use crate::clock::Clock;
@@ -51,6 +52,9 @@ pub struct SignalSystem<C, O, I> {
     monitor: ConflictMonitor,
     outputs: Arc<SharedOutputs<O>>,
     inputs: InputBank<I>,
+    /// The lamps' field sense inputs and the read-back check of what they show.
+    senses: SenseBank<I>,
+    field: FieldMonitor,
     /// What was last written to the pins.
     shown: SignalCommand,
     ticks: u64,
@@ -89,6 +93,8 @@ impl<C: Clock, O: OutputPin, I: InputPin> SignalSystem<C, O, I> {
         let bank = PinBank::new(&plan, backend, &shown)?;
         let outputs = Arc::new(SharedOutputs::new(bank, all_red(&plan)));
         let inputs = InputBank::new(&plan, backend)?;
+        let senses = SenseBank::new(&plan, backend)?;
+        let field = FieldMonitor::new(&plan);
         Ok(SignalSystem {
             clock,
             plan,
@@ -96,6 +102,8 @@ impl<C: Clock, O: OutputPin, I: InputPin> SignalSystem<C, O, I> {
             monitor,
             outputs,
             inputs,
+            senses,
+            field,
             shown,
             ticks: 0,
             heartbeat: None,
@@ -104,7 +112,8 @@ impl<C: Clock, O: OutputPin, I: InputPin> SignalSystem<C, O, I> {
 
     /// One tick: reads the inputs, steps the controller with `zone_occupancy` (objects now in
     /// each zone, per counted class) and `camera_ok` (false when frames are stale, frozen or
-    /// dark), has the monitor check the command and writes the pins.
+    /// dark), has the monitor check the command, writes the pins and checks what the field
+    /// shows through the sense inputs.
     pub fn tick(&mut self, zone_occupancy: &[[u32; MAX_CLASSES]], camera_ok: bool) -> TickReport {
         let now = self.clock.now();
         self.ticks += 1;
@@ -126,6 +135,7 @@ impl<C: Clock, O: OutputPin, I: InputPin> SignalSystem<C, O, I> {
             self.shown = self.monitor.flash_command();
             let _best_effort = self.outputs.write(now, &self.shown);
         }
+        self.read_back(now);
         self.beat();
         TickReport {
             new_fault: if was_tripped {
@@ -137,6 +147,28 @@ impl<C: Clock, O: OutputPin, I: InputPin> SignalSystem<C, O, I> {
             degraded: self.controller.is_degraded(),
             stage: self.controller.stage(),
         }
+    }
+
+    /// Field read-back: the sense inputs against what is on the pins (the controller's
+    /// command, the monitor's flash or the watchdog's forced state). A lasting mismatch
+    /// latches flash, and the heartbeat stops, so the cabinet flasher takes heads that do not
+    /// obey.
+    fn read_back(&mut self, now: Duration) {
+        if self.senses.is_empty() || self.monitor.is_tripped() {
+            return;
+        }
+        let written = self.outputs.last_written();
+        let field = self.senses.sample(now);
+        if let Err(fault) = self.field.check(now, &written, field) {
+            self.monitor.trip(fault);
+            self.shown = self.monitor.flash_command();
+            let _best_effort = self.outputs.write(now, &self.shown);
+        }
+    }
+
+    /// Field read-back checks run, and sense inputs that could not be read.
+    pub fn field_checks(&self) -> (u64, u64) {
+        (self.field.checks(), self.senses.read_errors())
     }
 
     /// Claims `pin` from `backend` as the heartbeat output (`control.heartbeat`): it toggles on
@@ -247,6 +279,7 @@ impl<C: Clock, O: OutputPin, I: InputPin> SignalSystem<C, O, I> {
     pub fn reset(&mut self) {
         let now = self.clock.now();
         self.monitor.reset();
+        self.field.reset();
         self.controller.restart(now);
     }
 

@@ -180,6 +180,43 @@ pub const WALK: f64 = 5.0;
 pub const PED_CLEARANCE: f64 = 7.5;
 pub const HEAD_START: f64 = 2.0;
 
+/// Offset from a lamp's output pin to its sense input in [`with_sense`].
+pub const SENSE: u32 = 100;
+
+/// `text` with a field sense input on every lamp, at pin `SENSE + lamp pin`; inputs of odd
+/// pins read low when lit (optocouplers), even ones high.
+pub fn with_sense(text: &str) -> String {
+    let mut out = String::new();
+    for line in text.lines() {
+        let lamp = [
+            "red",
+            "amber",
+            "green",
+            "dont_walk",
+            "walk",
+            "go",
+            "stop",
+            "lamp",
+        ]
+        .iter()
+        .any(|l| line.starts_with(&format!("{l} = {{ pin = ")));
+        match line.split_once("{ pin = ") {
+            Some((head, rest)) if lamp => {
+                let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+                let pin: u32 = digits.parse().expect("lamp pin");
+                let low = pin % 2 == 1;
+                out += &format!(
+                    "{head}{{ sense = {{ pin = {}, active_low = {low} }}, pin = {rest}\n",
+                    SENSE + pin
+                );
+            }
+            _ => out += &format!("{line}\n"),
+        }
+    }
+    assert!(out.contains("sense"), "no lamp found");
+    out
+}
+
 pub fn config(text: &str) -> SignalConfig {
     toml::from_str(text).expect("test site parses")
 }
