@@ -22,8 +22,8 @@ use crate::health::video::VideoState;
 use crate::health::watchdog::Heartbeats;
 use crate::scene::{Dwell, LineCount, ZonePresence};
 use crate::signal::{
-    Fault, FaultLatch, GroupState, PinBackend, SafeState, SignalError, SignalSystem, SimPins,
-    TickReport,
+    ControlMode, Fault, FaultLatch, GroupState, PinBackend, SafeState, SignalError, SignalSystem,
+    SimPins, TickReport,
 };
 
 /// Zone occupancy and dwell, line counts, and per camera the time of the latest processed
@@ -341,6 +341,8 @@ pub struct SignalStatus {
     states: Box<[AtomicU8]>,
     fault_flash: AtomicBool,
     degraded: AtomicBool,
+    /// The control mode in force: true for actuated, false for fixed-time.
+    actuated: AtomicBool,
     /// The latched fault, once there is one (set once; read by `/health`).
     fault: OnceLock<String>,
 }
@@ -357,6 +359,7 @@ impl SignalStatus {
             states,
             fault_flash: AtomicBool::new(false),
             degraded: AtomicBool::new(false),
+            actuated: AtomicBool::new(false),
             fault: OnceLock::new(),
         };
         status.publish(system, None);
@@ -374,6 +377,18 @@ impl SignalStatus {
         if let Some(r) = report {
             self.fault_flash.store(r.fault_flash, Relaxed);
             self.degraded.store(r.degraded, Relaxed);
+        }
+        let mode = system.controller().mode(system.now());
+        self.actuated.store(mode == ControlMode::Actuated, Relaxed);
+    }
+
+    /// The control mode in force: the time-of-day plan's, the site's, or fixed-time while
+    /// detection is degraded.
+    pub fn mode(&self) -> ControlMode {
+        if self.actuated.load(Relaxed) {
+            ControlMode::Actuated
+        } else {
+            ControlMode::FixedTime
         }
     }
 
@@ -641,6 +656,7 @@ where
         beats,
         clearance: clearance.clone(),
         latch,
+        time_of_day_at: None,
     };
     let thread_stop = stop.clone();
     let handle = std::thread::Builder::new()
@@ -668,7 +684,12 @@ struct ControlLoop<C, O, I> {
     started: Duration,
     clearance: Arc<ClearanceRequest>,
     latch: FaultLatch,
+    /// When the time of day was last read.
+    time_of_day_at: Option<Duration>,
 }
+
+/// How often the control loop reads the local time of day.
+const TIME_OF_DAY_EVERY: Duration = Duration::from_secs(60);
 
 /// A fault latched before this process started keeps the signals in flash; so does a fault
 /// file that cannot be read (the unit cannot know it is clear).
@@ -724,9 +745,26 @@ impl<C: Clock, O: OutputPin, I: InputPin> ControlLoop<C, O, I> {
         let _ = self.status.fault.set(text);
     }
 
+    /// Tells the controller the local time of day for its time-of-day plans, at start and
+    /// every minute after (it counts on from there; a minute bounds the drift from a clock
+    /// step or a daylight-saving change).
+    fn update_time_of_day(&mut self, now: Duration) {
+        if self
+            .time_of_day_at
+            .is_some_and(|at| now.saturating_sub(at) < TIME_OF_DAY_EVERY)
+        {
+            return;
+        }
+        self.time_of_day_at = Some(now);
+        if let Some(secs) = crate::utc::local_seconds_after_midnight() {
+            self.system.set_time_of_day(secs);
+        }
+    }
+
     fn tick(&mut self) -> TickReport {
         let last_frame = self.feed.read(&mut self.occupancy);
         let now = self.clock.now();
+        self.update_time_of_day(now);
         // A camera is stale once it has gone `stale_after` without a frame, counting from the
         // start for the first one (the model is loaded by then; the first frame is due).
         let last_frame = last_frame.unwrap_or(self.started);

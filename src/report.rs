@@ -230,7 +230,11 @@ impl Reporter {
             w.write_all(b",\"signals\":{\"groups\":")?;
             json::signal_groups(w, status)?;
             let (fault, degraded) = (status.fault_flash(), status.degraded());
-            write!(w, ",\"fault_flash\":{fault},\"degraded\":{degraded}}}")?;
+            let mode = status.mode().as_str();
+            write!(
+                w,
+                ",\"mode\":\"{mode}\",\"fault_flash\":{fault},\"degraded\":{degraded}}}"
+            )?;
         }
         writeln!(w, "}}")
     }

@@ -12,6 +12,20 @@ pub fn unix_now() -> Duration {
         .unwrap_or_default()
 }
 
+/// Seconds after local midnight now, in the system's time zone (`TZ`, else `/etc/localtime`;
+/// daylight saving included), for time-of-day signal plans; `None` if the C library cannot
+/// convert the time. The first call reads the zone file (and allocates); later calls do not.
+pub fn local_seconds_after_midnight() -> Option<u32> {
+    let now = libc::time_t::try_from(unix_now().as_secs()).ok()?;
+    // SAFETY: `tm` is plain old data, for which all-zero bytes are a valid value.
+    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+    // SAFETY: `localtime_r` is the re-entrant form: it reads `now` and writes only `tm`, both
+    // valid and exclusively borrowed for the call, and keeps no pointer to either.
+    let converted = unsafe { !libc::localtime_r(&now, &mut tm).is_null() };
+    let secs = tm.tm_hour * 3600 + tm.tm_min * 60 + tm.tm_sec.min(59);
+    converted.then_some(u32::try_from(secs).ok()?)
+}
+
 /// `(year, month, day)` of the civil date `days` after 1970-01-01 (proleptic Gregorian).
 pub fn civil_from_days(days: i64) -> (i64, u32, u32) {
     // Howard Hinnant's `civil_from_days`: eras of 400 years, March-based years.
@@ -50,6 +64,19 @@ mod tests {
         let mut out = Vec::new();
         write_rfc3339(&mut out, Duration::from_millis(secs * 1000 + ms)).unwrap();
         String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn local_time_follows_the_zone() {
+        let secs = local_seconds_after_midnight().expect("the C library converts the time");
+        assert!(secs < 86_400);
+        // The zone's offset from UTC is whole quarter hours (every zone in use is).
+        let utc = (unix_now().as_secs() % 86_400) as i64;
+        let offset = (i64::from(secs) - utc).rem_euclid(86_400);
+        assert!(
+            offset % 900 <= 1 || offset % 900 >= 899,
+            "offset {offset} s"
+        );
     }
 
     #[test]

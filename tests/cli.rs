@@ -109,6 +109,8 @@ fn demo_runs_and_prints_json_summaries() {
     assert!(last["lines"]["gantry"]["in"].is_object());
     assert!(last["signals"]["groups"]["traffic"].is_string(), "{last}");
     assert_eq!(last["signals"]["fault_flash"], false);
+    let mode = last["signals"]["mode"].as_str().unwrap_or_default();
+    assert!(["actuated", "fixed-time"].contains(&mode), "{last}");
     // Stopping leaves the simulated traffic head at steady red, printed as it happens.
     let err = stderr(&out);
     let last_red = err

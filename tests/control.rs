@@ -343,3 +343,44 @@ fn a_lamp_failing_in_the_field_latches_flash() {
     }
     stopper.join().unwrap();
 }
+
+/// Issue 12, finding 7: the time-of-day plans were never told the time. The control loop now
+/// reads the local time at start and every minute; a plan that covers the whole day in
+/// fixed-time overrides the site's actuated mode, whatever the time is.
+#[test]
+fn time_of_day_plans_follow_the_local_clock() {
+    let mut config = demo();
+    let signals = config.signals.as_mut().unwrap();
+    assert_eq!(signals.mode, edgewatch::signal::ControlMode::Actuated);
+    let run = |config: &Config| {
+        let tick = Duration::from_millis(config.control.tick_ms);
+        let clock = Arc::new(SteppedClock::default());
+        let feed = Arc::new(SceneFeed::new(config.zones.len(), config.lines.len()));
+        let control = control::start(config, feed.clone(), clock.clone(), Default::default())
+            .unwrap()
+            .expect("the demo has signals");
+        let status = control.status().clone();
+        let occupancy = vec![[0u32; MAX_CLASSES]; config.zones.len()];
+        for _ in 0..20 {
+            feed.publish(&occupancy, clock.now());
+            clock.advance(tick);
+        }
+        let mode = status.mode();
+        let stopper = std::thread::spawn(move || control.shut_down());
+        while !stopper.is_finished() {
+            clock.advance(tick);
+        }
+        stopper.join().unwrap();
+        mode
+    };
+    assert_eq!(run(&config), edgewatch::signal::ControlMode::Actuated);
+    let signals = config.signals.as_mut().unwrap();
+    signals.plans = vec![edgewatch::signal::TimePlanConfig {
+        name: "all-day".into(),
+        start: "00:00".into(),
+        mode: edgewatch::signal::ControlMode::FixedTime,
+        fixed_green_s: Vec::new(),
+    }];
+    config.validate().unwrap();
+    assert_eq!(run(&config), edgewatch::signal::ControlMode::FixedTime);
+}

@@ -285,7 +285,9 @@ impl HealthSource for HealthState {
                 let forced = self.safe.as_ref().is_some_and(|s| s.is_forced());
                 write!(
                     w,
-                    ",\"fault_flash\":{},\"degraded\":{},\"forced_safe\":{forced},\"fault\":",
+                    ",\"mode\":\"{}\",\"fault_flash\":{},\"degraded\":{},\"forced_safe\":{forced},\
+                     \"fault\":",
+                    sig.mode().as_str(),
                     sig.fault_flash(),
                     sig.degraded()
                 )?;
