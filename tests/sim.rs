@@ -64,28 +64,36 @@ fn conflict_check_flags_conflicting_greens() {
     sumo::netconvert(&sim.nodes, &sim.edges, &sim.netconvert_args, &net).unwrap();
     let junction = Junction::load(&net, &sim.tls).unwrap();
     let links = LinkMap::new(&site, &junction).unwrap();
-    // Groups in [signals] order: main, minor, walk-main, walk-minor.
-    let show = |states: [GroupState; 4]| {
+    // Groups in [signals] order: main, main-left, minor, walk-main, walk-minor.
+    let show = |states: [GroupState; 5]| {
         let mut state = Vec::new();
         links.render(states.into_iter(), &mut state);
-        state
+        String::from_utf8(state).unwrap()
     };
     use GroupState::{DontWalk, Green, Red, Walk};
-    let main = show([Green, Red, Walk, DontWalk]);
-    let minor = show([Red, Green, DontWalk, Walk]);
-    assert_eq!(links.conflict(&junction, &main), None);
-    assert_eq!(links.conflict(&junction, &minor), None);
-    assert!(
-        main.contains(&b'g'),
-        "turns yield: {:?}",
-        String::from_utf8_lossy(&main)
-    );
+    let main = show([Green, Red, Red, Walk, DontWalk]);
+    let left = show([Red, Green, Red, DontWalk, DontWalk]);
+    let minor = show([Red, Red, Green, DontWalk, Walk]);
+    for state in [&main, &left, &minor] {
+        assert_eq!(links.conflict(&junction, state.as_bytes()), None, "{state}");
+    }
+    // Right turns yield to the crossings beside them; protected lefts have priority.
+    assert!(main.contains('g'), "{main}");
+    assert_eq!(left.matches('G').count(), 2, "{left}");
+    assert!(!left.contains('g'), "{left}");
 
-    let both = show([Green, Green, DontWalk, DontWalk]);
-    assert!(links.conflict(&junction, &both).is_some());
-    let walk_across_green = show([Green, Red, DontWalk, Walk]);
+    let both = show([Green, Red, Green, DontWalk, DontWalk]);
+    assert!(
+        links.conflict(&junction, both.as_bytes()).is_some(),
+        "{both}"
+    );
+    let left_with_main = show([Green, Green, Red, DontWalk, DontWalk]);
+    assert!(links
+        .conflict(&junction, left_with_main.as_bytes())
+        .is_some());
+    let walk_across_green = show([Green, Red, Red, DontWalk, Walk]);
     let found = links
-        .conflict(&junction, &walk_across_green)
+        .conflict(&junction, walk_across_green.as_bytes())
         .expect("conflict");
     assert!(found.contains("links"), "{found}");
 }

@@ -60,7 +60,10 @@ impl LinkMap {
         let mut green = Vec::with_capacity(junction.links.len());
         for (i, link) in junction.links.iter().enumerate() {
             let serves = |g: &&super::site::SimGroup| match link {
-                LinkKind::Vehicle { from, .. } => g.approaches.contains(from),
+                LinkKind::Vehicle { from, dir } => {
+                    g.approaches.contains(from)
+                        && (g.turns.is_empty() || g.turns.iter().any(|t| t.starts_with(*dir)))
+                }
                 LinkKind::Crossing { over, .. } => {
                     g.crossings_over.iter().any(|e| over.contains(e))
                 }
@@ -75,10 +78,6 @@ impl LinkMap {
                 SimError::Site(format!("sim group {:?} is not in [signals]", owner.name))
             })?;
             group.push(g);
-            green.push(match link {
-                LinkKind::Vehicle { dir: 's', .. } | LinkKind::Crossing { .. } => b'G',
-                LinkKind::Vehicle { .. } => b'g',
-            });
         }
         let allowed = |a: &str, b: &str| {
             a == b
@@ -88,10 +87,21 @@ impl LinkMap {
                     .iter()
                     .any(|[x, y]| (x == a && y == b) || (x == b && y == a))
         };
-        let conflicting = names
+        let conflicting: Vec<Vec<bool>> = names
             .iter()
             .map(|a| names.iter().map(|b| !allowed(a, b)).collect())
             .collect();
+        // Through movements and crossings have priority; a turn yields (`g`) when a foe may be
+        // green at the same time (an opposing through, a crossing), else it is protected.
+        for (i, link) in junction.links.iter().enumerate() {
+            let shares_green = (0..junction.links.len())
+                .any(|j| junction.foes[i][j] && !conflicting[group[i]][group[j]]);
+            green.push(match link {
+                LinkKind::Vehicle { dir: 's', .. } | LinkKind::Crossing { .. } => b'G',
+                LinkKind::Vehicle { .. } if shares_green => b'g',
+                LinkKind::Vehicle { .. } => b'G',
+            });
+        }
         Ok(LinkMap {
             group,
             green,

@@ -66,9 +66,13 @@ pub struct SimZone {
 pub struct SimGroup {
     /// The `[[signals.groups]]` name.
     pub name: String,
-    /// Approach edges: every vehicle link from them.
+    /// Approach edges: every vehicle link from them (of the given `turns`).
     #[serde(default)]
     pub approaches: Vec<String>,
+    /// Only links turning these ways (SUMO's direction codes: `s` through, `l` left, `r`
+    /// right); empty for all.
+    #[serde(default)]
+    pub turns: Vec<String>,
     /// Road edges whose crossings this (pedestrian) group controls.
     #[serde(default)]
     pub crossings_over: Vec<String>,
