@@ -4,6 +4,8 @@
 //! and that no approach waited longer than the cycle allows, and prints the figures.
 //! `tools/sim/README.md` has the full hour.
 
+mod util;
+
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -142,4 +144,32 @@ fn no_sumo_listening_is_a_typed_error() {
         .unwrap();
     let err = Traci::connect(addr, Duration::from_millis(200), Duration::from_secs(1)).unwrap_err();
     assert!(matches!(err, TraciError::Connect { .. }), "{err}");
+}
+
+#[test]
+fn cli_prints_both_controllers_and_refuses_bad_input() {
+    let site = site_path();
+    let site = site.to_str().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let out_dir = dir.path().to_str().unwrap();
+    let out = util::edgewatch(&["sim", "--site", site, "--end", "120", "--out", out_dir]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("sumo-actuated"), "{stdout}");
+    assert!(
+        stdout.contains("edgewatch / actuated mean delay"),
+        "{stdout}"
+    );
+    assert!(dir.path().join("edgewatch-tripinfo.xml").exists());
+
+    let out = util::edgewatch(&["sim", "--site", site, "--end", "0", "--out", out_dir]);
+    assert_eq!(out.status.code(), Some(2));
+    let out = util::edgewatch(&["sim", "--site", "/nonexistent/site.toml"]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("/nonexistent/site.toml"), "{stderr}");
 }

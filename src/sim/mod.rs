@@ -150,12 +150,18 @@ pub fn compare(site: &SimSite, opts: &Options) -> Result<Comparison, SimError> {
 
     let files = sumo::RunFiles::new(&opts.out_dir, "edgewatch");
     let began = Instant::now();
-    let sumo = sumo::Sumo::start(sumo::sumo_command(&args, &files)?, &files)?;
     let steps = (opts.end_s / sim.step_s).round() as u64;
-    let (traci, closed_loop) = match closed_loop::run(site, &junction, &sumo, steps) {
-        Ok(r) => r,
-        Err(SimError::Traci(e)) => return Err(sumo.failure(&e.to_string())),
-        Err(e) => return Err(e),
+    let mut attempts = 0;
+    let (sumo, traci, closed_loop) = loop {
+        let sumo = sumo::Sumo::start(sumo::sumo_command(&args, &files)?, &files)?;
+        attempts += 1;
+        match closed_loop::run(site, &junction, &sumo, steps) {
+            Ok((traci, report)) => break (sumo, traci, report),
+            // The free port was taken before sumo could bind it: start over on another.
+            Err(SimError::Traci(traci::TraciError::Connect { .. })) if attempts < 3 => {}
+            Err(SimError::Traci(e)) => return Err(sumo.failure(&e.to_string())),
+            Err(e) => return Err(e),
+        }
     };
     traci.close()?;
     sumo.wait(Duration::from_secs(60))?;
