@@ -257,6 +257,7 @@ pub fn run(
     let mut batch = Batch::default();
     let mut values = Vec::new();
     let mut persons: Vec<(usize, String)> = Vec::new();
+    let (mut person_batch, mut next_edges) = (Batch::default(), Vec::new());
     let mut state = Vec::new();
     let mut last = vec![GroupState::Dark; site.signals.groups.len()];
     links.render(signals.states().map(|(_, s)| s), &mut state);
@@ -283,7 +284,15 @@ pub fn run(
                 occupancy[zone][CAR] += u32::try_from(n).unwrap_or(0);
             }
         }
-        count_persons(&mut traci, &feeds, lists, &mut persons, &mut occupancy)?;
+        let scratch = (&mut person_batch, &mut next_edges);
+        count_persons(
+            &mut traci,
+            &feeds,
+            lists,
+            &mut persons,
+            scratch,
+            &mut occupancy,
+        )?;
         clock.advance(tick);
         let tick_report = signals.tick(&occupancy, true);
         if tick_report.new_fault.is_some() {
@@ -320,6 +329,7 @@ fn count_persons(
     feeds: &Feeds,
     lists: &[Value],
     persons: &mut Vec<(usize, String)>,
+    scratch: (&mut Batch, &mut Vec<Value>),
     occupancy: &mut [[u32; MAX_CLASSES]],
 ) -> Result<(), SimError> {
     persons.clear();
@@ -337,13 +347,13 @@ fn count_persons(
     if persons.is_empty() {
         return Ok(());
     }
-    let mut batch = Batch::default();
+    let (batch, next) = scratch;
+    batch.clear();
     for (_, id) in persons.iter() {
         batch.get(traci::GET_PERSON, traci::VAR_NEXT_EDGE, id);
     }
-    let mut next = Vec::with_capacity(persons.len());
-    traci.send(&batch, &mut next)?;
-    for ((w, _), next) in persons.iter().zip(&next) {
+    traci.send(batch, next)?;
+    for ((w, _), next) in persons.iter().zip(next.iter()) {
         let Value::Str(next) = next else { continue };
         for (zone, feed) in feeds.zones.iter().enumerate() {
             if feed.kerbs.contains(w) && feed.crossings.iter().any(|c| c == next) {
