@@ -6,13 +6,15 @@
 # chromium and chromium-driver (tests/live_view.rs loads the status page in real headless
 # Chromium), mosquitto and mosquitto-clients (tests/mqtt.rs starts its own broker on a free
 # loopback port; the packaged service is not used) and openssl (certificates for its TLS case),
-# plus a Rust toolchain when none is present. Safe to run again: it installs only what is
-# missing.
+# sumo (SUMO 1.15: netconvert and sumo for the closed-loop benchmark, tests/sim.rs; edgewatch
+# speaks TraCI itself, so the Python tools in sumo-tools are not needed), plus a Rust toolchain
+# when none is present. Safe to run again: it installs only what is missing.
 set -euo pipefail
 
 need_pkgs=()
 for pkg in build-essential libclang-dev clang pkg-config curl ca-certificates ffmpeg \
-  openssh-client openssh-server chromium chromium-driver mosquitto mosquitto-clients openssl; do
+  openssh-client openssh-server chromium chromium-driver mosquitto mosquitto-clients openssl \
+  sumo; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need_pkgs+=("$pkg")
 done
 if ((${#need_pkgs[@]})); then

@@ -18,6 +18,7 @@ pub mod report;
 pub mod scene;
 pub mod service;
 pub mod signal;
+pub mod sim;
 pub mod soak;
 pub mod utc;
 pub mod version;

@@ -119,6 +119,23 @@ enum Command {
         #[arg(long, short)]
         output: PathBuf,
     },
+    /// Closed-loop benchmark: edgewatch's signal controller drives SUMO over TraCI, then SUMO's
+    /// own actuated controller runs the same network and demand; prints both sets of figures.
+    /// Exit status 1 on conflicting greens or a collision under edgewatch.
+    Sim {
+        /// Benchmark site file (tools/sim/site.toml).
+        #[arg(long)]
+        site: PathBuf,
+        /// Simulated seconds.
+        #[arg(long, default_value_t = 3600.0)]
+        end: f64,
+        /// SUMO's random seed.
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// Where the network and SUMO's outputs go.
+        #[arg(long, default_value = "target/sim")]
+        out: PathBuf,
+    },
     /// List what a V4L2 camera offers: driver, capabilities, formats, sizes and frame rates.
     Probe {
         /// The device: `/dev/videoN`, a `/dev/v4l/by-id/` path, or just the by-id name.
@@ -159,6 +176,12 @@ fn main() -> ExitCode {
                 .map_err(pipeline_fail)
         }),
         Command::Probe { device } => probe(&device),
+        Command::Sim {
+            site,
+            end,
+            seed,
+            out,
+        } => sim(&site, end, seed, out),
         Command::Snapshot {
             config,
             camera,
@@ -331,6 +354,37 @@ fn snapshot(
         Err(SnapshotError::Pipeline(e)) => Err(pipeline_fail(e)),
         Err(e) => Err(fail(EXIT_RUNTIME, e)),
     }
+}
+
+fn sim(site: &Path, end_s: f64, seed: u64, out_dir: PathBuf) -> Result<(), Failure> {
+    use edgewatch::sim::{compare, Options, SimError, SimSite};
+    let site_cfg = SimSite::load(site).map_err(|e| fail(EXIT_CONFIG, e))?;
+    if !(end_s > 0.0 && end_s <= 86_400.0) {
+        return Err((EXIT_CONFIG, format!("--end {end_s}: 0 < seconds <= 86400")));
+    }
+    let opts = Options {
+        end_s,
+        seed,
+        out_dir,
+    };
+    let cmp = compare(&site_cfg, &opts).map_err(|e| match e {
+        SimError::Config(_) | SimError::Site(_) | SimError::Signal(_) => fail(EXIT_CONFIG, e),
+        other => fail(EXIT_RUNTIME, other),
+    })?;
+    println!(
+        "{}: {end_s} s simulated, seed {seed}, outputs in {}",
+        site.display(),
+        opts.out_dir.display()
+    );
+    let mut out = std::io::stdout().lock();
+    cmp.write_table(&mut out)
+        .and_then(|()| out.flush())
+        .map_err(|e| fail(EXIT_RUNTIME, e))?;
+    let problems = cmp.problems();
+    if problems.is_empty() {
+        return Ok(());
+    }
+    Err((EXIT_RUNTIME, format!("sim: {}", problems.join("; "))))
 }
 
 fn service_fail(e: ServiceError) -> Failure {
