@@ -6,6 +6,7 @@
 
 use std::fs::{self, Permissions};
 use std::io::{self, ErrorKind, Read, Write};
+use std::net::Shutdown;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::os::unix::io::AsRawFd;
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -31,6 +32,9 @@ pub const READ_TIMEOUT: Duration = Duration::from_secs(2);
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long the control loop has to answer (it answers on its next tick).
 pub const REPLY_TIMEOUT: Duration = Duration::from_secs(3);
+/// After refusing a request: how long, and how many bytes, the rest of it is read and dropped.
+const DRAIN_TIMEOUT: Duration = Duration::from_millis(500);
+const DRAIN_BYTES: usize = 64 * 1024;
 /// How often the idle thread looks for a connection or the stop flag.
 const POLL: Duration = Duration::from_millis(50);
 
@@ -317,6 +321,7 @@ fn serve(mut stream: UnixStream, ctx: &CtlContext, owner: Owner) {
                 _ => format!("cannot read the request: {e}"),
             };
             answer(&mut stream, false, &why);
+            drain(&mut stream);
             return;
         }
     };
@@ -325,6 +330,7 @@ fn serve(mut stream: UnixStream, ctx: &CtlContext, owner: Owner) {
         Err(e) => {
             CtlCounters::bump(&ctx.counters.malformed);
             answer(&mut stream, false, &e.to_string());
+            drain(&mut stream);
             return;
         }
     };
@@ -348,6 +354,28 @@ fn answer(stream: &mut UnixStream, ok: bool, text: &str) {
         text.replace(['\n', '\r'], " ")
     );
     let _ = stream.write_all(line.as_bytes());
+}
+
+/// Reads and drops what the client still sends, within [`DRAIN_TIMEOUT`] and [`DRAIN_BYTES`]:
+/// closing a Unix socket with unread input resets the connection, and the client could lose
+/// the answer.
+fn drain(stream: &mut UnixStream) {
+    let _ = stream.shutdown(Shutdown::Write);
+    let deadline = Instant::now() + DRAIN_TIMEOUT;
+    let mut buf = [0u8; 512];
+    let mut total = 0;
+    while total < DRAIN_BYTES {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() || stream.set_read_timeout(Some(left)).is_err() {
+            return;
+        }
+        match stream.read(&mut buf) {
+            Ok(0) => return,
+            Ok(n) => total += n,
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(_) => return,
+        }
+    }
 }
 
 /// Carries out `request`: `(true, what happened)` or `(false, why not)`.
