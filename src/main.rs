@@ -47,7 +47,8 @@ enum Command {
         config: PathBuf,
     },
     /// Clear the persistent signal fault latch (`control.fault_file`) after the fault has been
-    /// found and fixed. Restart the unit afterwards: it comes up through start-up flash.
+    /// found and fixed. Restart the unit afterwards: it comes up through start-up flash. A
+    /// running unit keeps its fault until then; `ctl reset-fault` clears it in the unit too.
     ResetFault {
         /// Site configuration (TOML).
         #[arg(long, short)]
@@ -254,7 +255,9 @@ fn reset_fault(path: &Path) -> Result<(), Failure> {
         Some(fault) => {
             log::warn!("signals: fault latch cleared by reset-fault (was: {fault})");
             println!(
-                "cleared {}: {fault}\nrestart the unit (systemctl restart edgewatch) to leave flash",
+                "cleared {}: {fault}\nrestart the unit (systemctl restart edgewatch) to leave flash; \
+                 on a running unit, `edgewatch ctl --config SITE reset-fault` clears the running \
+                 controller and the file at once",
                 latch.path().display()
             );
         }

@@ -1,7 +1,8 @@
 //! The mailbox between the control socket's thread and the signal control loop. The loop
 //! owns the signal system, so requests go to it: through a channel of one slot that it polls
 //! with `try_recv` on its tick, answering with `try_send`. It never waits on the socket side;
-//! the socket side waits for the answer, for a bounded time.
+//! the socket side waits for the answer, for a bounded time. A request whose caller has
+//! stopped waiting is dropped, not carried out late.
 
 use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender};
 use std::sync::Mutex;
@@ -43,7 +44,7 @@ pub enum CallError {
 /// The socket side of the mailbox.
 #[derive(Debug)]
 pub struct CommandLink {
-    requests: SyncSender<(u64, SignalRequest)>,
+    requests: SyncSender<Pending>,
     /// Only the socket thread locks it; the control loop never does.
     replies: Mutex<(Receiver<(u64, Outcome)>, u64)>,
 }
@@ -51,9 +52,12 @@ pub struct CommandLink {
 /// The control loop's side of the mailbox.
 #[derive(Debug)]
 pub struct CommandPort {
-    requests: Receiver<(u64, SignalRequest)>,
+    requests: Receiver<Pending>,
     replies: SyncSender<(u64, Outcome)>,
 }
+
+/// A request in the slot: its number, what, and when its caller stops waiting.
+type Pending = (u64, SignalRequest, Instant);
 
 /// A connected pair.
 pub fn link() -> (CommandLink, CommandPort) {
@@ -81,13 +85,13 @@ impl CommandLink {
         let seq = *next;
         // A late answer left over from a timed-out call would fill the reply slot.
         while answers.try_recv().is_ok() {}
+        let deadline = Instant::now() + timeout;
         self.requests
-            .try_send((seq, request))
+            .try_send((seq, request, deadline))
             .map_err(|e| match e {
                 std::sync::mpsc::TrySendError::Full(_) => CallError::Busy,
                 std::sync::mpsc::TrySendError::Disconnected(_) => CallError::Stopped,
             })?;
-        let deadline = Instant::now() + timeout;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match answers.recv_timeout(left) {
@@ -101,9 +105,10 @@ impl CommandLink {
 }
 
 impl CommandPort {
-    /// The pending request, if any; never waits.
+    /// The pending request, if any and if its caller still waits; never waits itself.
     pub fn poll(&self) -> Option<(u64, SignalRequest)> {
-        self.requests.try_recv().ok()
+        let (seq, request, deadline) = self.requests.try_recv().ok()?;
+        (Instant::now() < deadline).then_some((seq, request))
     }
 
     /// Answers request `seq`; never waits (an answer nobody collects is dropped).
@@ -120,14 +125,13 @@ mod tests {
     fn answers_reach_their_request_and_late_ones_are_dropped() {
         let (link, port) = link();
         assert_eq!(port.poll(), None);
-        // Nobody answers: the call times out, and its request stays for the loop.
+        // Nobody answers: the call times out, and the loop never carries the request out.
         let short = Duration::from_millis(20);
         let err = link.call(SignalRequest::Flash(true), short).unwrap_err();
         assert_eq!(err, CallError::Timeout(short));
-        let (first, req) = port.poll().unwrap();
-        assert_eq!(req, SignalRequest::Flash(true));
-        // The loop answers late; the next call must not take that answer for its own.
-        port.answer(first, Outcome::Done("late".into()));
+        assert_eq!(port.poll(), None, "expired requests are dropped");
+        // An answer that comes late anyway must not be taken for the next call's.
+        port.answer(1, Outcome::Done("late".into()));
         let loop_side = std::thread::spawn(move || loop {
             if let Some((seq, r)) = port.poll() {
                 assert_eq!(r, SignalRequest::ResetFault);

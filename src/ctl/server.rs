@@ -446,6 +446,57 @@ fn status_line(status: Option<&SignalStatus>) -> String {
 mod tests {
     use super::*;
 
+    fn context(dir: &Path) -> CtlContext {
+        CtlContext {
+            link: None,
+            status: None,
+            config_path: dir.join("missing.toml"),
+            reload: Arc::default(),
+            stop: Arc::default(),
+            counters: Arc::default(),
+        }
+    }
+
+    fn ask(path: &Path, line: &str) -> String {
+        let answer = crate::ctl::client::send(path, line, Duration::from_secs(10)).unwrap();
+        format!("{} {}", answer.ok, answer.text)
+    }
+
+    #[test]
+    fn stale_files_are_replaced_live_ones_and_other_files_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("run/ctl.sock");
+        // A stale socket of a killed process: replaced.
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        drop(UnixListener::bind(&path).unwrap());
+        let server = CtlServer::start(&path, context(dir.path())).unwrap();
+        assert_eq!(ask(&path, "status"), "true no signals at this site");
+        assert_eq!(ask(&path, "flash on"), "false this site has no [signals]");
+        let reload = ask(&path, "reload");
+        assert!(
+            reload.starts_with("false reload refused, the running config stays:")
+                && reload.contains("missing.toml"),
+            "{reload}"
+        );
+        // A live one: refused, and not taken over.
+        let second = CtlServer::start(&path, context(dir.path())).unwrap_err();
+        assert!(matches!(second, ServerError::InUse(_)), "{second}");
+        assert_eq!(ask(&path, "status"), "true no signals at this site");
+        server.stop();
+        assert!(!path.exists(), "removed on stop");
+        // Not a socket: left alone.
+        fs::write(&path, "keep me").unwrap();
+        let err = CtlServer::start(&path, context(dir.path())).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "control.socket: {} exists and is not a socket; not removing it",
+                path.display()
+            )
+        );
+        assert_eq!(fs::read_to_string(&path).unwrap(), "keep me");
+    }
+
     #[test]
     fn finds_a_group_in_etc_group() {
         // Root's group is 0 on every Linux system.
