@@ -322,6 +322,12 @@ fn maintenance_flash_goes_on_through_clearance_and_off_again() {
         "steady red (all-red) before the green: {after:?}"
     );
     assert!(unit.ok(&["status"]).contains("maintenance=off"));
+    // Who asked is in the journal.
+    let log = std::fs::read_to_string(unit.dir.path().join("stderr.log")).unwrap();
+    assert!(
+        log.contains("ctl: `flash on` from uid ") && log.contains("ctl: `flash off` from uid "),
+        "{log}"
+    );
 }
 
 #[test]

@@ -248,15 +248,16 @@ fn in_group(pid: i32, gid: u32) -> bool {
         .is_some_and(|groups| groups.split_whitespace().any(|g| g.parse() == Ok(gid)))
 }
 
-/// Root, the socket's owner and members of its group pass; anyone else is told why not.
-fn check_peer(stream: &UnixStream, owner: Owner) -> Result<(), String> {
+/// Root, the socket's owner and members of its group pass (their credentials are returned);
+/// anyone else is told why not.
+fn check_peer(stream: &UnixStream, owner: Owner) -> Result<libc::ucred, String> {
     let cred = peer_cred(stream).map_err(|e| format!("cannot read the peer's credentials: {e}"))?;
     let allowed = cred.uid == 0
         || cred.uid == owner.uid
         || cred.gid == owner.gid
         || in_group(cred.pid, owner.gid);
     match allowed {
-        true => Ok(()),
+        true => Ok(cred),
         false => Err(format!(
             "permission denied: uid {} is not root, uid {} or a member of gid {}",
             cred.uid, owner.uid, owner.gid
@@ -304,12 +305,15 @@ fn serve(mut stream: UnixStream, ctx: &CtlContext, owner: Owner) {
         log::warn!("control socket: {e}");
         return;
     }
-    if let Err(why) = check_peer(&stream, owner) {
-        CtlCounters::bump(&ctx.counters.refused);
-        log::warn!("control socket: refused a connection: {why}");
-        answer(&mut stream, false, &why);
-        return;
-    }
+    let peer = match check_peer(&stream, owner) {
+        Ok(cred) => cred,
+        Err(why) => {
+            CtlCounters::bump(&ctx.counters.refused);
+            log::warn!("control socket: refused a connection: {why}");
+            answer(&mut stream, false, &why);
+            return;
+        }
+    };
     let mut buf = [0u8; MAX_REQUEST + 1];
     let line = match read_line(&mut stream, &mut buf) {
         Ok(Some(line)) => line,
@@ -337,9 +341,12 @@ fn serve(mut stream: UnixStream, ctx: &CtlContext, owner: Owner) {
     CtlCounters::bump(&ctx.counters.requests);
     let (ok, text) = handle(request, ctx);
     if request.changes_signals() {
+        // Who changed what, for the journal.
         log::warn!(
-            "ctl: `{}`: {}{text}",
+            "ctl: `{}` from uid {} (pid {}): {}{text}",
             request.as_str(),
+            peer.uid,
+            peer.pid,
             if ok { "" } else { "refused: " }
         );
     }
