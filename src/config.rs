@@ -607,6 +607,10 @@ pub struct ControlConfig {
     /// hold a pulse-maintained flash-transfer relay (see `board/README.md`).
     #[serde(default)]
     pub heartbeat: Option<HeartbeatConfig>,
+    /// The Unix socket `edgewatch ctl` talks to (maintenance flash, reset-fault, reload,
+    /// status); mode 0660, group `edgewatch` when that group exists. Empty: no socket.
+    #[serde(default = "default_socket")]
+    pub socket: PathBuf,
 }
 
 /// The heartbeat output (`control.heartbeat`).
@@ -635,6 +639,11 @@ fn default_gpio_chip() -> PathBuf {
 fn default_fault_file() -> PathBuf {
     PathBuf::from("/var/lib/edgewatch/fault")
 }
+fn default_socket() -> PathBuf {
+    PathBuf::from("/run/edgewatch/ctl.sock")
+}
+/// The longest Unix socket path Linux takes (`sun_path` holds 108 bytes with the NUL).
+pub const MAX_SOCKET_PATH: usize = 107;
 fn default_shutdown_s() -> f32 {
     60.0
 }
@@ -650,7 +659,41 @@ impl Default for ControlConfig {
             shutdown_limit_s: default_shutdown_s(),
             fault_file: default_fault_file(),
             heartbeat: None,
+            socket: default_socket(),
         }
+    }
+}
+
+impl ControlConfig {
+    /// The control socket, unless `control.socket` is empty (no socket).
+    pub fn socket(&self) -> Option<&Path> {
+        (!self.socket.as_os_str().is_empty()).then_some(self.socket.as_path())
+    }
+
+    fn validate_socket(&self) -> Result<(), ConfigError> {
+        let Some(path) = self.socket() else {
+            return Ok(());
+        };
+        if !path.is_absolute() {
+            return Err(invalid(
+                "control.socket",
+                format!(
+                    "`{}` must be an absolute path (or empty: no socket)",
+                    path.display()
+                ),
+            ));
+        }
+        let len = path.as_os_str().len();
+        if len > MAX_SOCKET_PATH {
+            return Err(invalid(
+                "control.socket",
+                format!(
+                    "`{}` is {len} bytes; a Unix socket path takes at most {MAX_SOCKET_PATH}",
+                    path.display()
+                ),
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -1361,6 +1404,7 @@ impl Config {
             10.0,
             600.0,
         )?;
+        self.control.validate_socket()?;
         self.watchdog.validate()?;
         if self.health.enabled && self.health.bind.parse::<std::net::SocketAddr>().is_err() {
             let message = format!(

@@ -9,7 +9,7 @@ use std::sync::atomic::{
     AtomicBool, AtomicU32, AtomicU64, AtomicU8,
     Ordering::{Relaxed, SeqCst},
 };
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -18,6 +18,7 @@ use embedded_hal::digital::{InputPin, OutputPin};
 use crate::capture::CaptureStats;
 use crate::clock::Clock;
 use crate::config::{Config, OutputBackend, MAX_CLASSES};
+use crate::ctl::link::{self, CommandLink, CommandPort, Outcome, SignalRequest};
 use crate::health::video::VideoState;
 use crate::health::watchdog::Heartbeats;
 use crate::scene::{Dwell, LineCount, ZonePresence};
@@ -343,8 +344,11 @@ pub struct SignalStatus {
     degraded: AtomicBool,
     /// The control mode in force: true for actuated, false for fixed-time.
     actuated: AtomicBool,
-    /// The latched fault, once there is one (set once; read by `/health`).
-    fault: OnceLock<String>,
+    /// Maintenance flash requested (`edgewatch ctl flash on`).
+    maintenance: AtomicBool,
+    /// The latched fault, while there is one (read by `/health`). Locked only when a fault
+    /// latches or is cleared, and to copy it out.
+    fault: Mutex<Option<String>>,
 }
 
 impl SignalStatus {
@@ -360,7 +364,8 @@ impl SignalStatus {
             fault_flash: AtomicBool::new(false),
             degraded: AtomicBool::new(false),
             actuated: AtomicBool::new(false),
-            fault: OnceLock::new(),
+            maintenance: AtomicBool::new(false),
+            fault: Mutex::new(None),
         };
         status.publish(system, None);
         status
@@ -406,8 +411,17 @@ impl SignalStatus {
     }
 
     /// The fault that holds the signals in flash, if any, as the monitor reported it.
-    pub fn fault(&self) -> Option<&str> {
-        self.fault.get().map(String::as_str)
+    pub fn fault(&self) -> Option<String> {
+        self.fault.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn set_fault(&self, fault: Option<String>) {
+        *self.fault.lock().unwrap_or_else(|e| e.into_inner()) = fault;
+    }
+
+    /// True while maintenance flash is requested (it shows once the running phase cleared).
+    pub fn maintenance(&self) -> bool {
+        self.maintenance.load(Relaxed)
     }
 
     /// True while detection is degraded (camera stale) and the controller runs fixed-time.
@@ -472,9 +486,15 @@ pub struct ControlThread {
     status: Arc<SignalStatus>,
     safe: Arc<dyn SafeState>,
     clearance: Arc<ClearanceRequest>,
+    commands: Arc<CommandLink>,
 }
 
 impl ControlThread {
+    /// The mailbox `edgewatch ctl` requests reach the loop through.
+    pub fn commands(&self) -> &Arc<CommandLink> {
+        &self.commands
+    }
+
     /// The watchdog's way to ask the loop for an orderly clearance to all red.
     pub fn clearance(&self) -> &Arc<ClearanceRequest> {
         &self.clearance
@@ -639,6 +659,7 @@ where
     let safe = system.safe_state();
     let stop = Arc::new(AtomicBool::new(false));
     let clearance = Arc::new(ClearanceRequest::default());
+    let (commands, port) = link::link();
     let Shared {
         feed,
         clock,
@@ -657,6 +678,7 @@ where
         clearance: clearance.clone(),
         latch,
         time_of_day_at: None,
+        port,
     };
     let thread_stop = stop.clone();
     let handle = std::thread::Builder::new()
@@ -669,6 +691,7 @@ where
         status,
         safe,
         clearance,
+        commands: Arc::new(commands),
     }))
 }
 
@@ -686,6 +709,8 @@ struct ControlLoop<C, O, I> {
     latch: FaultLatch,
     /// When the time of day was last read.
     time_of_day_at: Option<Duration>,
+    /// `edgewatch ctl` requests, polled once a tick.
+    port: CommandPort,
 }
 
 /// How often the control loop reads the local time of day.
@@ -711,9 +736,7 @@ fn restore_latch<C: Clock, O: OutputPin, I: InputPin>(
         latch.path().display()
     );
     // The whole reason for /health; the fault carries what fits without allocating.
-    let _ = status
-        .fault
-        .set(format!("fault latched before the restart: {reason}"));
+    status.set_fault(Some(format!("fault latched before the restart: {reason}")));
     system.latch_fault(fault);
 }
 
@@ -742,7 +765,61 @@ impl<C: Clock, O: OutputPin, I: InputPin> ControlLoop<C, O, I> {
                 "conflict monitor: {text}; flash latched until this process ends, but {e}"
             ),
         }
-        let _ = self.status.fault.set(text);
+        self.status.set_fault(Some(text));
+    }
+
+    /// Carries out one `edgewatch ctl` request (such a tick may allocate the answer).
+    fn carry_out(&mut self, request: SignalRequest) -> Outcome {
+        match request {
+            SignalRequest::Flash(on) => {
+                self.system.set_maintenance_flash(on);
+                self.status.maintenance.store(on, Relaxed);
+                let held = match self.system.fault() {
+                    Some(_) => "; a latched fault holds the fault flash meanwhile",
+                    None => "",
+                };
+                Outcome::Done(match on {
+                    true => format!("maintenance flash on: the running phase clears first{held}"),
+                    false => {
+                        format!("maintenance flash off: the heads return through all red{held}")
+                    }
+                })
+            }
+            SignalRequest::ResetFault => self.reset_fault(),
+        }
+    }
+
+    /// Clears the latched fault, in the monitor and in the fault file, unless the monitor
+    /// sees it again on a tick right after the reset: then the fault stays latched (and
+    /// written down) and the request is refused.
+    fn reset_fault(&mut self) -> Outcome {
+        let file = self.latch.load();
+        let held = self.system.fault().map(|f| f.to_string());
+        let was = match (&held, &file) {
+            (Some(fault), _) => fault.clone(),
+            (None, Ok(Some(reason))) => reason.clone(),
+            (None, Ok(None)) => return Outcome::Done("no fault latched".into()),
+            (None, Err(e)) => e.to_string(),
+        };
+        self.system.reset();
+        let report = self.tick();
+        if let Some(fault) = report.new_fault {
+            return Outcome::Refused(format!(
+                "the monitor still sees a fault: {fault}; the signals stay in flash"
+            ));
+        }
+        if let Err(e) = self.latch.clear() {
+            // A restart would come back in flash: stay consistent with the file.
+            self.system.latch_fault(Fault::Latched {
+                reason: truncated(&was),
+            });
+            return Outcome::Refused(format!("{e}; the signals stay in flash"));
+        }
+        self.status.set_fault(None);
+        log::warn!("signals: fault cleared by `edgewatch ctl reset-fault` (was: {was})");
+        Outcome::Done(format!(
+            "fault cleared (was: {was}); the signals restart through start-up flash"
+        ))
     }
 
     /// Tells the controller the local time of day for its time-of-day plans, at start and
@@ -785,6 +862,10 @@ impl<C: Clock, O: OutputPin, I: InputPin> ControlLoop<C, O, I> {
         let mut next = self.clock.now();
         while !stop.load(Relaxed) && !self.clearance.is_requested() {
             self.tick();
+            if let Some((seq, request)) = self.port.poll() {
+                let outcome = self.carry_out(request);
+                self.port.answer(seq, outcome);
+            }
             after_tick(&self.system);
             next = (next + period).max(self.clock.now());
             self.clock.sleep_until(next);

@@ -7,6 +7,7 @@ pub mod capture;
 pub mod clock;
 pub mod config;
 pub mod control;
+pub mod ctl;
 pub mod detector_outputs;
 pub mod eval;
 pub mod geometry;

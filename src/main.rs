@@ -47,11 +47,28 @@ enum Command {
         config: PathBuf,
     },
     /// Clear the persistent signal fault latch (`control.fault_file`) after the fault has been
-    /// found and fixed. Restart the unit afterwards: it comes up through start-up flash.
+    /// found and fixed. Restart the unit afterwards: it comes up through start-up flash. A
+    /// running unit keeps its fault until then; `ctl reset-fault` clears it in the unit too.
     ResetFault {
         /// Site configuration (TOML).
         #[arg(long, short)]
         config: PathBuf,
+    },
+    /// Send a command to the running unit over its control socket (`control.socket`):
+    /// `status`, `flash on`, `flash off`, `reset-fault` (clears a latched fault in the running
+    /// controller and its file, if the monitor no longer sees it) or `reload` (validates the
+    /// config file, then restarts to apply it). Root, the service user and group
+    /// `edgewatch` only. Exit status 1 when the unit refuses.
+    Ctl {
+        /// Site configuration (TOML): where the socket is (only `control.socket` is read).
+        #[arg(long, short, required_unless_present = "socket")]
+        config: Option<PathBuf>,
+        /// The control socket, instead of reading it from the config.
+        #[arg(long, conflicts_with = "config")]
+        socket: Option<PathBuf>,
+        /// The command and its argument, e.g. `flash on`.
+        #[arg(required = true, num_args = 1..)]
+        command: Vec<String>,
     },
     /// Time every stage: preprocess on synthetic 640x480 frames, then the whole pipeline.
     Bench {
@@ -163,6 +180,11 @@ fn main() -> ExitCode {
             json,
         } => run(&config, frames, json),
         Command::ResetFault { config } => reset_fault(&config),
+        Command::Ctl {
+            config,
+            socket,
+            command,
+        } => ctl(config.as_deref(), socket, &command.join(" ")),
         Command::Bench { config, frames } => {
             load(&config).and_then(|c| bench::run(&c, frames).map_err(pipeline_fail))
         }
@@ -256,13 +278,34 @@ fn reset_fault(path: &Path) -> Result<(), Failure> {
         Some(fault) => {
             log::warn!("signals: fault latch cleared by reset-fault (was: {fault})");
             println!(
-                "cleared {}: {fault}\nrestart the unit (systemctl restart edgewatch) to leave flash",
+                "cleared {}: {fault}\nrestart the unit (systemctl restart edgewatch) to leave flash; \
+                 on a running unit, `edgewatch ctl --config SITE reset-fault` clears the running \
+                 controller and the file at once",
                 latch.path().display()
             );
         }
         None => println!("no fault latched in {}", latch.path().display()),
     }
     Ok(())
+}
+
+fn ctl(config: Option<&Path>, socket: Option<PathBuf>, line: &str) -> Result<(), Failure> {
+    use edgewatch::ctl::{client, Request};
+    // Refused here already, with the same message the unit would give.
+    Request::parse(line.as_bytes()).map_err(|e| fail(EXIT_CONFIG, e))?;
+    let socket = match (socket, config) {
+        (Some(s), _) => s,
+        (None, Some(c)) => client::socket_of(c).map_err(|e| fail(EXIT_CONFIG, e))?,
+        (None, None) => return Err((EXIT_CONFIG, "ctl: give --config or --socket".into())),
+    };
+    let timeout = std::time::Duration::from_secs(15);
+    let answer = client::send(&socket, line, timeout).map_err(|e| fail(EXIT_RUNTIME, e))?;
+    if answer.ok {
+        println!("{}", answer.text);
+        Ok(())
+    } else {
+        Err((EXIT_RUNTIME, format!("refused: {}", answer.text)))
+    }
 }
 
 fn check_config(path: &Path) -> Result<(), Failure> {
@@ -285,7 +328,7 @@ fn run(path: &Path, frames: Option<u64>, json: bool) -> Result<(), Failure> {
         signal_hook::flag::register(signal, stop.clone()).map_err(|e| fail(EXIT_RUNTIME, e))?;
     }
     let clock: Arc<dyn Clock> = Arc::new(MonotonicClock::new());
-    let mut service = Service::start(&config, clock).map_err(service_fail)?;
+    let mut service = Service::start(&config, path, stop.clone(), clock).map_err(service_fail)?;
     log::info!("{}: running {}", config.site, path.display());
     let mut reporter = Reporter::new(json, service.signal_status());
     let stdout = std::io::stdout();
@@ -299,7 +342,13 @@ fn run(path: &Path, frames: Option<u64>, json: bool) -> Result<(), Failure> {
         }
     });
     // Whatever ended the run, the signals clear to all red before the process exits.
+    let reload = service.reload_requested();
     service.shut_down();
+    if reload && result.is_ok() {
+        let _ = std::io::stdout().lock().flush();
+        let under_systemd = std::env::var_os("NOTIFY_SOCKET").is_some();
+        edgewatch::health::restart::reload(under_systemd);
+    }
     result.map_err(pipeline_fail)?;
     io_result.map_err(|e| fail(EXIT_RUNTIME, e))
 }

@@ -2,13 +2,16 @@
 //! watchdog and the health endpoint on theirs, wired through shared atomics, with systemd told
 //! when it is ready. `edgewatch run` is this and a summary printer.
 
-use std::sync::atomic::AtomicBool;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::control::{self, ControlError, ControlThread, SceneFeed};
+use crate::ctl::server::CtlContext;
+use crate::ctl::{CtlCounters, CtlServer};
 use crate::health::memory::{peak_rss_bytes, rss_bytes};
 use crate::health::notify::Notifier;
 use crate::health::restart::{self, RestartHistory};
@@ -59,13 +62,22 @@ pub struct Service {
     health: Option<HealthServer>,
     view: Option<ViewerThread>,
     mqtt: Option<MqttThreads>,
+    ctl: Option<CtlServer>,
+    reload: Arc<AtomicBool>,
+    notifier: Option<Arc<Notifier>>,
     interval: Duration,
 }
 
 impl Service {
-    /// Builds the pipeline, starts the control loop, the health endpoint and the watchdog, and
-    /// tells systemd (when it started us) that the unit is ready.
-    pub fn start(config: &Config, clock: Arc<dyn Clock>) -> Result<Service, ServiceError> {
+    /// Builds the pipeline, starts the control loop, the health endpoint, the control socket
+    /// and the watchdog, and tells systemd (when it started us) that the unit is ready.
+    /// `config_path` is the file `edgewatch ctl reload` re-reads; a reload sets `stop`.
+    pub fn start(
+        config: &Config,
+        config_path: &Path,
+        stop: Arc<AtomicBool>,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Service, ServiceError> {
         let restarts = RestartHistory::from_env();
         if let Some(reason) = &restarts.last_reason {
             log::warn!(
@@ -121,6 +133,10 @@ impl Service {
             let queue = MessageQueue::new(m.queue_capacity, m.max_message_kib * 1024);
             Arc::new(MqttStats::new(Arc::new(queue)))
         });
+        let ctl_counters = config
+            .control
+            .socket()
+            .map(|_| Arc::new(CtlCounters::default()));
         let state = HealthState {
             clock: clock.clone(),
             started: clock.now(),
@@ -139,6 +155,7 @@ impl Service {
             snapshots,
             backend: crate::version::backend(config.model.runtime),
             mqtt: mqtt_stats.clone(),
+            ctl: ctl_counters.clone(),
         };
         let state = Arc::new(state);
         let health = start_health(config, state.clone());
@@ -148,6 +165,18 @@ impl Service {
             }
             _ => None,
         };
+        let reload = Arc::new(AtomicBool::new(false));
+        let ctl = ctl_counters.and_then(|counters| {
+            let ctx = CtlContext {
+                link: control.as_ref().map(|c| c.commands().clone()),
+                status: control.as_ref().map(|c| c.status().clone()),
+                config_path: config_path.to_path_buf(),
+                reload: reload.clone(),
+                stop,
+                counters,
+            };
+            start_ctl(config, ctx)
+        });
         let watchdog = start_watchdog(
             config,
             &pipeline,
@@ -171,6 +200,9 @@ impl Service {
             health,
             view: viewer,
             mqtt,
+            ctl,
+            reload,
+            notifier,
             interval,
         })
     }
@@ -196,10 +228,30 @@ impl Service {
         self.pipeline.run(frames, self.interval, stop, report)
     }
 
-    /// Orderly stop: the watchdog first (the threads are about to go quiet on purpose), then
-    /// the signals clear to all red, then MQTT publishes that and says `offline`, then the
-    /// health endpoint closes.
+    /// True once `edgewatch ctl reload` accepted a new config: after [`Service::shut_down`],
+    /// the process restarts to apply it.
+    pub fn reload_requested(&self) -> bool {
+        self.reload.load(SeqCst)
+    }
+
+    /// Where the control socket listens, if it started.
+    pub fn ctl_path(&self) -> Option<&Path> {
+        self.ctl.as_ref().map(|c| c.path())
+    }
+
+    /// Orderly stop: the control socket closes (no command during the stop), the watchdog
+    /// stops (the threads are about to go quiet on purpose), the signals clear to all red,
+    /// MQTT publishes that and says `offline`, then the health endpoint closes.
     pub fn shut_down(mut self) {
+        // Under systemd: the watchdog pings end here, and the clearance may take a while.
+        if let Some(n) = &self.notifier {
+            if let Err(e) = n.send(b"STOPPING=1") {
+                log::warn!("systemd notify STOPPING=1 failed: {e}");
+            }
+        }
+        if let Some(c) = self.ctl.take() {
+            c.stop();
+        }
         if let Some(w) = self.watchdog.take() {
             w.stop();
         }
@@ -322,6 +374,21 @@ fn start_health(config: &Config, state: Arc<HealthState>) -> Option<HealthServer
         }
         Err(e) => {
             log::error!("{e}; running without the health endpoint");
+            None
+        }
+    }
+}
+
+/// Opens the control socket. A failure is logged, not fatal, as for the health endpoint.
+fn start_ctl(config: &Config, ctx: CtlContext) -> Option<CtlServer> {
+    let path = config.control.socket()?;
+    match CtlServer::start(path, ctx) {
+        Ok(server) => {
+            log::info!("control socket on {} (edgewatch ctl)", path.display());
+            Some(server)
+        }
+        Err(e) => {
+            log::error!("{e}; running without `edgewatch ctl`");
             None
         }
     }

@@ -221,11 +221,7 @@ fn fault_latch_survives_a_restart_until_reset_fault() {
             let traffic = status.states().find(|(n, _)| *n == "traffic").unwrap().1;
             greens += u32::from(traffic == GroupState::Green);
         }
-        let seen = (
-            status.fault_flash(),
-            status.fault().map(str::to_string),
-            greens,
-        );
+        let seen = (status.fault_flash(), status.fault(), greens);
         let stopper = std::thread::spawn(move || control.shut_down());
         while !stopper.is_finished() {
             clock.advance(tick);

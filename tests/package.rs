@@ -85,6 +85,8 @@ fn the_package_installs_a_working_unit_and_purges_cleanly() {
     );
     let unit = std::fs::read_to_string("/lib/systemd/system/edgewatch.service").unwrap();
     assert!(unit.contains("ExecStart=/usr/bin/edgewatch run --config /etc/edgewatch/site.toml"));
+    // The folder of the `edgewatch ctl` socket (control.socket's default).
+    assert!(unit.contains("RuntimeDirectory=edgewatch\nRuntimeDirectoryMode=0750"));
     let journald = std::fs::read_to_string("/etc/systemd/journald.conf.d/edgewatch.conf").unwrap();
     for key in [
         "Storage=persistent",

@@ -14,6 +14,10 @@ pub const REASON_ENV: &str = "EDGEWATCH_RESTART_REASON";
 /// Exit status once the restart budget is spent.
 pub const EXIT_BUDGET_SPENT: i32 = 3;
 
+/// Exit status after `edgewatch ctl reload` under systemd, whose `Restart=on-failure` starts
+/// the unit again with the new config (`EX_TEMPFAIL`).
+pub const EXIT_RELOAD: i32 = 75;
+
 /// Restarts so far, from the environment the previous process left.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RestartHistory {
@@ -104,6 +108,30 @@ pub fn restart(
         .env(REASON_ENV, reason)
         .exec();
     log::error!("restart: cannot re-execute /proc/self/exe: {err}");
+    std::process::exit(1);
+}
+
+/// Restarts the process to apply a config `edgewatch ctl reload` accepted; the signals are
+/// already at all red. Under systemd (`under_systemd`), exits with [`EXIT_RELOAD`] for the
+/// service manager to start it again; standalone, re-executes this binary with the same
+/// arguments. A reload asked for by an operator is not a watchdog restart: the restart
+/// history passes on unchanged and no restart reason is set. Never returns.
+pub fn reload(under_systemd: bool) -> ! {
+    if under_systemd {
+        log::warn!(
+            "reload: exiting with status {EXIT_RELOAD} for systemd to start edgewatch again"
+        );
+        std::process::exit(EXIT_RELOAD);
+    }
+    log::warn!("reload: re-executing edgewatch with the new config");
+    let mut args = std::env::args_os();
+    let arg0 = args.next().unwrap_or_else(|| "edgewatch".into());
+    let err = std::process::Command::new("/proc/self/exe")
+        .arg0(arg0)
+        .args(args)
+        .env_remove(REASON_ENV)
+        .exec();
+    log::error!("reload: cannot re-execute /proc/self/exe: {err}");
     std::process::exit(1);
 }
 

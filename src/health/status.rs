@@ -89,6 +89,8 @@ pub struct HealthState {
     pub backend: &'static str,
     /// The MQTT link's counters, when the site publishes over MQTT.
     pub mqtt: Option<Arc<MqttStats>>,
+    /// The control socket's counters, when it is configured.
+    pub ctl: Option<Arc<crate::ctl::CtlCounters>>,
 }
 
 impl HealthState {
@@ -292,7 +294,7 @@ impl HealthSource for HealthState {
                     sig.degraded()
                 )?;
                 match sig.fault() {
-                    Some(fault) => json::string(w, fault)?,
+                    Some(fault) => json::string(w, &fault)?,
                     None => w.write_all(b"null")?,
                 }
                 w.write_all(b"}")?;
@@ -357,6 +359,18 @@ impl HealthSource for HealthState {
         match &self.mqtt {
             None => w.write_all(b"null")?,
             Some(m) => mqtt_json(w, &m.counts())?,
+        }
+        w.write_all(b",\"ctl\":")?;
+        match &self.ctl {
+            None => w.write_all(b"null")?,
+            Some(c) => {
+                let c = c.counts();
+                write!(
+                    w,
+                    "{{\"requests\":{},\"refused\":{},\"malformed\":{}}}",
+                    c.requests, c.refused, c.malformed
+                )?
+            }
         }
         w.write_all(b"}")
     }
@@ -544,6 +558,27 @@ impl HealthSource for HealthState {
                 "mqtt_connected",
                 "1 while connected to the MQTT broker.",
                 f64::from(u8::from(c.connected)),
+            )?;
+        }
+        if let Some(c) = &self.ctl {
+            let c = c.counts();
+            counter(
+                w,
+                "ctl_requests_total",
+                "Well-formed requests on the control socket from permitted peers.",
+                c.requests,
+            )?;
+            counter(
+                w,
+                "ctl_refused_total",
+                "Control socket connections refused: not root, the service user or its group.",
+                c.refused,
+            )?;
+            counter(
+                w,
+                "ctl_malformed_total",
+                "Control socket requests too long, unknown, not text or not sent in time.",
+                c.malformed,
             )?;
         }
 
@@ -815,6 +850,7 @@ mod tests {
             snapshots: None,
             backend: "tflite",
             mqtt: None,
+            ctl: None,
         };
         (s, clock)
     }
