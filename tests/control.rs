@@ -330,7 +330,10 @@ fn a_lamp_failing_in_the_field_latches_flash() {
     }
     assert!(green_before, "in service before the fault");
     assert!(status.fault_flash());
-    assert_eq!(status.fault(), Some("`traffic`: field shows no lamp lit"));
+    assert_eq!(
+        status.fault().as_deref(),
+        Some("`traffic`: field shows no lamp lit")
+    );
     let recorded = std::fs::read_to_string(dir.path().join("fault")).unwrap();
     assert_eq!(recorded.trim(), status.fault().unwrap());
     let stopper = std::thread::spawn(move || control.shut_down());
