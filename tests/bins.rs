@@ -573,3 +573,43 @@ fn edgewatch_bins_prints_the_range_and_names_bad_input() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("bins") && err.contains("retention"), "{err}");
 }
+
+#[test]
+fn the_frame_loop_adds_frames_faults_and_zone_counts_into_the_bin() {
+    use edgewatch::pipeline::{Pipeline, Step};
+    let frames = util::frames_dir();
+    let mut config = util::config_from(&util::ssd_site(&frames, 256, 256, "yuyv"));
+    // Every invoke after the 6th fails: the rest of the bin's frames are detector faults.
+    config.testing.fail_invoke_after_frames = Some(6);
+    let clock = Arc::new(edgewatch::clock::MonotonicClock::new());
+    let mut pipeline = Pipeline::build(&config, clock).unwrap();
+    let wall = ManualClock::new();
+    wall.set(secs(DAY + 12 * 3600 + 5));
+    let queue = Arc::new(BinQueue::new(4, 1, 1, 1));
+    let layout = pipeline.enable_bins(300, queue.clone(), Arc::new(wall.clone()));
+    assert_eq!(layout.zones, [("road".to_string(), 0)]);
+    assert_eq!(layout.lines, [("gantry".to_string(), 0)]);
+    let mut steps = Vec::new();
+    for _ in 0..10 {
+        steps.push(pipeline.step().unwrap());
+    }
+    assert_eq!(steps.iter().filter(|&&s| s == Step::Processed).count(), 6);
+    let occupancy_seen = pipeline.bins().unwrap().running().zones[0];
+    wall.set(secs(DAY + 12 * 3600 + 300));
+    pipeline.step().unwrap();
+    let bin = pop(&queue);
+    assert_eq!(
+        (bin.start, bin.end),
+        (DAY + 12 * 3600, DAY + 12 * 3600 + 300)
+    );
+    assert_eq!((bin.cameras[0].frames, bin.cameras[0].faults), (6, 4));
+    assert_eq!(bin.zones[0], occupancy_seen);
+    // The sample frames have cars on the road.
+    assert!(bin.zones[0].max_queue > 0, "{:?}", bin.zones[0]);
+    assert!(bin.zones[0].occupied_frames <= 6);
+    let mut rows = Vec::new();
+    write_rows(&bin, &layout, &mut rows).unwrap();
+    let rows = String::from_utf8(rows).unwrap();
+    let first = "2026-12-07T12:00:00Z,2026-12-07T12:05:00Z,zone,road,car,";
+    assert!(rows.starts_with(first), "{rows}");
+}
