@@ -922,6 +922,9 @@ fn bins_range(query: &[u8], message: &mut heapless::String<160>) -> Option<TimeR
                 return fail(format_args!("unknown parameter `{key}`: use from= and to="));
             }
         };
+        if *seen {
+            return fail(format_args!("{key}: given twice"));
+        }
         if !url_decode(value, into) {
             return fail(format_args!("{key}: not a valid value"));
         }
@@ -1245,6 +1248,39 @@ mod tests {
         for bad in ["%2", "%zz", "123456789", "%ff"] {
             let mut name = heapless::String::<8>::new();
             assert!(!url_decode(bad, &mut name), "{bad}");
+        }
+    }
+
+    #[test]
+    fn routes_bins_and_reads_its_range_or_says_what_is_wrong() {
+        let request = b"GET /bins.csv?from=2026-12-07&to=2026-12-07T12%3A00%3A00Z HTTP/1.1\r\n\r\n";
+        let Some(Incoming::Request {
+            reply: Reply::Bins(q),
+            ..
+        }) = parsed(request)
+        else {
+            panic!("not bins");
+        };
+        let mut message = heapless::String::new();
+        let range = bins_range(&request[q.start..q.end], &mut message).unwrap();
+        assert_eq!(
+            (range.from, range.to),
+            (1_796_601_600, 1_796_601_600 + 12 * 3600)
+        );
+        for (query, expected) in [
+            (
+                &b"from=2026-13-01"[..],
+                "from: `2026-13-01` is not a UTC time",
+            ),
+            (b"to=", "to: `` is not a UTC time"),
+            (b"from=2026-12-07&from=x", "from: given twice"),
+            (b"limit=5", "unknown parameter `limit`: use from= and to="),
+            (b"to=%", "to: not a valid value"),
+            (b"\xff", "not UTF-8"),
+        ] {
+            let mut message = heapless::String::new();
+            assert!(bins_range(query, &mut message).is_none(), "{expected}");
+            assert!(message.starts_with(expected), "{message}");
         }
     }
 
