@@ -121,6 +121,9 @@ pub struct Config {
     /// Publishing counts, events and stats to a fleet MQTT broker.
     #[serde(default)]
     pub mqtt: MqttConfig,
+    /// Traffic data bins on disk (optional; on when the section is present).
+    #[serde(default)]
+    pub bins: Option<BinsConfig>,
     /// Fault injection for the watchdog's integration tests. Never set on a real site.
     #[serde(default)]
     pub testing: TestingConfig,
@@ -520,6 +523,62 @@ impl MqttConfig {
             3_600_000,
         )?;
         Ok(())
+    }
+}
+
+/// Traffic data bins (see `src/bins/`): per zone and line, every `interval_min`, written to
+/// daily CSV files in `dir` within `retention_days` and `max_bytes`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BinsConfig {
+    /// Write bins (default true once the section is present).
+    pub enabled: bool,
+    /// The folder of the daily files (created if missing).
+    pub dir: PathBuf,
+    /// Minutes per bin, dividing the hour (1, 2, 3, 4, 5, 6, 10, 12, 15, 20, 30, 60).
+    pub interval_min: u32,
+    /// Days of files kept before today's (1..3660).
+    pub retention_days: u32,
+    /// Most bytes kept over every file; the oldest days go first (at least 64 KiB).
+    pub max_bytes: u64,
+}
+
+impl Default for BinsConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            dir: PathBuf::from("/var/lib/edgewatch/bins"),
+            interval_min: 15,
+            retention_days: 90,
+            max_bytes: 64 * 1024 * 1024,
+        }
+    }
+}
+
+impl BinsConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.dir.as_os_str().is_empty() {
+            return Err(invalid("bins.dir", "must name a folder"));
+        }
+        if !(1..=60).contains(&self.interval_min) || 60 % self.interval_min != 0 {
+            return Err(invalid(
+                "bins.interval_min",
+                format!(
+                    "{} does not divide the hour: use 1, 2, 3, 4, 5, 6, 10, 12, 15, 20, 30 or 60",
+                    self.interval_min
+                ),
+            ));
+        }
+        check_range("bins.retention_days", self.retention_days, 1, 3660)?;
+        check_range("bins.max_bytes", self.max_bytes, 64 * 1024, u64::MAX)?;
+        Ok(())
+    }
+}
+
+impl Config {
+    /// The `[bins]` section when it is present and enabled.
+    pub fn bins(&self) -> Option<&BinsConfig> {
+        self.bins.as_ref().filter(|b| b.enabled)
     }
 }
 
@@ -1431,6 +1490,9 @@ impl Config {
         }
         self.view.validate(&self.health)?;
         self.snapshots.validate(self)?;
+        if let Some(bins) = &self.bins {
+            bins.validate()?;
+        }
         if let Some(signals) = &self.signals {
             let zones: Vec<&str> = self.zones.iter().map(|z| z.name.as_str()).collect();
             let classes: Vec<&str> = self.model.classes.iter().map(|c| c.as_str()).collect();
@@ -1920,6 +1982,31 @@ mod tests {
             .starts_with("mqtt.reconnect_max_ms:"));
         assert!(err("port = 0").starts_with("mqtt.port:"));
         assert!(err("bogus = 1").contains("unknown field"));
+    }
+
+    #[test]
+    fn bins_are_on_when_the_section_is_present_and_their_keys_are_checked() {
+        assert!(load_str(MINIMAL).unwrap().bins().is_none());
+        let c = load_str(&format!("{MINIMAL}\n[bins]\n")).unwrap();
+        let b = c.bins().expect("present means on");
+        assert_eq!((b.interval_min, b.retention_days), (15, 90));
+        assert_eq!(b.dir, Path::new("/var/lib/edgewatch/bins"));
+        let off = load_str(&format!("{MINIMAL}\n[bins]\nenabled = false\n")).unwrap();
+        assert!(off.bins().is_none());
+        let err = |extra: &str| {
+            load_str(&format!("{MINIMAL}\n[bins]\n{extra}\n"))
+                .unwrap_err()
+                .to_string()
+        };
+        let e = err("interval_min = 7");
+        assert!(e.starts_with("bins.interval_min: 7 does not divide"), "{e}");
+        assert!(err("interval_min = 0").starts_with("bins.interval_min:"));
+        assert!(err("interval_min = 120").starts_with("bins.interval_min:"));
+        assert!(err("retention_days = 0").starts_with("bins.retention_days: 0 is out of range"));
+        assert!(err("max_bytes = 10").starts_with("bins.max_bytes:"));
+        assert!(err("dir = \"\"").starts_with("bins.dir:"));
+        let e = err("interval = 5");
+        assert!(e.contains("bins") && e.contains("unknown field"), "{e}");
     }
 
     #[test]

@@ -3,6 +3,7 @@
 #![deny(missing_docs, missing_debug_implementations, rust_2018_idioms)]
 
 pub mod bench;
+pub mod bins;
 pub mod capture;
 pub mod clock;
 pub mod config;

@@ -153,6 +153,19 @@ enum Command {
         #[arg(long, default_value = "target/sim")]
         out: PathBuf,
     },
+    /// Print the site's traffic data bins (CSV, header first) from the files in `bins.dir`:
+    /// rows whose bin starts at or after --from and before --to.
+    Bins {
+        /// Site configuration (TOML) with a `[bins]` section.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// UTC time (`2026-12-07T10:00:00Z`) or date (`2026-12-07`, from its start).
+        #[arg(long)]
+        from: Option<String>,
+        /// UTC time (excluded) or date (included: up to the end of that day).
+        #[arg(long)]
+        to: Option<String>,
+    },
     /// List what a V4L2 camera offers: driver, capabilities, formats, sizes and frame rates.
     Probe {
         /// The device: `/dev/videoN`, a `/dev/v4l/by-id/` path, or just the by-id name.
@@ -204,6 +217,7 @@ fn main() -> ExitCode {
             seed,
             out,
         } => sim(&site, end, seed, out),
+        Command::Bins { config, from, to } => bins(&config, from.as_deref(), to.as_deref()),
         Command::Snapshot {
             config,
             camera,
@@ -313,6 +327,23 @@ fn check_config(path: &Path) -> Result<(), Failure> {
     print!("{}", config.to_toml());
     eprintln!("{}: ok", path.display());
     Ok(())
+}
+
+fn bins(path: &Path, from: Option<&str>, to: Option<&str>) -> Result<(), Failure> {
+    use edgewatch::bins::store::{copy_range, TimeRange};
+    let config = load(path)?;
+    let Some(b) = &config.bins else {
+        return Err((
+            EXIT_CONFIG,
+            format!("{}: the site has no [bins] section", path.display()),
+        ));
+    };
+    let range = TimeRange::parse(from, to).map_err(|e| (EXIT_CONFIG, format!("--{e}")))?;
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let mut buf = vec![0u8; 64 * 1024];
+    copy_range(&b.dir, range, &mut buf, &mut out)
+        .and_then(|_| out.flush())
+        .map_err(|e| (EXIT_RUNTIME, format!("bins.dir: {}: {e}", b.dir.display())))
 }
 
 fn probe(device: &str) -> Result<(), Failure> {

@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::bins::{BinAccumulator, BinQueue, Layout};
 use crate::capture::mjpeg_http::HttpMjpegSource;
 use crate::capture::replay::ReplaySource;
 use crate::capture::v4l2::V4l2Source;
@@ -229,6 +230,8 @@ pub struct Pipeline {
     faults: FaultInjection,
     /// `model.max_failures`.
     max_failures: u32,
+    /// The running traffic data bin, once [`Pipeline::enable_bins`] set one up.
+    bins: Option<BinAccumulator>,
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -374,6 +377,7 @@ impl Pipeline {
             beats: Arc::new(Heartbeats::default()),
             faults: FaultInjection::new(&config.testing),
             max_failures: config.model.max_failures,
+            bins: None,
         })
     }
 
@@ -453,6 +457,41 @@ impl Pipeline {
                 dropped.clone(),
             );
         }
+    }
+
+    /// Adds every frame into traffic data bins of `interval_s` seconds of `wall` time,
+    /// closing each into `queue`; returns the names the writer labels the rows with.
+    pub fn enable_bins(
+        &mut self,
+        interval_s: u64,
+        queue: Arc<BinQueue>,
+        wall: Arc<dyn crate::utc::WallClock>,
+    ) -> Layout {
+        self.bins = Some(BinAccumulator::new(
+            self.zone_names.len(),
+            self.line_names.len(),
+            self.lanes.len(),
+            interval_s,
+            queue,
+            wall,
+        ));
+        let named = |names: &[String], slots: &[(usize, usize)]| {
+            names
+                .iter()
+                .zip(slots)
+                .map(|(n, &(lane, _))| (n.clone(), lane))
+                .collect()
+        };
+        Layout {
+            zones: named(&self.zone_names, &self.zone_slots),
+            lines: named(&self.line_names, &self.line_slots),
+            classes: self.class_names.clone(),
+        }
+    }
+
+    /// The running traffic data bin, when bins are on.
+    pub fn bins(&self) -> Option<&BinAccumulator> {
+        self.bins.as_ref()
     }
 
     /// Liveness stamps the watchdog reads: capture progress and inference start/end.
@@ -563,6 +602,11 @@ impl Pipeline {
     /// Takes the newest frame of the next camera that has one (weighted round-robin) and
     /// runs it through every stage. Allocates nothing.
     pub fn step(&mut self) -> Result<Step, PipelineError> {
+        if let Some(bins) = &mut self.bins {
+            // Before any frame, so a frame's figures land in the bin of its time; also while
+            // every camera waits, so an offline site still closes (empty) bins on time.
+            bins.tick(self.clock.now());
+        }
         for _ in 0..self.lanes.len() {
             let lane = self.turn;
             if self.lanes[lane].ended {
@@ -605,6 +649,14 @@ impl Pipeline {
         let t1 = self.clock.now();
         self.stats.record(Stage::Capture, t1.saturating_sub(t0));
         let video = lane.video.observe(frame.data, t1);
+        if let Some(bins) = &mut self.bins {
+            let failed = self.stats.detector.failure().is_some();
+            bins.observe(
+                i,
+                failed || video != crate::health::video::VideoState::Ok,
+                t1,
+            );
+        }
         if let Some(view) = &mut lane.view {
             // A copy only when the viewer asked and the view rate allows; never a wait.
             view.stage(frame.data, frame.timestamp, t1);
@@ -655,6 +707,9 @@ impl Pipeline {
                 // snapshot sees what the camera sees while the detector fails.
                 view.publish(&lane.scene, t1);
             }
+            if let Some(bins) = &mut self.bins {
+                bins.fault(i);
+            }
             self.skipped(i, tag.seq, &e);
             return Ok(Step::Skipped);
         }
@@ -681,6 +736,15 @@ impl Pipeline {
         }
         if let Some(events) = &mut lane.events {
             events.check(&lane.scene);
+        }
+        if let Some(bins) = &mut self.bins {
+            bins.frame(
+                tag.lane,
+                &lane.zones,
+                lane.scene.zone_occupancy(),
+                &lane.lines,
+                lane.scene.line_counts(),
+            );
         }
         if let Some(feed) = &self.feed {
             feed.publish_zones(tag.lane, &lane.zones, lane.scene.zone_occupancy(), t5);

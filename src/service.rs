@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::bins::{self, BinLimits, BinQueue, BinStats, BinStore, BinWriter, BinsError};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::control::{self, ControlError, ControlThread, SceneFeed};
@@ -50,6 +51,9 @@ pub enum ServiceError {
     /// MQTT could not start.
     #[error(transparent)]
     Mqtt(#[from] MqttError),
+    /// The traffic data bins could not start.
+    #[error(transparent)]
+    Bins(#[from] BinsError),
 }
 
 /// Everything `edgewatch run` runs.
@@ -65,6 +69,7 @@ pub struct Service {
     ctl: Option<CtlServer>,
     reload: Arc<AtomicBool>,
     notifier: Option<Arc<Notifier>>,
+    bins: Option<BinWriter>,
     interval: Duration,
 }
 
@@ -91,6 +96,10 @@ impl Service {
             false => None,
         };
         let mut pipeline = Pipeline::build(config, clock.clone())?;
+        let (bins, bin_stats) = match start_bins(config, &mut pipeline)? {
+            Some((writer, stats)) => (Some(writer), Some(stats)),
+            None => (None, None),
+        };
         let feed = Arc::new(SceneFeed::with_cameras(
             config.zones.len(),
             config.lines.len(),
@@ -156,6 +165,7 @@ impl Service {
             backend: crate::version::backend(config.model.runtime),
             mqtt: mqtt_stats.clone(),
             ctl: ctl_counters.clone(),
+            bins: bin_stats,
         };
         let state = Arc::new(state);
         let health = start_health(config, state.clone());
@@ -203,6 +213,7 @@ impl Service {
             ctl,
             reload,
             notifier,
+            bins,
             interval,
         })
     }
@@ -267,6 +278,9 @@ impl Service {
         if let Some(h) = self.health.take() {
             h.stop();
         }
+        if let Some(b) = self.bins.take() {
+            b.stop();
+        }
         drop(self.view.take());
     }
 }
@@ -317,6 +331,40 @@ fn start_events(
         feed: Some(feed),
         dropped,
     }))
+}
+
+/// Opens the bins' folder, sets the frame loop adding into bins and starts their writer;
+/// `None` without `[bins]`.
+fn start_bins(
+    config: &Config,
+    pipeline: &mut Pipeline,
+) -> Result<Option<(BinWriter, Arc<BinStats>)>, BinsError> {
+    let Some(b) = config.bins() else {
+        return Ok(None);
+    };
+    let limits = BinLimits {
+        retention_days: b.retention_days,
+        max_bytes: b.max_bytes,
+    };
+    let store = BinStore::open(&b.dir, limits)?;
+    let queue = Arc::new(BinQueue::new(
+        bins::QUEUE_BINS,
+        config.zones.len(),
+        config.lines.len(),
+        config.cameras.len(),
+    ));
+    let wall = Arc::new(crate::utc::SystemWallClock);
+    let layout = pipeline.enable_bins(u64::from(b.interval_min) * 60, queue.clone(), wall);
+    let stats = Arc::new(BinStats::new(&b.dir, queue));
+    log::info!(
+        "bins: every {} min in {} (kept {} days, at most {} bytes)",
+        b.interval_min,
+        b.dir.display(),
+        b.retention_days,
+        b.max_bytes
+    );
+    let writer = bins::start(store, layout, stats.clone())?;
+    Ok(Some((writer, stats)))
 }
 
 /// Starts publishing the site's counts, events, signals and `state`'s JSON over MQTT.

@@ -213,6 +213,16 @@ fn malloc_counter_sees_the_cpp_post_process_op() {
     );
 }
 
+/// A wall clock a minute later at every look, so that each frame closes a one-minute bin.
+#[derive(Debug, Default)]
+struct RacingWall(AtomicU64);
+
+impl edgewatch::utc::WallClock for RacingWall {
+    fn unix_now(&self) -> Duration {
+        Duration::from_secs(1_796_601_600 + self.0.fetch_add(60, Relaxed))
+    }
+}
+
 fn steady_state_allocates_nothing() {
     let config = site(RuntimeChoice::Tflite);
     assert_eq!(
@@ -220,6 +230,10 @@ fn steady_state_allocates_nothing() {
         (HeadChoice::Auto, 1)
     );
     let mut pipeline = Pipeline::build(&config, Arc::new(MonotonicClock::new())).unwrap();
+    // Traffic data bins on, a bin closed every frame into a queue nobody empties: the first
+    // few are queued, the rest dropped and counted, none of it allocating.
+    let bins = Arc::new(edgewatch::bins::BinQueue::new(4, 1, 1, 1));
+    pipeline.enable_bins(60, bins.clone(), Arc::new(RacingWall::default()));
     let Counts {
         rust: rust_allocations,
         mallocs,
@@ -251,6 +265,9 @@ fn steady_state_allocates_nothing() {
         "the C/C++ heap changed in the frame loop"
     );
     assert_eq!(stats.errors.load(Relaxed), 0);
+    let closed = bins.closed.load(Relaxed);
+    assert!(closed >= FRAMES, "{closed} bins closed in {FRAMES} frames");
+    assert_eq!(bins.dropped.load(Relaxed), closed - 4);
 }
 
 /// LiteRT in the whole pipeline: no Rust allocation, exactly [`LITERT_SSD_MALLOCS`] mallocs

@@ -16,6 +16,10 @@
 //! `GET /snapshot.jpg` a current JPEG, and `GET /stream.mjpeg` a multipart stream that keeps
 //! its worker: at most `view.max_viewers` at once (validated below `max_connections`), each
 //! part sent within `write_timeout` or the client is dropped, never buffered for.
+//!
+//! With traffic data bins (`[bins]`), `GET /bins.csv?from=&to=` streams the rows in range from
+//! the files, in chunks of the worker's response buffer (chunked transfer encoding), each sent
+//! within `write_timeout`: the work is bounded by the files' own bound, `bins.max_bytes`.
 
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -26,6 +30,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
+use crate::bins::store::{copy_range, TimeRange, MAX_LINE};
+use crate::bins::BinStats;
 use crate::view::{ViewError, Viewer};
 
 /// What the server serves; implemented by the lead over the pipeline's atomics.
@@ -39,6 +45,10 @@ pub trait HealthSource: Send + Sync + 'static {
     fn write_metrics(&self, out: &mut dyn Write) -> io::Result<()>;
     /// The live view, when the site enables it.
     fn view(&self) -> Option<&Viewer> {
+        None
+    }
+    /// The traffic data bins, when the site writes them.
+    fn bins(&self) -> Option<&BinStats> {
         None
     }
 }
@@ -361,6 +371,8 @@ enum Reply {
     Snapshot(Query),
     /// `GET /stream.mjpeg`; the query's byte range in the request.
     Stream(Query),
+    /// `GET /bins.csv`; the query's byte range in the request.
+    Bins(Query),
     Error(Status),
 }
 
@@ -380,6 +392,8 @@ enum Status {
     Internal,
     /// No camera has the name asked for.
     NoCamera,
+    /// The site writes no bins.
+    NoBins,
     /// The view is off, has no frame yet, or every viewer place is taken.
     Unavailable,
 }
@@ -392,7 +406,7 @@ impl Status {
             Status::MethodNotAllowed => "405 Method Not Allowed",
             Status::HeadersTooLarge => "431 Request Header Fields Too Large",
             Status::Internal => "500 Internal Server Error",
-            Status::NoCamera => "404 Not Found",
+            Status::NoCamera | Status::NoBins => "404 Not Found",
             Status::Unavailable => "503 Service Unavailable",
         }
     }
@@ -400,11 +414,14 @@ impl Status {
     fn body(self) -> &'static [u8] {
         match self {
             Status::BadRequest => b"bad request\n",
-            Status::NotFound => b"not found: try /, /health, /metrics, /snapshot.jpg\n",
+            Status::NotFound => {
+                b"not found: try /, /health, /metrics, /snapshot.jpg, /bins.csv\n"
+            }
             Status::MethodNotAllowed => b"method not allowed: use GET\n",
             Status::HeadersTooLarge => b"request too large\n",
             Status::Internal => b"internal error\n",
             Status::NoCamera => b"no camera has that name\n",
+            Status::NoBins => b"no traffic data bins: the site has no [bins] section\n",
             Status::Unavailable => {
                 b"no view: [view] is off, the camera has no frame yet, or view.max_viewers are watching\n"
             }
@@ -498,6 +515,12 @@ impl Worker {
             let source = Arc::clone(&self.source);
             if let Some(view) = source.view() {
                 return self.stream(&mut stream, view, query);
+            }
+        }
+        if let Reply::Bins(query) = reply {
+            let source = Arc::clone(&self.source);
+            if let Some(bins) = source.bins() {
+                return self.bins(&mut stream, bins, query, head_only);
             }
         }
         let (start, end, reply) = self.build_response(reply, head_only);
@@ -666,6 +689,70 @@ Cache-Control: no-store\r\nConnection: close\r\n\r\n";
         }
     }
 
+    /// Serves `/bins.csv`: a `400` naming the bad parameter, or the rows in range in chunks of
+    /// the response buffer. A read error ends the stream without its last chunk, so the client
+    /// sees it cut short rather than complete.
+    fn bins(&mut self, stream: &mut TcpStream, bins: &BinStats, query: Query, head_only: bool) {
+        let counters = &Arc::clone(&self.shared).counters;
+        let mut message = heapless::String::<160>::new();
+        let range = bins_range(&self.request[query.start..query.end], &mut message);
+        let deadline = Instant::now() + self.limits.write_timeout;
+        let range = match range {
+            Some(range) => range,
+            None => {
+                bump(&counters.rejected);
+                let mut head = [0u8; HEAD_RESERVE];
+                let mut body = [0u8; 256];
+                let mut cursor: &mut [u8] = &mut body[..];
+                let _ = writeln!(cursor, "bad query: {message}");
+                let body_len = 256 - cursor.len();
+                let head_len = format_head(&mut head, Reply::Error(Status::BadRequest), body_len);
+                let stop = &self.shared.stop;
+                if matches!(
+                    send(stream, &head[..head_len], deadline, stop),
+                    Wait::Done(_)
+                ) {
+                    let _ = send(stream, &body[..body_len], deadline, stop);
+                }
+                let _ = stream.shutdown(Shutdown::Write);
+                return self.linger(stream);
+            }
+        };
+        bump(&counters.served);
+        const HEAD: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Type: text/csv; charset=utf-8\r\n\
+Transfer-Encoding: chunked\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n";
+        if !matches!(
+            send(stream, HEAD, deadline, &self.shared.stop),
+            Wait::Done(_)
+        ) || head_only
+        {
+            return;
+        }
+        // The response buffer, used to its capacity (no growth): file reads, then chunks.
+        let capacity = self.response.capacity();
+        self.response.clear();
+        self.response.resize(capacity, 0);
+        let (read_buf, chunk_buf) = self.response.split_at_mut(BINS_READ.min(capacity / 2));
+        let mut chunks = Chunked {
+            stream,
+            buf: chunk_buf,
+            len: 0,
+            timeout: self.limits.write_timeout,
+            stop: &self.shared.stop,
+            timed_out: false,
+        };
+        let copied = copy_range(bins.dir(), range, read_buf, &mut chunks);
+        let ended = copied.and_then(|_| chunks.finish());
+        if chunks.timed_out {
+            bump(&counters.timed_out);
+        }
+        if let Err(e) = ended {
+            log::debug!("health server: /bins.csv cut short: {e}");
+            return;
+        }
+        let _ = stream.shutdown(Shutdown::Write);
+    }
+
     /// Reads and discards what the client still sends, for a bounded time and amount, so that
     /// closing does not reset the connection under the answer just sent.
     fn linger(&mut self, stream: &mut TcpStream) {
@@ -711,6 +798,7 @@ fn parse_request(bytes: &[u8]) -> Option<Incoming> {
                 "/" | "/index.html" => Some(Reply::Page),
                 "/snapshot.jpg" => Some(Reply::Snapshot(query)),
                 "/stream.mjpeg" => Some(Reply::Stream(query)),
+                "/bins.csv" => Some(Reply::Bins(query)),
                 _ => None,
             };
             let reply = match (known, method) {
@@ -759,6 +847,8 @@ fn write_body(
                 }
             };
         }
+        // Served by `Worker::bins` when the site has bins.
+        Reply::Bins(_) => return Err(Status::NoBins),
         Reply::Error(status) => Ok(body.write_all(status.body())),
     };
     match result {
@@ -805,6 +895,112 @@ fn view_request(view: &Viewer, query: &str) -> Result<(usize, bool), ViewError> 
     Ok((camera, raw))
 }
 
+/// Bytes of the response buffer `/bins.csv` reads files through (at least a line).
+const BINS_READ: usize = 16 * 1024;
+const _: () = assert!(BINS_READ > MAX_LINE);
+
+/// The `from` and `to` of a `/bins.csv` query; `None` with the reason for a `400` written
+/// to `message` otherwise.
+fn bins_range(query: &[u8], message: &mut heapless::String<160>) -> Option<TimeRange> {
+    let mut fail = |text: std::fmt::Arguments<'_>| {
+        let _ = std::fmt::Write::write_fmt(message, text);
+        None
+    };
+    let Ok(query) = std::str::from_utf8(query) else {
+        return fail(format_args!("not UTF-8"));
+    };
+    let mut from = heapless::String::<MAX_QUERY_VALUE>::new();
+    let mut to = heapless::String::<MAX_QUERY_VALUE>::new();
+    let (mut has_from, mut has_to) = (false, false);
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let (into, seen) = match key {
+            "from" => (&mut from, &mut has_from),
+            "to" => (&mut to, &mut has_to),
+            _ => {
+                let key = key.get(..32).unwrap_or(key);
+                return fail(format_args!("unknown parameter `{key}`: use from= and to="));
+            }
+        };
+        if *seen {
+            return fail(format_args!("{key}: given twice"));
+        }
+        if !url_decode(value, into) {
+            return fail(format_args!("{key}: not a valid value"));
+        }
+        *seen = true;
+    }
+    let from = has_from.then_some(from.as_str());
+    let to = has_to.then_some(to.as_str());
+    match TimeRange::parse(from, to) {
+        Ok(range) => Some(range),
+        Err(e) => fail(format_args!("{e}")),
+    }
+}
+
+/// Sends what is written as HTTP/1.1 chunks of up to the buffer's size, each within
+/// `timeout`.
+struct Chunked<'a> {
+    stream: &'a mut TcpStream,
+    buf: &'a mut [u8],
+    len: usize,
+    timeout: Duration,
+    stop: &'a AtomicBool,
+    timed_out: bool,
+}
+
+impl Chunked<'_> {
+    fn send_chunk(&mut self) -> io::Result<()> {
+        if self.len == 0 {
+            return Ok(());
+        }
+        let mut size = [0u8; 20];
+        let mut cursor: &mut [u8] = &mut size[..];
+        let _ = write!(cursor, "{:x}\r\n", self.len);
+        let size_len = 20 - cursor.len();
+        let deadline = Instant::now() + self.timeout;
+        let len = self.len;
+        self.len = 0;
+        for part in [&size[..size_len], &self.buf[..len], b"\r\n"] {
+            match send(self.stream, part, deadline, self.stop) {
+                Wait::Done(_) => {}
+                Wait::TimedOut => {
+                    self.timed_out = true;
+                    return Err(io::Error::from(ErrorKind::TimedOut));
+                }
+                Wait::Closed | Wait::Stopped => return Err(io::Error::from(ErrorKind::BrokenPipe)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends the last chunk and the empty one that ends the body.
+    fn finish(&mut self) -> io::Result<()> {
+        self.send_chunk()?;
+        let deadline = Instant::now() + self.timeout;
+        match send(self.stream, b"0\r\n\r\n", deadline, self.stop) {
+            Wait::Done(_) => Ok(()),
+            _ => Err(io::Error::from(ErrorKind::BrokenPipe)),
+        }
+    }
+}
+
+impl Write for Chunked<'_> {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        if self.len == self.buf.len() {
+            self.send_chunk()?;
+        }
+        let n = data.len().min(self.buf.len() - self.len);
+        self.buf[self.len..self.len + n].copy_from_slice(&data[..n]);
+        self.len += n;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.send_chunk()
+    }
+}
+
 /// Decodes `%XX` and `+` of a query value into `out`; `false` if it is malformed, not UTF-8
 /// or too long.
 fn url_decode<const N: usize>(value: &str, out: &mut heapless::String<N>) -> bool {
@@ -840,6 +1036,7 @@ fn format_head(head: &mut [u8; HEAD_RESERVE], reply: Reply, body_len: usize) -> 
         Reply::Metrics => ("200 OK", "text/plain; version=0.0.4; charset=utf-8"),
         Reply::Page => ("200 OK", "text/html; charset=utf-8"),
         Reply::Snapshot(_) | Reply::Stream(_) => ("200 OK", "image/jpeg"),
+        Reply::Bins(_) => ("200 OK", "text/csv; charset=utf-8"),
         Reply::Error(status) => (status.line(), "text/plain; charset=utf-8"),
     };
     let allow = match reply {
@@ -1051,6 +1248,39 @@ mod tests {
         for bad in ["%2", "%zz", "123456789", "%ff"] {
             let mut name = heapless::String::<8>::new();
             assert!(!url_decode(bad, &mut name), "{bad}");
+        }
+    }
+
+    #[test]
+    fn routes_bins_and_reads_its_range_or_says_what_is_wrong() {
+        let request = b"GET /bins.csv?from=2026-12-07&to=2026-12-07T12%3A00%3A00Z HTTP/1.1\r\n\r\n";
+        let Some(Incoming::Request {
+            reply: Reply::Bins(q),
+            ..
+        }) = parsed(request)
+        else {
+            panic!("not bins");
+        };
+        let mut message = heapless::String::new();
+        let range = bins_range(&request[q.start..q.end], &mut message).unwrap();
+        assert_eq!(
+            (range.from, range.to),
+            (1_796_601_600, 1_796_601_600 + 12 * 3600)
+        );
+        for (query, expected) in [
+            (
+                &b"from=2026-13-01"[..],
+                "from: `2026-13-01` is not a UTC time",
+            ),
+            (b"to=", "to: `` is not a UTC time"),
+            (b"from=2026-12-07&from=x", "from: given twice"),
+            (b"limit=5", "unknown parameter `limit`: use from= and to="),
+            (b"to=%", "to: not a valid value"),
+            (b"\xff", "not UTF-8"),
+        ] {
+            let mut message = heapless::String::new();
+            assert!(bins_range(query, &mut message).is_none(), "{expected}");
+            assert!(message.starts_with(expected), "{message}");
         }
     }
 

@@ -10,6 +10,7 @@ use super::memory::{peak_rss_bytes, rss_bytes};
 use super::restart::RestartHistory;
 use super::server::HealthSource;
 use super::stats::{DetectorHealth, PipelineStats, Stage};
+use crate::bins::{BinCounts, BinStats};
 use crate::clock::Clock;
 use crate::control::{CameraFeed, SceneFeed, SignalStatus};
 use crate::json;
@@ -91,6 +92,8 @@ pub struct HealthState {
     pub mqtt: Option<Arc<MqttStats>>,
     /// The control socket's counters, when it is configured.
     pub ctl: Option<Arc<crate::ctl::CtlCounters>>,
+    /// The traffic data bins' counters and folder, when `[bins]` is on.
+    pub bins: Option<Arc<BinStats>>,
 }
 
 impl HealthState {
@@ -215,6 +218,15 @@ fn mqtt_json(w: &mut dyn Write, c: &MqttCounts) -> io::Result<()> {
         c.in_flight,
         c.queue.dropped,
         c.reconnects
+    )
+}
+
+/// `{"closed":..,"written":..,"queued":..,"dropped":..,"failed":..,"pruned":..}`.
+fn bins_json(w: &mut dyn Write, c: &BinCounts) -> io::Result<()> {
+    write!(
+        w,
+        "{{\"closed\":{},\"written\":{},\"queued\":{},\"dropped\":{},\"failed\":{},\"pruned\":{}}}",
+        c.closed, c.written, c.queued, c.dropped, c.failed, c.pruned
     )
 }
 
@@ -372,11 +384,20 @@ impl HealthSource for HealthState {
                 )?
             }
         }
+        w.write_all(b",\"bins\":")?;
+        match &self.bins {
+            None => w.write_all(b"null")?,
+            Some(b) => bins_json(w, &b.counts())?,
+        }
         w.write_all(b"}")
     }
 
     fn view(&self) -> Option<&Viewer> {
         self.view.as_deref()
+    }
+
+    fn bins(&self) -> Option<&BinStats> {
+        self.bins.as_deref()
     }
 
     fn write_metrics(&self, w: &mut dyn Write) -> io::Result<()> {
@@ -580,6 +601,34 @@ impl HealthSource for HealthState {
                 "Control socket requests too long, unknown, not text or not sent in time.",
                 c.malformed,
             )?;
+        }
+        if let Some(b) = &self.bins {
+            let c = b.counts();
+            let bin_counters = [
+                (
+                    "bins_written_total",
+                    "Traffic data bins written and synced.",
+                    c.written,
+                ),
+                (
+                    "bins_dropped_total",
+                    "Traffic data bins dropped: the writer's queue was full.",
+                    c.dropped,
+                ),
+                (
+                    "bins_failed_total",
+                    "Traffic data bins whose write failed.",
+                    c.failed,
+                ),
+                (
+                    "bins_pruned_files_total",
+                    "Day files of bins deleted for bins.retention_days or max_bytes.",
+                    c.pruned,
+                ),
+            ];
+            for (name, help, value) in bin_counters {
+                counter(w, name, help, value)?;
+            }
         }
 
         writeln!(
@@ -851,6 +900,7 @@ mod tests {
             backend: "tflite",
             mqtt: None,
             ctl: None,
+            bins: None,
         };
         (s, clock)
     }
