@@ -391,6 +391,10 @@ fn start_mqtt(
         Duration::from_secs(u64::from(m.stats_interval_s)),
     )
     .resync_on_connect(stats.clone());
+    let watcher = match &state.detector_outputs {
+        Some(d) => watcher.with_detector_outputs(d.clone()),
+        None => watcher,
+    };
     log::info!(
         "mqtt: publishing to {}:{} under {}/",
         m.host,

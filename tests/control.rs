@@ -383,3 +383,29 @@ fn time_of_day_plans_follow_the_local_clock() {
     config.validate().unwrap();
     assert_eq!(run(&config), edgewatch::signal::ControlMode::FixedTime);
 }
+
+/// Every pin is claimed once: a detector output may not reuse a lamp, a sense input or the
+/// heartbeat, and the error names the key that has it.
+#[test]
+fn detector_output_pins_must_be_free() {
+    let output = |pin: u32| -> edgewatch::detector_outputs::DetectorOutputConfig {
+        toml::from_str(&format!("name = \"call\"\npin = {pin}\nzones = [\"road\"]")).unwrap()
+    };
+    let mut config = demo();
+    config.detector_outputs = vec![output(22)];
+    assert_eq!(
+        config.validate().unwrap_err().to_string(),
+        "detector_outputs[0].pin: gpio 22 is already used by signals.groups[0].green.pin"
+    );
+    config.control.heartbeat = Some(edgewatch::config::HeartbeatConfig {
+        pin: 4,
+        active_low: false,
+    });
+    config.detector_outputs = vec![output(4)];
+    assert_eq!(
+        config.validate().unwrap_err().to_string(),
+        "detector_outputs[0].pin: gpio 4 is already used by control.heartbeat.pin"
+    );
+    config.detector_outputs = vec![output(24)];
+    config.validate().unwrap();
+}

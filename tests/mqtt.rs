@@ -122,8 +122,14 @@ struct Subscriber {
 
 impl Subscriber {
     fn start(port: u16, prefix: &str) -> Subscriber {
-        let mut opts = MqttOptions::new("edgewatch-test-subscriber", "127.0.0.1", port);
-        opts.set_clean_session(false);
+        Subscriber::start_as("edgewatch-test-subscriber", false, port, prefix)
+    }
+
+    /// A subscriber with its own client id; with a clean session it subscribes afresh and
+    /// gets the retained messages.
+    fn start_as(id: &str, clean: bool, port: u16, prefix: &str) -> Subscriber {
+        let mut opts = MqttOptions::new(id, "127.0.0.1", port);
+        opts.set_clean_session(clean);
         opts.set_keep_alive(Duration::from_secs(5));
         let (client, mut connection) = Client::new(opts, 16);
         let got = Arc::new(Mutex::new(Vec::new()));
@@ -722,4 +728,44 @@ fn a_password_broker_refuses_a_wrong_one_and_a_clean_stop_publishes_red_then_off
         .find(|m| m.topic == format!("{prefix}/signals/traffic"))
         .unwrap();
     assert_eq!(last_traffic.payload, "red", "{all:?}");
+}
+
+/// Issue 14: each detector output's status goes out in NTCIP 1202 terms, retained, on
+/// `detectors/<output>` (and `/health` says the same).
+#[test]
+fn detector_outputs_are_published_with_their_status() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let _broker = Broker::start(dir.path(), port);
+    let prefix = "edgewatch/demo";
+    let sub = Subscriber::start(port, prefix);
+    let unit = start_unit_with(
+        dir.path(),
+        port,
+        "\n[[detector_outputs]]\nname = \"road-call\"\npin = 24\nzones = [\"road\"]\n",
+        |_| {},
+    );
+    let topic = format!("{prefix}/detectors/road-call");
+    wait_for("the detector output's topic", || !sub.on(&topic).is_empty());
+    for m in sub.on(&topic) {
+        let v: Value = serde_json::from_str(&m.payload).unwrap();
+        assert!(v["call"].is_boolean(), "{v}");
+        assert!(
+            v["fail_safe"].is_null() || v["fail_safe"].is_string(),
+            "{v}"
+        );
+        assert!(v["volume"].is_u64(), "{v}");
+        let occupancy = v["occupancy"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&occupancy), "{v}");
+    }
+    // Retained: a subscriber that comes later gets the status at once.
+    let late = Subscriber::start_as("edgewatch-test-late", true, port, prefix);
+    wait_for("the retained status", || {
+        late.on(&topic).iter().any(|m| m.retain)
+    });
+    let health = health(unit.addr);
+    assert!(
+        health["detector_outputs"]["road-call"]["call"].is_boolean(),
+        "{health}"
+    );
 }

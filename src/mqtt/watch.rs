@@ -10,6 +10,7 @@ use std::time::Duration;
 use super::queue::{Message, MessageQueue, TOPIC_MAX};
 use crate::config::MAX_CLASSES;
 use crate::control::{SceneFeed, SignalStatus};
+use crate::detector_outputs::{DetectorStatus, FailSafe};
 use crate::health::server::HealthSource;
 use crate::signal::GroupState;
 
@@ -40,6 +41,9 @@ pub struct Watcher {
     lines: Box<[[[u64; MAX_CLASSES]; 2]]>,
     /// Signal states last published; `None` until the first look.
     groups: Box<[Option<GroupState>]>,
+    /// Detector outputs (detector mode), and their call and fail-safe last published.
+    detectors: Option<Arc<DetectorStatus>>,
+    calls: Box<[Option<(bool, Option<FailSafe>)>]>,
     stats_every: Duration,
     next_stats: Option<Duration>,
     /// Asks for every retained topic again after a (re)connection.
@@ -70,6 +74,8 @@ impl Watcher {
             zones: vec![[u32::MAX; MAX_CLASSES]; topics.zones.len()].into_boxed_slice(),
             lines: vec![[[0; MAX_CLASSES]; 2]; topics.lines.len()].into_boxed_slice(),
             groups: vec![None; groups].into_boxed_slice(),
+            detectors: None,
+            calls: Box::new([]),
             scratch: queue.message(),
             topics,
             feed,
@@ -80,6 +86,14 @@ impl Watcher {
             next_stats: None,
             resync: None,
         }
+    }
+
+    /// Also publishes each detector output's status (detector mode) when its call or
+    /// fail-safe changes.
+    pub fn with_detector_outputs(mut self, status: Arc<DetectorStatus>) -> Watcher {
+        self.calls = vec![None; status.outputs().count()].into_boxed_slice();
+        self.detectors = Some(status);
+        self
     }
 
     /// Publishes every retained topic again whenever `stats` says the link (re)connected.
@@ -94,10 +108,12 @@ impl Watcher {
         if self.resync.as_ref().is_some_and(|s| s.take_resync()) {
             self.zones.fill([u32::MAX; MAX_CLASSES]);
             self.groups.fill(None);
+            self.calls.fill(None);
         }
         self.zones_changed();
         self.lines_crossed(wall);
         self.signals_changed();
+        self.detectors_changed();
         if self.next_stats.is_none_or(|at| now >= at) {
             self.next_stats = Some(now + self.stats_every);
             let (prefix, health) = (&self.topics.prefix, &self.health);
@@ -173,6 +189,37 @@ impl Watcher {
             let topic = |t: &mut heapless::String<TOPIC_MAX>| write!(t, "{prefix}/signals/{name}");
             send(&mut self.scratch, &self.queue, true, topic, |w| {
                 w.write_all(state.as_str().as_bytes())
+            });
+        }
+    }
+}
+
+impl Watcher {
+    /// `detectors/<output>`, retained: `{"call":..,"fail_safe":..,"volume":..,"occupancy":..}`
+    /// in NTCIP 1202 terms, on a change of call or fail-safe.
+    fn detectors_changed(&mut self) {
+        let Some(detectors) = &self.detectors else {
+            return;
+        };
+        for (last, o) in self.calls.iter_mut().zip(detectors.outputs()) {
+            if *last == Some((o.call, o.fail_safe)) {
+                continue;
+            }
+            *last = Some((o.call, o.fail_safe));
+            let prefix = &self.topics.prefix;
+            let topic =
+                |t: &mut heapless::String<TOPIC_MAX>| write!(t, "{prefix}/detectors/{}", o.name);
+            send(&mut self.scratch, &self.queue, true, topic, |w| {
+                write!(w, "{{\"call\":{},\"fail_safe\":", o.call)?;
+                match o.fail_safe {
+                    Some(f) => write!(w, "\"{}\"", f.as_str())?,
+                    None => w.write_all(b"null")?,
+                }
+                write!(
+                    w,
+                    ",\"volume\":{},\"occupancy\":{:.4}}}",
+                    o.volume, o.occupancy
+                )
             });
         }
     }
