@@ -27,6 +27,9 @@ pub struct Topics {
     pub classes: Vec<String>,
 }
 
+/// A detector output's call and fail-safe reason, as last published.
+type CallState = (bool, Option<FailSafe>);
+
 /// Watches the shared state and queues a message for each change; see the module docs.
 pub struct Watcher {
     topics: Topics,
@@ -43,7 +46,7 @@ pub struct Watcher {
     groups: Box<[Option<GroupState>]>,
     /// Detector outputs (detector mode), and their call and fail-safe last published.
     detectors: Option<Arc<DetectorStatus>>,
-    calls: Box<[Option<(bool, Option<FailSafe>)>]>,
+    calls: Box<[Option<CallState>]>,
     stats_every: Duration,
     next_stats: Option<Duration>,
     /// Asks for every retained topic again after a (re)connection.
