@@ -344,6 +344,10 @@ pub struct SignalStatus {
     degraded: AtomicBool,
     /// The control mode in force: true for actuated, false for fixed-time.
     actuated: AtomicBool,
+    /// Phase names, and the phases the no-activity diagnostic recalls: vehicle demand in the
+    /// low 16 bits, pedestrian demand in the high 16.
+    phases: Vec<String>,
+    no_activity: AtomicU32,
     /// Maintenance flash requested (`edgewatch ctl flash on`).
     maintenance: AtomicBool,
     /// The latched fault, while there is one (read by `/health`). Locked only when a fault
@@ -354,6 +358,10 @@ pub struct SignalStatus {
 impl SignalStatus {
     fn new<C: Clock, O: OutputPin, I: InputPin>(system: &SignalSystem<C, O, I>) -> SignalStatus {
         let groups: Vec<String> = system.states().map(|(name, _)| name.to_string()).collect();
+        let plan = system.plan();
+        let phases = (0..plan.phase_count())
+            .map(|p| plan.phase_name(p).to_string())
+            .collect();
         let states = groups
             .iter()
             .map(|_| AtomicU8::new(state_index(GroupState::Dark)))
@@ -364,6 +372,8 @@ impl SignalStatus {
             fault_flash: AtomicBool::new(false),
             degraded: AtomicBool::new(false),
             actuated: AtomicBool::new(false),
+            phases,
+            no_activity: AtomicU32::new(0),
             maintenance: AtomicBool::new(false),
             fault: Mutex::new(None),
         };
@@ -385,6 +395,28 @@ impl SignalStatus {
         }
         let mode = system.controller().mode(system.now());
         self.actuated.store(mode == ControlMode::Actuated, Relaxed);
+        let (vehicle, ped) = system.controller().no_activity();
+        self.no_activity
+            .store(u32::from(vehicle) | u32::from(ped) << 16, Relaxed);
+    }
+
+    /// Phases the no-activity diagnostic has on recall (`signals.no_activity_s`): names of
+    /// those whose vehicle zones, then whose pedestrian zones, have seen nothing.
+    pub fn no_activity(&self) -> (impl Iterator<Item = &str>, impl Iterator<Item = &str>) {
+        let mask = self.no_activity.load(Relaxed);
+        let named = move |shift: u32| {
+            self.phases
+                .iter()
+                .enumerate()
+                .filter(move |(p, _)| mask >> (shift + *p as u32) & 1 != 0)
+                .map(|(_, name)| name.as_str())
+        };
+        (named(0), named(16))
+    }
+
+    /// True while the no-activity diagnostic has any phase on recall.
+    pub fn detector_fault(&self) -> bool {
+        self.no_activity.load(Relaxed) != 0
     }
 
     /// The control mode in force: the time-of-day plan's, the site's, or fixed-time while

@@ -39,6 +39,18 @@ pub fn object<'a, T>(
     w.write_all(b"}")
 }
 
+/// Writes `["a", "b", ...]`.
+pub fn strings<'a>(w: &mut dyn Write, items: impl Iterator<Item = &'a str>) -> io::Result<()> {
+    w.write_all(b"[")?;
+    for (i, s) in items.enumerate() {
+        if i > 0 {
+            w.write_all(b",")?;
+        }
+        string(w, s)?;
+    }
+    w.write_all(b"]")
+}
+
 /// `{"class": count, ...}` for the counted classes.
 pub fn class_counts(
     w: &mut dyn Write,

@@ -111,6 +111,11 @@ fn health_metrics_and_404() {
     }
     assert!(h["signals"]["groups"]["traffic"].is_string());
     assert!(h["signals"]["fault"].is_null(), "no latched fault: {h}");
+    assert_eq!(
+        h["signals"]["no_activity"],
+        serde_json::json!({"vehicle": [], "pedestrian": []}),
+        "the diagnostic is off in the demo: {h}"
+    );
     assert!(h["camera"]["state"].is_string());
     let (code, metrics) = get(unit.addr, "/metrics");
     assert_eq!(code, 200);

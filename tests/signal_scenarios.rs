@@ -634,3 +634,50 @@ fn heartbeat_toggles_only_while_healthy() {
         "active low: off is high"
     );
 }
+
+/// Issue 12, finding 7: a camera knocked askew keeps sending frames with nothing in the
+/// minor road's zone, so the minor phase was never called. With `no_activity_s` the phase is
+/// recalled once its zones have seen nothing for that long, and released when they see a car.
+#[test]
+fn no_activity_recalls_a_phase_until_its_zones_see_something() {
+    let text = SITE.replace(
+        "startup_flash_s = 3.0",
+        "startup_flash_s = 3.0\nno_activity_s = 120.0",
+    );
+    let mut site = Site::new(&text, TICK_MS);
+    // Steady traffic on the main road keeps its zone active; the minor road's zone (and the
+    // crossing and turn lane) see nothing.
+    site.set(Z_MAIN, CAR, 1);
+    let minor_green = |s: &Site| s.state("minor") == GroupState::Green;
+    assert_eq!(
+        site.run_until(118.0, minor_green),
+        None,
+        "no call, no green"
+    );
+    assert_eq!(site.signals.controller().no_activity(), (0, 0));
+    let served = site
+        .run_until(120.0, minor_green)
+        .expect("recalled and served");
+    assert!(served >= 120.0, "served at {served:.1} s");
+    let (vehicle, ped) = site.signals.controller().no_activity();
+    // Phases in order main, minor, turn: minor and turn (vehicle), minor (pedestrian).
+    assert_eq!((vehicle, ped), (0b110, 0b010));
+    // A car in the minor zone: the diagnostic releases that phase at once.
+    site.set(Z_MINOR, CAR, 1);
+    site.step();
+    site.set(Z_MINOR, CAR, 0);
+    assert_eq!(site.signals.controller().no_activity().0, 0b100);
+    let short = SITE.replace(
+        "startup_flash_s = 3.0",
+        "startup_flash_s = 3.0\nno_activity_s = 30",
+    );
+    let err = edgewatch::signal::SignalPlan::new(&config(&short), ZONES, CLASSES).unwrap_err();
+    assert!(
+        err.to_string().starts_with("signals.no_activity_s"),
+        "{err}"
+    );
+    // Off by default: the same minutes of quiet never recall anything.
+    let mut quiet = Site::new(SITE, TICK_MS);
+    quiet.set(Z_MAIN, CAR, 1);
+    assert_eq!(quiet.run_until(400.0, minor_green), None);
+}

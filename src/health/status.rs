@@ -133,7 +133,10 @@ impl HealthState {
             return Status::Failsafe;
         }
         let camera_ok = matches!(self.camera().0, "ok" | "waiting");
-        let degraded = self.signals.as_ref().is_some_and(|s| s.degraded())
+        let degraded = self
+            .signals
+            .as_ref()
+            .is_some_and(|s| s.degraded() || s.detector_fault())
             || self
                 .detector_outputs
                 .as_ref()
@@ -309,7 +312,12 @@ impl HealthSource for HealthState {
                     Some(fault) => json::string(w, &fault)?,
                     None => w.write_all(b"null")?,
                 }
-                w.write_all(b"}")?;
+                let (vehicle, ped) = sig.no_activity();
+                w.write_all(b",\"no_activity\":{\"vehicle\":")?;
+                json::strings(w, vehicle)?;
+                w.write_all(b",\"pedestrian\":")?;
+                json::strings(w, ped)?;
+                w.write_all(b"}}")?;
             }
         }
         w.write_all(b",\"detector_outputs\":")?;

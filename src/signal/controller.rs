@@ -137,6 +137,12 @@ pub struct Controller {
     good_since: Option<Duration>,
     incidents: u32,
     priority_grants: u32,
+    /// Per phase, when its camera zones last saw vehicle (pedestrian) demand.
+    activity: [Duration; MAX_PHASES],
+    ped_activity: [Duration; MAX_PHASES],
+    /// Phases whose vehicle (pedestrian) zones have seen nothing for `no_activity_s`: recalled.
+    inactive: u16,
+    ped_inactive: u16,
     /// (seconds after midnight, clock time) when the time of day was last set.
     time_of_day: Option<(u32, Duration)>,
     beacon_until: [Option<Duration>; MAX_GROUPS],
@@ -166,6 +172,10 @@ impl Controller {
             good_since: None,
             incidents: 0,
             priority_grants: 0,
+            activity: [now; MAX_PHASES],
+            ped_activity: [now; MAX_PHASES],
+            inactive: 0,
+            ped_inactive: 0,
             time_of_day: None,
             beacon_until: [None; MAX_GROUPS],
             flash_exit_amber,
@@ -192,6 +202,7 @@ impl Controller {
     /// Advances to `now` with this tick's detections and returns the lamps to show.
     pub fn step(&mut self, now: Duration, det: &Detections<'_>) -> &SignalCommand {
         self.track_camera(now, det.camera_ok);
+        self.diagnose(now, det.zone_occupancy);
         let sample = self.sample(det);
         self.advance(now, sample);
         self.latch_calls(now, sample);
@@ -305,6 +316,62 @@ impl Controller {
                 );
             }
         }
+    }
+
+    /// The no-activity diagnostic: marks phases whose camera demand zones have seen nothing
+    /// for `no_activity_s` (they are recalled), and clears the mark when they see something.
+    /// Inputs (buttons, loops) are not the camera and do not count; while detection is
+    /// degraded every phase is recalled anyway and nothing is judged.
+    fn diagnose(&mut self, now: Duration, occupancy: &[[u32; MAX_CLASSES]]) {
+        let Some(limit) = self.plan.no_activity else {
+            return;
+        };
+        if self.degraded {
+            return;
+        }
+        for (p, phase) in self.plan.phases.iter().enumerate() {
+            let bit = 1u16 << p;
+            let judged = [
+                (
+                    "vehicle",
+                    &phase.demand,
+                    &mut self.activity[p],
+                    &mut self.inactive,
+                ),
+                (
+                    "pedestrian",
+                    &phase.ped_demand,
+                    &mut self.ped_activity[p],
+                    &mut self.ped_inactive,
+                ),
+            ];
+            for (what, demand, last, inactive) in judged {
+                if demand.zones.is_empty() {
+                    continue;
+                }
+                if demand.present(occupancy, 0, true) {
+                    *last = now;
+                    if *inactive & bit != 0 {
+                        *inactive &= !bit;
+                        log::info!("signals: {what} activity again on phase `{}`", phase.name);
+                    }
+                } else if now.saturating_sub(*last) >= limit && *inactive & bit == 0 {
+                    *inactive |= bit;
+                    log::warn!(
+                        "signals: no {what} activity on phase `{}` for {} s: recalled until \
+                         its zones see something",
+                        phase.name,
+                        limit.as_secs()
+                    );
+                }
+            }
+        }
+    }
+
+    /// Phases (bit masks) the no-activity diagnostic has put on recall: vehicle demand, then
+    /// pedestrian demand.
+    pub fn no_activity(&self) -> (u16, u16) {
+        (self.inactive, self.ped_inactive)
     }
 
     fn sample(&self, det: &Detections<'_>) -> Sample {
@@ -550,11 +617,14 @@ impl Controller {
         for p in 0..self.plan.phases.len() {
             let bit = 1 << p;
             let recall = fixed || self.plan.phases[p].recall;
-            if green != Some(p) && (recall || (s.vehicle | s.ped | s.bus) & bit != 0) {
+            let vehicle_recall = recall || self.inactive & bit != 0;
+            let ped_recall = recall || self.ped_inactive & bit != 0;
+            let called = vehicle_recall || ped_recall || (s.vehicle | s.ped | s.bus) & bit != 0;
+            if green != Some(p) && called {
                 self.calls |= bit;
             }
             let peds = self.has_group_kind(p, GroupKind::Pedestrian);
-            if peds && (recall || s.ped & bit != 0) && !self.walking(p) {
+            if peds && (ped_recall || s.ped & bit != 0) && !self.walking(p) {
                 self.ped_calls |= bit;
             }
         }

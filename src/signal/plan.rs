@@ -64,6 +64,12 @@ pub struct SignalConfig {
     /// cross and none wait long).
     #[serde(default = "default_min_walk_s")]
     pub min_walk_s: f32,
+    /// Detector diagnostic (NTCIP 1202 "no activity"): a phase whose camera demand zones see
+    /// nothing for this long is recalled (served every cycle) until they see something
+    /// again, so a camera knocked askew, fogged or blind cannot starve it. Vehicle and
+    /// pedestrian demand are judged apart. 0 (default, as in NTCIP) turns it off.
+    #[serde(default)]
+    pub no_activity_s: f32,
     /// Signal groups: vehicle heads, pedestrian heads, bus B signals and beacons.
     pub groups: Vec<GroupConfig>,
     /// Pairs of group names that may show a right of way together (the groups of one phase).
@@ -539,6 +545,8 @@ pub struct SignalPlan {
     pub(crate) startup_flash: Duration,
     pub(crate) startup_all_red: Duration,
     pub(crate) camera_recover: Duration,
+    /// The detector diagnostic's no-activity time, if on.
+    pub(crate) no_activity: Option<Duration>,
     /// Field read-back persistence for conflicts, and for the other field faults.
     pub(crate) sense_conflict: Duration,
     pub(crate) sense_fault: Duration,
@@ -708,6 +716,9 @@ impl<'a> Compiler<'a> {
         let cfg = self.cfg;
         check_secs("signals.camera_recover_s", cfg.camera_recover_s, 0.0, 600.0)?;
         check_secs("signals.min_walk_s", cfg.min_walk_s, 4.0, 60.0)?;
+        if cfg.no_activity_s != 0.0 {
+            check_secs("signals.no_activity_s", cfg.no_activity_s, 60.0, 86_400.0)?;
+        }
         check_secs("signals.startup_flash_s", cfg.startup_flash_s, 2.0, 300.0)?;
         check_secs(
             "signals.startup_all_red_s",
@@ -744,6 +755,7 @@ impl<'a> Compiler<'a> {
             startup_flash: secs(cfg.startup_flash_s),
             startup_all_red: secs(cfg.startup_all_red_s),
             camera_recover: secs(cfg.camera_recover_s),
+            no_activity: (cfg.no_activity_s > 0.0).then(|| secs(cfg.no_activity_s)),
             sense_conflict,
             sense_fault,
         })
