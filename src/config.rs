@@ -666,10 +666,30 @@ pub struct ControlConfig {
     /// hold a pulse-maintained flash-transfer relay (see `board/README.md`).
     #[serde(default)]
     pub heartbeat: Option<HeartbeatConfig>,
+    /// The kernel's hardware watchdog, pinged while the control loop ticks, so a hung
+    /// process or kernel resets the unit (see `src/health/hw_watchdog.rs`).
+    #[serde(default)]
+    pub hardware_watchdog: Option<HwWatchdogConfig>,
     /// The Unix socket `edgewatch ctl` talks to (maintenance flash, reset-fault, reload,
     /// status); mode 0660, group `edgewatch` when that group exists. Empty: no socket.
     #[serde(default = "default_socket")]
     pub socket: PathBuf,
+}
+
+/// The hardware watchdog (`control.hardware_watchdog`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HwWatchdogConfig {
+    /// The device, usually `/dev/watchdog`.
+    pub device: PathBuf,
+    /// Seconds without a ping before the unit resets (2..=60; the Pi's bcm2835 takes at most
+    /// 15).
+    #[serde(default = "default_hw_watchdog_s")]
+    pub timeout_s: u32,
+}
+
+fn default_hw_watchdog_s() -> u32 {
+    15
 }
 
 /// The heartbeat output (`control.heartbeat`).
@@ -718,6 +738,7 @@ impl Default for ControlConfig {
             shutdown_limit_s: default_shutdown_s(),
             fault_file: default_fault_file(),
             heartbeat: None,
+            hardware_watchdog: None,
             socket: default_socket(),
         }
     }
@@ -1481,6 +1502,20 @@ impl Config {
         self.mqtt.validate(&self.site)?;
         if self.mqtt.enabled {
             self.check_topic_names()?;
+        }
+        if let Some(wd) = &self.control.hardware_watchdog {
+            if !(2..=60).contains(&wd.timeout_s) {
+                return Err(invalid(
+                    "control.hardware_watchdog.timeout_s",
+                    format!("{} is not in 2..=60", wd.timeout_s),
+                ));
+            }
+            if self.signals.is_none() {
+                return Err(invalid(
+                    "control.hardware_watchdog",
+                    "the site has no [signals]: the control loop pings it",
+                ));
+            }
         }
         if self.signals.is_none() && self.control.heartbeat.is_some() {
             return Err(invalid(

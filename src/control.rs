@@ -19,6 +19,7 @@ use crate::capture::CaptureStats;
 use crate::clock::Clock;
 use crate::config::{Config, OutputBackend, MAX_CLASSES};
 use crate::ctl::link::{self, CommandLink, CommandPort, Outcome, SignalRequest};
+use crate::health::hw_watchdog::{HardwareWatchdog, HwWatchdogError};
 use crate::health::video::VideoState;
 use crate::health::watchdog::Heartbeats;
 use crate::scene::{Dwell, LineCount, ZonePresence};
@@ -508,6 +509,9 @@ pub enum ControlError {
     /// The thread could not be started.
     #[error("cannot start the control thread: {0}")]
     Thread(std::io::Error),
+    /// The hardware watchdog device could not be opened.
+    #[error(transparent)]
+    HwWatchdog(#[from] HwWatchdogError),
 }
 
 /// The running control thread.
@@ -569,11 +573,16 @@ pub fn start(
         stale_after: Duration::from_millis(config.control.camera_stale_ms),
         shutdown_limit: Duration::from_secs_f32(config.control.shutdown_limit_s),
     };
+    let hw_watchdog = match &config.control.hardware_watchdog {
+        Some(wd) => Some(HardwareWatchdog::open(&wd.device, wd.timeout_s)?),
+        None => None,
+    };
     let shared = Shared {
         feed,
         clock: clock.clone(),
         beats,
         latch: FaultLatch::new(config.control.fault_file.clone()),
+        hw_watchdog,
     };
     match config.control.outputs {
         OutputBackend::Simulated => {
@@ -666,6 +675,7 @@ struct Shared {
     clock: Arc<dyn Clock>,
     beats: Arc<Heartbeats>,
     latch: FaultLatch,
+    hw_watchdog: Option<HardwareWatchdog>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -697,6 +707,7 @@ where
         clock,
         beats,
         latch,
+        hw_watchdog,
     } = shared;
     let control = ControlLoop {
         occupancy: vec![[0; MAX_CLASSES]; feed.occupancy.len()],
@@ -710,6 +721,7 @@ where
         clearance: clearance.clone(),
         latch,
         time_of_day_at: None,
+        hw_watchdog,
         port,
     };
     let thread_stop = stop.clone();
@@ -741,6 +753,8 @@ struct ControlLoop<C, O, I> {
     latch: FaultLatch,
     /// When the time of day was last read.
     time_of_day_at: Option<Duration>,
+    /// The kernel watchdog, pinged while the loop ticks (`control.hardware_watchdog`).
+    hw_watchdog: Option<HardwareWatchdog>,
     /// `edgewatch ctl` requests, polled once a tick.
     port: CommandPort,
 }
@@ -881,6 +895,9 @@ impl<C: Clock, O: OutputPin, I: InputPin> ControlLoop<C, O, I> {
         let camera_ok =
             fresh && self.feed.video() == VideoState::Ok && !self.feed.detector_failed();
         self.beats.control(now);
+        if let Some(wd) = &mut self.hw_watchdog {
+            wd.ping(now);
+        }
         let report = self.system.tick(&self.occupancy, camera_ok);
         if let Some(fault) = &report.new_fault {
             self.persist(fault);
@@ -925,9 +942,17 @@ impl<C: Clock, O: OutputPin, I: InputPin> ControlLoop<C, O, I> {
         self.clearance.mark_cleared();
         // For the watchdog: hold all red, and show the loop is alive, until the restart.
         while !stop.load(Relaxed) {
-            self.beats.control(self.clock.now());
+            let now = self.clock.now();
+            self.beats.control(now);
+            if let Some(wd) = &mut self.hw_watchdog {
+                wd.ping(now);
+            }
             next = (next + period).max(self.clock.now());
             self.clock.sleep_until(next);
+        }
+        // An orderly end: the kernel watchdog must not reset the unit for it.
+        if let Some(wd) = self.hw_watchdog.take() {
+            wd.disarm();
         }
     }
 }

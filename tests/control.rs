@@ -409,3 +409,58 @@ fn detector_output_pins_must_be_free() {
     config.detector_outputs = vec![output(24)];
     config.validate().unwrap();
 }
+
+/// Issue 12: the kernel watchdog is pinged while the control loop ticks, not when it stops,
+/// and an orderly stop disarms it with the magic `V` (a plain file stands in for the device:
+/// it records the pings and refuses only the timeout ioctl).
+#[test]
+fn the_hardware_watchdog_is_pinged_while_the_loop_ticks() {
+    let dir = tempfile::tempdir().unwrap();
+    let device = dir.path().join("watchdog");
+    std::fs::write(&device, b"").unwrap();
+    let mut config = demo();
+    config.control.hardware_watchdog = Some(edgewatch::config::HwWatchdogConfig {
+        device: device.clone(),
+        timeout_s: 1,
+    });
+    assert_eq!(
+        config.validate().unwrap_err().to_string(),
+        "control.hardware_watchdog.timeout_s: 1 is not in 2..=60"
+    );
+    config.control.hardware_watchdog.as_mut().unwrap().timeout_s = 15;
+    config.validate().unwrap();
+    let tick = Duration::from_millis(config.control.tick_ms);
+    let clock = Arc::new(SteppedClock::default());
+    let feed = Arc::new(SceneFeed::new(config.zones.len(), config.lines.len()));
+    let control = control::start(&config, feed.clone(), clock.clone(), Default::default())
+        .unwrap()
+        .expect("the demo has signals");
+    let occupancy = vec![[0u32; MAX_CLASSES]; config.zones.len()];
+    for _ in 0..100 {
+        feed.publish(&occupancy, clock.now());
+        clock.advance(tick);
+    }
+    // 10 s of ticks: a ping every 500 ms.
+    let pings = std::fs::read(&device).unwrap();
+    assert!((19..=21).contains(&pings.len()), "{} pings", pings.len());
+    assert!(pings.iter().all(|&b| b == 0));
+    // The loop stops ticking (the clock stands still): no more pings.
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(std::fs::read(&device).unwrap().len(), pings.len());
+    let stopper = std::thread::spawn(move || control.shut_down());
+    while !stopper.is_finished() {
+        clock.advance(tick);
+    }
+    stopper.join().unwrap();
+    let written = std::fs::read(&device).unwrap();
+    assert_eq!(written.last(), Some(&b'V'), "disarmed on an orderly stop");
+    // A missing device is a start error naming it.
+    config.control.hardware_watchdog.as_mut().unwrap().device = dir.path().join("none");
+    let clock = Arc::new(SteppedClock::default());
+    let err = control::start(&config, feed, clock, Default::default()).unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("control.hardware_watchdog: cannot open"),
+        "{err}"
+    );
+}

@@ -1,5 +1,6 @@
 //! Run-time health: counters, latency histograms and memory readings.
 
+pub mod hw_watchdog;
 pub mod memory;
 pub mod notify;
 pub mod restart;
