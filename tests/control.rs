@@ -47,6 +47,34 @@ fn demo() -> Config {
     config
 }
 
+/// Starts the control loop on `config` with the test's clock, runs `ticks` ticks with fresh
+/// frames and empty zones (calling `each` after every tick with the clock and the status), then
+/// stops it in order.
+fn run_ticks(
+    config: &Config,
+    ticks: u32,
+    mut each: impl FnMut(&SteppedClock, &edgewatch::control::SignalStatus),
+) {
+    let tick = Duration::from_millis(config.control.tick_ms);
+    let clock = Arc::new(SteppedClock::default());
+    let feed = Arc::new(SceneFeed::new(config.zones.len(), config.lines.len()));
+    let control = control::start(config, feed.clone(), clock.clone(), Default::default())
+        .unwrap()
+        .expect("the demo has signals");
+    let status = control.status().clone();
+    let occupancy = vec![[0u32; MAX_CLASSES]; config.zones.len()];
+    for _ in 0..ticks {
+        feed.publish(&occupancy, clock.now());
+        clock.advance(tick);
+        each(&clock, &status);
+    }
+    let stopper = std::thread::spawn(move || control.shut_down());
+    while !stopper.is_finished() {
+        clock.advance(tick);
+    }
+    stopper.join().unwrap();
+}
+
 #[test]
 fn stale_camera_degrades_and_shutdown_leaves_all_red() {
     let config = demo();
@@ -205,29 +233,15 @@ fn fault_latch_survives_a_restart_until_reset_fault() {
     let fault_file = dir.path().join("state/fault");
     let mut config = demo();
     config.control.fault_file = fault_file.clone();
-    let tick = Duration::from_millis(config.control.tick_ms);
     let run_process = |config: &Config, ticks: u32| {
-        let clock = Arc::new(SteppedClock::default());
-        let feed = Arc::new(SceneFeed::new(config.zones.len(), config.lines.len()));
-        let control = control::start(config, feed.clone(), clock.clone(), Default::default())
-            .unwrap()
-            .expect("the demo has signals");
-        let status = control.status().clone();
-        let occupancy = vec![[0u32; MAX_CLASSES]; config.zones.len()];
         let mut greens = 0;
-        for _ in 0..ticks {
-            feed.publish(&occupancy, clock.now());
-            clock.advance(tick);
+        let mut seen = (false, None);
+        run_ticks(config, ticks, |_, status| {
             let traffic = status.states().find(|(n, _)| *n == "traffic").unwrap().1;
             greens += u32::from(traffic == GroupState::Green);
-        }
-        let seen = (status.fault_flash(), status.fault(), greens);
-        let stopper = std::thread::spawn(move || control.shut_down());
-        while !stopper.is_finished() {
-            clock.advance(tick);
-        }
-        stopper.join().unwrap();
-        seen
+            seen = (status.fault_flash(), status.fault());
+        });
+        (seen.0, seen.1, greens)
     };
 
     // A broken load switch on the traffic green: the monitor latches, and writes it down.
@@ -310,67 +324,33 @@ fn a_lamp_failing_in_the_field_latches_flash() {
         lit: false,
         after_s: 40.0,
     });
-    let tick = Duration::from_millis(config.control.tick_ms);
-    let clock = Arc::new(SteppedClock::default());
-    let feed = Arc::new(SceneFeed::new(config.zones.len(), config.lines.len()));
-    let control = control::start(&config, feed.clone(), clock.clone(), Default::default())
-        .unwrap()
-        .expect("the demo has signals");
-    let status = control.status().clone();
-    let occupancy = vec![[0u32; MAX_CLASSES]; config.zones.len()];
     let mut green_before = false;
-    for _ in 0..600 {
-        feed.publish(&occupancy, clock.now());
-        clock.advance(tick);
+    let mut last = (false, None);
+    run_ticks(&config, 600, |clock, status| {
         if clock.now() < Duration::from_secs(40) {
             assert!(!status.fault_flash(), "a healthy field trips nothing");
             let traffic = status.states().find(|(n, _)| *n == "traffic").unwrap().1;
             green_before |= traffic == GroupState::Green;
         }
-    }
+        last = (status.fault_flash(), status.fault());
+    });
     assert!(green_before, "in service before the fault");
-    assert!(status.fault_flash());
-    assert_eq!(
-        status.fault().as_deref(),
-        Some("`traffic`: field shows no lamp lit")
-    );
+    let (flash, fault) = last;
+    assert!(flash);
+    assert_eq!(fault.as_deref(), Some("`traffic`: field shows no lamp lit"));
     let recorded = std::fs::read_to_string(dir.path().join("fault")).unwrap();
-    assert_eq!(recorded.trim(), status.fault().unwrap());
-    let stopper = std::thread::spawn(move || control.shut_down());
-    while !stopper.is_finished() {
-        clock.advance(tick);
-    }
-    stopper.join().unwrap();
+    assert_eq!(Some(recorded.trim()), fault.as_deref());
 }
 
-/// Issue 12, finding 7: the time-of-day plans were never told the time. The control loop now
-/// reads the local time at start and every minute; a plan that covers the whole day in
-/// fixed-time overrides the site's actuated mode, whatever the time is.
 #[test]
 fn time_of_day_plans_follow_the_local_clock() {
     let mut config = demo();
     let signals = config.signals.as_mut().unwrap();
     assert_eq!(signals.mode, edgewatch::signal::ControlMode::Actuated);
     let run = |config: &Config| {
-        let tick = Duration::from_millis(config.control.tick_ms);
-        let clock = Arc::new(SteppedClock::default());
-        let feed = Arc::new(SceneFeed::new(config.zones.len(), config.lines.len()));
-        let control = control::start(config, feed.clone(), clock.clone(), Default::default())
-            .unwrap()
-            .expect("the demo has signals");
-        let status = control.status().clone();
-        let occupancy = vec![[0u32; MAX_CLASSES]; config.zones.len()];
-        for _ in 0..20 {
-            feed.publish(&occupancy, clock.now());
-            clock.advance(tick);
-        }
-        let mode = status.mode();
-        let stopper = std::thread::spawn(move || control.shut_down());
-        while !stopper.is_finished() {
-            clock.advance(tick);
-        }
-        stopper.join().unwrap();
-        mode
+        let mut mode = None;
+        run_ticks(config, 20, |_, status| mode = Some(status.mode()));
+        mode.unwrap()
     };
     assert_eq!(run(&config), edgewatch::signal::ControlMode::Actuated);
     let signals = config.signals.as_mut().unwrap();
@@ -429,33 +409,19 @@ fn the_hardware_watchdog_is_pinged_while_the_loop_ticks() {
     );
     config.control.hardware_watchdog.as_mut().unwrap().timeout_s = 15;
     config.validate().unwrap();
-    let tick = Duration::from_millis(config.control.tick_ms);
-    let clock = Arc::new(SteppedClock::default());
-    let feed = Arc::new(SceneFeed::new(config.zones.len(), config.lines.len()));
-    let control = control::start(&config, feed.clone(), clock.clone(), Default::default())
-        .unwrap()
-        .expect("the demo has signals");
-    let occupancy = vec![[0u32; MAX_CLASSES]; config.zones.len()];
-    for _ in 0..100 {
-        feed.publish(&occupancy, clock.now());
-        clock.advance(tick);
-    }
-    // 10 s of ticks: a ping every 500 ms.
-    let pings = std::fs::read(&device).unwrap();
-    assert!((19..=21).contains(&pings.len()), "{} pings", pings.len());
-    assert!(pings.iter().all(|&b| b == 0));
-    // The loop stops ticking (the clock stands still): no more pings.
-    std::thread::sleep(Duration::from_millis(200));
-    assert_eq!(std::fs::read(&device).unwrap().len(), pings.len());
-    let stopper = std::thread::spawn(move || control.shut_down());
-    while !stopper.is_finished() {
-        clock.advance(tick);
-    }
-    stopper.join().unwrap();
+    // 10 s of ticks: a ping every 500 ms, none once the loop stops ticking (the clock stands
+    // still), and the magic `V` on the orderly stop.
+    let mut pings = 0;
+    run_ticks(&config, 100, |_, _| {
+        pings = std::fs::read(&device).unwrap().len();
+    });
+    assert!((19..=21).contains(&pings), "{pings} pings");
     let written = std::fs::read(&device).unwrap();
+    assert!(written[..pings].iter().all(|&b| b == 0));
     assert_eq!(written.last(), Some(&b'V'), "disarmed on an orderly stop");
     // A missing device is a start error naming it.
     config.control.hardware_watchdog.as_mut().unwrap().device = dir.path().join("none");
+    let feed = Arc::new(SceneFeed::new(config.zones.len(), config.lines.len()));
     let clock = Arc::new(SteppedClock::default());
     let err = control::start(&config, feed, clock, Default::default()).unwrap_err();
     assert!(
