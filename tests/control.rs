@@ -92,7 +92,7 @@ fn stale_camera_degrades_and_shutdown_leaves_all_red() {
     // green, and detection is trusted.
     let mut occupancy = vec![[0u32; MAX_CLASSES]; config.zones.len()];
     occupancy[0][0] = 3;
-    for _ in 0..40 {
+    for _ in 0..60 {
         feed.publish(&occupancy, clock.now());
         clock.advance(tick);
     }
@@ -172,7 +172,7 @@ fn shutdown_limit_must_cover_the_longest_clearance() {
     assert!(
         err.contains("control.shutdown_limit_s")
             && err.contains("cannot clear phase `crossing`")
-            && err.contains("12.3 s"),
+            && err.contains("14.3 s"),
         "{err}"
     );
 }
@@ -428,5 +428,26 @@ fn the_hardware_watchdog_is_pinged_while_the_loop_ticks() {
         err.to_string()
             .starts_with("control.hardware_watchdog: cannot open"),
         "{err}"
+    );
+}
+
+/// Issue 12: a pedestrian-only phase has no amber, so its all-red is the whole buffer interval
+/// of steady don't walk before a conflicting green (MUTCD 4I.06, at least 3 s).
+#[test]
+fn a_pedestrian_phase_keeps_the_buffer_interval() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("board/demo.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let short = text.replace("\nall_red_s = 3.0 ", "\nall_red_s = 1.0 ");
+    assert_ne!(short, text, "the demo's crossing phase has a 3 s all-red");
+    let err = Config::parse(&short, &path)
+        .unwrap()
+        .validate()
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        err,
+        "signals.phases[1].all_red_s: phase `crossing` leaves 1.0 s of steady don't walk \
+         (amber + all-red) before a conflicting green; the pedestrian buffer interval needs 3 s \
+         (MUTCD 4I.06)"
     );
 }

@@ -37,6 +37,9 @@ const MIN_AMBER_S: f32 = 3.0;
 const MAX_AMBER_S: f32 = 6.0;
 /// The shortest all-red after any phase, with or without a crossing width to compute it from.
 const MIN_ALL_RED_S: f32 = 1.0;
+/// The pedestrian buffer interval: steady don't walk after the clearance, before a conflicting
+/// green (MUTCD 4I.06, 11th edition).
+const PED_BUFFER_S: f32 = 3.0;
 /// The shortest minimum green.
 const MIN_GREEN_S: f32 = 4.0;
 /// Slack for seconds typed with one decimal compared against a computed minimum.
@@ -741,6 +744,7 @@ impl<'a> Compiler<'a> {
         self.check_coverage(&groups, &phases)?;
         self.check_amber_flash(&groups, &conflicts)?;
         self.check_startup(&phases)?;
+        self.check_ped_buffer(&groups, &phases)?;
         let plans = self.plans(&phases)?;
         for (i, g) in cfg.groups.iter().enumerate() {
             groups[i].demand = self.demands(&format!("signals.groups[{i}].demand"), &g.demand)?;
@@ -1273,6 +1277,31 @@ impl<'a> Compiler<'a> {
                     format!("signals.groups[{a}].maintenance_flash"),
                     msg,
                 ));
+            }
+        }
+        Ok(())
+    }
+
+    /// MUTCD 4I.06 (11th edition): after the flashing don't walk, a buffer interval of at
+    /// least 3 s of steady don't walk before any conflicting movement is released. The green
+    /// ends only after the pedestrian clearance, so the buffer is the phase's amber plus its
+    /// all-red; a pedestrian-only phase has no amber and needs the all-red to cover it.
+    fn check_ped_buffer(&self, groups: &[Group], phases: &[Phase]) -> Result<(), ConfigError> {
+        for (i, p) in phases.iter().enumerate() {
+            let peds = groups
+                .iter()
+                .enumerate()
+                .any(|(g, x)| p.groups & (1 << g) != 0 && x.kind == GroupKind::Pedestrian);
+            let buffer = p.amber + p.all_red;
+            if peds && buffer + secs(EPS) < secs(PED_BUFFER_S) {
+                let msg = format!(
+                    "phase `{}` leaves {:.1} s of steady don't walk (amber + all-red) before a \
+                     conflicting green; the pedestrian buffer interval needs {PED_BUFFER_S} s \
+                     (MUTCD 4I.06)",
+                    p.name,
+                    buffer.as_secs_f32()
+                );
+                return Err(invalid(format!("signals.phases[{i}].all_red_s"), msg));
             }
         }
         Ok(())
