@@ -1540,6 +1540,21 @@ impl Config {
                     ));
                 }
             }
+            let sensed = signals
+                .pins()
+                .iter()
+                .any(|(_, key)| key.ends_with(".sense.pin"));
+            let ticks2 = 2 * self.control.tick_ms;
+            if sensed && u64::from(signals.sense_conflict_ms) < ticks2 {
+                return Err(invalid(
+                    "signals.sense_conflict_ms",
+                    format!(
+                        "{} ms is under two control ticks ({ticks2} ms): one bad reading of the \
+                         sense inputs would trip",
+                        signals.sense_conflict_ms
+                    ),
+                ));
+            }
             // Stopping, or a watchdog breach, clears the running phase within the limit; a
             // limit shorter than a clearance would cut it short.
             let (phase, needed) = plan.longest_clearance();

@@ -523,9 +523,24 @@ pub struct ControlThread {
     safe: Arc<dyn SafeState>,
     clearance: Arc<ClearanceRequest>,
     commands: Arc<CommandLink>,
+    hw_watchdog: Arc<Mutex<Option<HardwareWatchdog>>>,
 }
 
 impl ControlThread {
+    /// Opens the kernel watchdog (`control.hardware_watchdog`), which arms it, and has the
+    /// loop ping it from its next tick. Call it last in start-up: a start that fails before
+    /// never arms it, so a bad config cannot turn into a reset loop.
+    pub fn arm_hardware_watchdog(&self, config: &Config) -> Result<(), ControlError> {
+        let Some(wd) = &config.control.hardware_watchdog else {
+            return Ok(());
+        };
+        let opened = HardwareWatchdog::open(&wd.device, wd.timeout_s)?;
+        if let Ok(mut slot) = self.hw_watchdog.lock() {
+            *slot = Some(opened);
+        }
+        Ok(())
+    }
+
     /// The mailbox `edgewatch ctl` requests reach the loop through.
     pub fn commands(&self) -> &Arc<CommandLink> {
         &self.commands
@@ -573,16 +588,11 @@ pub fn start(
         stale_after: Duration::from_millis(config.control.camera_stale_ms),
         shutdown_limit: Duration::from_secs_f32(config.control.shutdown_limit_s),
     };
-    let hw_watchdog = match &config.control.hardware_watchdog {
-        Some(wd) => Some(HardwareWatchdog::open(&wd.device, wd.timeout_s)?),
-        None => None,
-    };
     let shared = Shared {
         feed,
         clock: clock.clone(),
         beats,
         latch: FaultLatch::new(config.control.fault_file.clone()),
-        hw_watchdog,
     };
     match config.control.outputs {
         OutputBackend::Simulated => {
@@ -675,7 +685,6 @@ struct Shared {
     clock: Arc<dyn Clock>,
     beats: Arc<Heartbeats>,
     latch: FaultLatch,
-    hw_watchdog: Option<HardwareWatchdog>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -707,8 +716,8 @@ where
         clock,
         beats,
         latch,
-        hw_watchdog,
     } = shared;
+    let hw_watchdog = Arc::new(Mutex::new(None));
     let control = ControlLoop {
         occupancy: vec![[0; MAX_CLASSES]; feed.occupancy.len()],
         system,
@@ -721,7 +730,7 @@ where
         clearance: clearance.clone(),
         latch,
         time_of_day_at: None,
-        hw_watchdog,
+        hw_watchdog: hw_watchdog.clone(),
         port,
     };
     let thread_stop = stop.clone();
@@ -736,6 +745,7 @@ where
         safe,
         clearance,
         commands: Arc::new(commands),
+        hw_watchdog,
     }))
 }
 
@@ -753,8 +763,9 @@ struct ControlLoop<C, O, I> {
     latch: FaultLatch,
     /// When the time of day was last read.
     time_of_day_at: Option<Duration>,
-    /// The kernel watchdog, pinged while the loop ticks (`control.hardware_watchdog`).
-    hw_watchdog: Option<HardwareWatchdog>,
+    /// The kernel watchdog, pinged while the loop ticks (`control.hardware_watchdog`), once
+    /// [`ControlThread::arm_hardware_watchdog`] has opened it.
+    hw_watchdog: Arc<Mutex<Option<HardwareWatchdog>>>,
     /// `edgewatch ctl` requests, polled once a tick.
     port: CommandPort,
 }
@@ -884,6 +895,16 @@ impl<C: Clock, O: OutputPin, I: InputPin> ControlLoop<C, O, I> {
         }
     }
 
+    /// Pings the kernel watchdog, if armed. `try_lock`: arming holds the lock only to put the
+    /// device in, and a missed ping is one of many within the timeout.
+    fn ping_hardware_watchdog(&self, now: Duration) {
+        if let Ok(mut wd) = self.hw_watchdog.try_lock() {
+            if let Some(wd) = wd.as_mut() {
+                wd.ping(now);
+            }
+        }
+    }
+
     fn tick(&mut self) -> TickReport {
         let last_frame = self.feed.read(&mut self.occupancy);
         let now = self.clock.now();
@@ -895,9 +916,7 @@ impl<C: Clock, O: OutputPin, I: InputPin> ControlLoop<C, O, I> {
         let camera_ok =
             fresh && self.feed.video() == VideoState::Ok && !self.feed.detector_failed();
         self.beats.control(now);
-        if let Some(wd) = &mut self.hw_watchdog {
-            wd.ping(now);
-        }
+        self.ping_hardware_watchdog(now);
         let report = self.system.tick(&self.occupancy, camera_ok);
         if let Some(fault) = &report.new_fault {
             self.persist(fault);
@@ -944,16 +963,14 @@ impl<C: Clock, O: OutputPin, I: InputPin> ControlLoop<C, O, I> {
         while !stop.load(Relaxed) {
             let now = self.clock.now();
             self.beats.control(now);
-            if let Some(wd) = &mut self.hw_watchdog {
-                wd.ping(now);
-            }
+            self.ping_hardware_watchdog(now);
             next = (next + period).max(self.clock.now());
             self.clock.sleep_until(next);
         }
-        // An orderly end: the kernel watchdog must not reset the unit for it.
-        if let Some(wd) = self.hw_watchdog.take() {
-            wd.disarm();
-        }
+        // An orderly end: the kernel watchdog must not reset the unit for it (dropping it
+        // disarms it).
+        let disarmed = self.hw_watchdog.lock().map(|mut wd| wd.take());
+        drop(disarmed);
     }
 }
 

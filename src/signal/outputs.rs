@@ -63,7 +63,7 @@ pub trait PinBackend {
     /// field in between; [`SimPins`] wires the input to the lamp's output (a loopback).
     fn sense(&mut self, sense: SensePin, lamp: LampPin) -> Result<Self::Input, PinError> {
         let _ = lamp;
-        self.input(sense.pin, Pull::None)
+        self.input(sense.pin, sense.bias())
     }
 }
 
@@ -674,7 +674,7 @@ impl<C: Clock + Clone> PinBackend for SimPins<C> {
             lamp_active_low: lamp.active_low,
             stuck: None,
         });
-        self.input(sense.pin, Pull::None)
+        self.input(sense.pin, sense.bias())
     }
 }
 

@@ -93,11 +93,13 @@ pub struct SignalConfig {
     #[serde(default)]
     pub plans: Vec<TimePlanConfig>,
     /// Field read-back: a conflict the sense inputs show for this long latches flash (a
-    /// TS-2 monitor must not trip under 200 ms and must trip by 500 ms).
+    /// TS-2 monitor must not trip under 200 ms and must trip by 500 ms); 200..=1000, and at
+    /// least two control ticks, so one bad reading never trips.
     #[serde(default = "default_sense_conflict_ms")]
     pub sense_conflict_ms: u32,
     /// Field read-back: a head with no lamp lit, more than one lit, or a lamp not showing
-    /// its command, for this long latches flash (relays and lamps take a moment to follow).
+    /// its command, for this long latches flash (relays and lamps take a moment to follow,
+    /// and a flashing lamp may start in its dark half); 1000..=5000.
     #[serde(default = "default_sense_fault_ms")]
     pub sense_fault_ms: u32,
 }
@@ -242,6 +244,20 @@ pub struct SensePin {
     /// The lamp is lit when the input reads low (an optocoupler pulling the line down).
     #[serde(default)]
     pub active_low: bool,
+    /// Input bias; by default pull-up for an active-low input (an open-collector
+    /// optocoupler), none otherwise.
+    pub pull: Option<Pull>,
+}
+
+impl SensePin {
+    /// The bias the input is claimed with.
+    pub fn bias(&self) -> Pull {
+        self.pull.unwrap_or(if self.active_low {
+            Pull::Up
+        } else {
+            Pull::None
+        })
+    }
 }
 
 /// The colour a vehicle head flashes in maintenance flash.

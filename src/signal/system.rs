@@ -118,6 +118,8 @@ impl<C: Clock, O: OutputPin, I: InputPin> SignalSystem<C, O, I> {
         let now = self.clock.now();
         self.ticks += 1;
         let was_tripped = self.monitor.is_tripped();
+        // The field first: what the last tick wrote has had a whole tick to reach the lamps.
+        self.read_back(now);
         let inputs = self.inputs.sample(now);
         let det = Detections {
             zone_occupancy,
@@ -135,7 +137,6 @@ impl<C: Clock, O: OutputPin, I: InputPin> SignalSystem<C, O, I> {
             self.shown = self.monitor.flash_command();
             let _best_effort = self.outputs.write(now, &self.shown);
         }
-        self.read_back(now);
         self.beat();
         TickReport {
             new_fault: if was_tripped {
@@ -149,20 +150,20 @@ impl<C: Clock, O: OutputPin, I: InputPin> SignalSystem<C, O, I> {
         }
     }
 
-    /// Field read-back: the sense inputs against what is on the pins (the controller's
-    /// command, the monitor's flash or the watchdog's forced state). A lasting mismatch
-    /// latches flash, and the heartbeat stops, so the cabinet flasher takes heads that do not
-    /// obey.
+    /// Field read-back: the sense inputs against what the last tick put on the pins (the
+    /// controller's command or the monitor's flash), read at the start of the next tick so
+    /// relays have had a tick to follow. A lasting mismatch latches flash (this tick writes
+    /// it), and the heartbeat stops, so the cabinet flasher takes heads that do not obey.
+    /// Once the watchdog has forced the outputs the heartbeat is down and the cabinet flasher
+    /// may be driving the field: nothing is judged then.
     fn read_back(&mut self, now: Duration) {
-        if self.senses.is_empty() || self.monitor.is_tripped() {
+        if self.senses.is_empty() || self.monitor.is_tripped() || self.outputs.is_forced() {
             return;
         }
         let written = self.outputs.last_written();
         let field = self.senses.sample(now);
         if let Err(fault) = self.field.check(now, &written, field) {
             self.monitor.trip(fault);
-            self.shown = self.monitor.flash_command();
-            let _best_effort = self.outputs.write(now, &self.shown);
         }
     }
 
