@@ -676,6 +676,14 @@ fn no_activity_recalls_a_phase_until_its_zones_see_something() {
         err.to_string().starts_with("signals.no_activity_s"),
         "{err}"
     );
+    // A camera outage is not inactivity: the clock restarts when detection is trusted again.
+    let mut outage = Site::new(&text, TICK_MS);
+    outage.set(Z_MAIN, CAR, 1);
+    outage.camera_ok = false;
+    outage.run_for(200.0);
+    outage.camera_ok = true;
+    outage.run_for(RECOVER + 60.0);
+    assert_eq!(outage.signals.controller().no_activity(), (0, 0));
     // Off by default: the same minutes of quiet never recall anything.
     let mut quiet = Site::new(SITE, TICK_MS);
     quiet.set(Z_MAIN, CAR, 1);
