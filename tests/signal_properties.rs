@@ -1,7 +1,11 @@
 //! Property tests: hours of simulated operation of the test site with random traffic, pedestrians,
 //! buttons, bus arrivals and camera dropouts, at random tick rates. The lamps are read back from
 //! the simulated pins every tick and checked against the safety rules with the test's own copy
-//! of the timings (not the crate's), then a pin fault is injected and the flash checked.
+//! of the timings (not the crate's), then a pin fault is injected and the flash checked. Every
+//! lamp has a field sense input looped back to it, so the read-back runs all along (a false
+//! trip fails the case); half the cases break the field (a lamp wired with the wrong polarity)
+//! instead of a pin write, and the read-back must catch it. Failing cases are saved in
+//! `signal_properties.proptest-regressions` and replayed first.
 
 mod signal_common;
 
@@ -9,7 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use edgewatch::signal::GroupState;
 use proptest::prelude::*;
-use proptest::test_runner::{Config, TestCaseError, TestRunner};
+use proptest::test_runner::{Config, FileFailurePersistence, TestCaseError, TestRunner};
 use signal_common::Rng;
 use signal_common::*;
 
@@ -60,6 +64,8 @@ struct Params {
     /// Where in the run (fraction) a pin fault is injected, and which lamp pin.
     fault_at: f64,
     fault_pin: usize,
+    /// Break the field (a lamp's polarity) instead of the pin write.
+    field_fault: bool,
 }
 
 fn params() -> impl Strategy<Value = Params> {
@@ -73,6 +79,7 @@ fn params() -> impl Strategy<Value = Params> {
         0.0f64..0.002,
         0.9f64..0.99,
         0usize..14,
+        any::<bool>(),
     )
         .prop_map(
             |(
@@ -85,6 +92,7 @@ fn params() -> impl Strategy<Value = Params> {
                 dropout_rate,
                 fault_at,
                 fault_pin,
+                field_fault,
             )| {
                 Params {
                     seed,
@@ -96,6 +104,7 @@ fn params() -> impl Strategy<Value = Params> {
                     dropout_rate,
                     fault_at,
                     fault_pin,
+                    field_fault,
                 }
             },
         )
@@ -184,7 +193,7 @@ fn lamps_of(s: GroupState, on: bool) -> [bool; 3] {
 }
 
 fn simulate(p: &Params) -> Result<Counts, TestCaseError> {
-    let mut site = Site::new(SITE, p.tick_ms);
+    let mut site = Site::new(&with_sense(SITE), p.tick_ms);
     let dt = p.tick_ms as f64 / 1000.0;
     let end = HOURS * 3600.0;
     let fault_time = end * p.fault_at;
@@ -575,13 +584,32 @@ fn update_calls(
 fn inject_fault(site: &mut Site, p: &Params, counts: &mut Counts) -> Result<(), TestCaseError> {
     let pins: Vec<u32> = LAMP_PINS.iter().flat_map(|l| l.iter().copied()).collect();
     let broken = pins[p.fault_pin % pins.len()];
-    site.pins.fail_writes(broken, true);
-    let first = site.step_allowing_faults();
-    prop_assert!(
-        first.fault_flash && first.new_fault.is_some(),
-        "no flash at the faulty tick: {:?}",
-        first
-    );
+    if p.field_fault {
+        // The lamp shows the opposite of its pin from now on: caught once a steady command
+        // meets it (a lamp flashing in antiphase still reads as flashing), well within 30 s.
+        site.pins.set_lamp_polarity(broken, broken != MINOR_RED);
+        let start = site.now();
+        let fault = loop {
+            let report = site.step_allowing_faults();
+            if let Some(fault) = report.new_fault {
+                break fault;
+            }
+            prop_assert!(
+                site.now() - start < 30.0,
+                "field fault on pin {} not caught",
+                broken
+            );
+        };
+        prop_assert!(format!("{fault:?}").starts_with("Field"), "{}", fault);
+    } else {
+        site.pins.fail_writes(broken, true);
+        let first = site.step_allowing_faults();
+        prop_assert!(
+            first.fault_flash && first.new_fault.is_some(),
+            "no flash at the faulty tick: {:?}",
+            first
+        );
+    }
     for i in 0..(5_000 / p.tick_ms) {
         if i > 0 {
             prop_assert!(site.step_allowing_faults().fault_flash);
@@ -617,7 +645,7 @@ fn safety_properties_hold_over_hours_of_random_operation() {
     let total = AtomicU64::new(0);
     let config = Config {
         cases: CASES,
-        failure_persistence: None,
+        failure_persistence: Some(Box::new(FileFailurePersistence::WithSource("regressions"))),
         ..Config::default()
     };
     let mut runner = TestRunner::new(config);
