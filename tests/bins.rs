@@ -391,23 +391,8 @@ fn start_unit(config: &Path) -> Unit {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let stderr = std::io::BufReader::new(child.stderr.take().unwrap());
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        use std::io::BufRead;
-        for line in stderr.lines().map_while(Result::ok) {
-            if let Some(rest) = line.split("health endpoint on http://").nth(1) {
-                let _ = tx.send(rest.trim_end_matches("/health").to_string());
-            }
-        }
-    });
-    let addr = rx
-        .recv_timeout(Duration::from_secs(60))
-        .expect("the endpoint is announced");
-    Unit {
-        child,
-        addr: addr.parse().unwrap(),
-    }
+    let addr = util::announced_health_addr(&mut child, |_| {});
+    Unit { child, addr }
 }
 
 /// One request; the status, the headers and the body (de-chunked when chunked).

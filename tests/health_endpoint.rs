@@ -3,7 +3,7 @@
 
 mod util;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -41,22 +41,8 @@ fn start() -> Unit {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let stderr = BufReader::new(child.stderr.take().unwrap());
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in stderr.lines().map_while(Result::ok) {
-            if let Some(rest) = line.split("health endpoint on http://").nth(1) {
-                let _ = tx.send(rest.trim_end_matches("/health").to_string());
-            }
-        }
-    });
-    let addr = rx
-        .recv_timeout(Duration::from_secs(60))
-        .expect("the endpoint is announced");
-    Unit {
-        child,
-        addr: addr.parse().unwrap(),
-    }
+    let addr = util::announced_health_addr(&mut child, |_| {});
+    Unit { child, addr }
 }
 
 /// One request; returns the status code and the body.

@@ -7,7 +7,7 @@
 
 mod util;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -223,23 +223,8 @@ fn start_unit_with(
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let stderr = BufReader::new(child.stderr.take().unwrap());
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in stderr.lines().map_while(Result::ok) {
-            on_log(&line);
-            if let Some(rest) = line.split("health endpoint on http://").nth(1) {
-                let _ = tx.send(rest.trim_end_matches("/health").to_string());
-            }
-        }
-    });
-    let addr = rx
-        .recv_timeout(PATIENCE)
-        .expect("the endpoint is announced");
-    Unit {
-        child,
-        addr: addr.parse().unwrap(),
-    }
+    let addr = util::announced_health_addr(&mut child, on_log);
+    Unit { child, addr }
 }
 
 fn get(addr: SocketAddr, path: &str) -> String {

@@ -209,3 +209,26 @@ fn postprocess_corpus(patches: &Path) -> Vec<(String, Vec<u8>)> {
     out.sort();
     out
 }
+
+/// Reads `child`'s stderr until it announces its health endpoint and returns the address,
+/// passing every line (then and after) to `on_log`. Panics after a minute without it.
+pub fn announced_health_addr(
+    child: &mut std::process::Child,
+    on_log: impl Fn(&str) + Send + 'static,
+) -> std::net::SocketAddr {
+    use std::io::BufRead;
+    let stderr = std::io::BufReader::new(child.stderr.take().expect("stderr is piped"));
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in stderr.lines().map_while(Result::ok) {
+            on_log(&line);
+            if let Some(rest) = line.split("health endpoint on http://").nth(1) {
+                let _ = tx.send(rest.trim_end_matches("/health").to_string());
+            }
+        }
+    });
+    let addr = rx
+        .recv_timeout(std::time::Duration::from_secs(60))
+        .expect("the endpoint is announced");
+    addr.parse().expect("a socket address")
+}
