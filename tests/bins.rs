@@ -7,7 +7,7 @@ mod util;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -382,16 +382,7 @@ fn demo_with_bins(dir: &Path, extra: &str) -> (tempfile::TempDir, std::path::Pat
 }
 
 fn start_unit(config: &Path) -> Unit {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_edgewatch"))
-        .args(["run", "--config", config.to_str().unwrap()])
-        .env("EDGEWATCH_MODEL_DIR", util::model_dir())
-        .env("EDGEWATCH_FRAMES_DIR", util::frames_dir())
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let addr = util::announced_health_addr(&mut child, |_| {});
+    let (child, addr) = util::spawn_unit(config, |_| {});
     Unit { child, addr }
 }
 

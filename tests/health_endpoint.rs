@@ -5,7 +5,7 @@ mod util;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::Duration;
 
 struct Unit {
@@ -32,16 +32,7 @@ fn start() -> Unit {
         format!("{demo}\n[health]\nbind = \"127.0.0.1:0\"\nmax_connections = 4\n"),
     )
     .unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_edgewatch"))
-        .args(["run", "--config", path.to_str().unwrap()])
-        .env("EDGEWATCH_MODEL_DIR", util::model_dir())
-        .env("EDGEWATCH_FRAMES_DIR", util::frames_dir())
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let addr = util::announced_health_addr(&mut child, |_| {});
+    let (child, addr) = util::spawn_unit(&path, |_| {});
     Unit { child, addr }
 }
 

@@ -40,16 +40,7 @@ fn start(view: &str) -> Unit {
         ),
     )
     .unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_edgewatch"))
-        .args(["run", "--config", path.to_str().unwrap()])
-        .env("EDGEWATCH_MODEL_DIR", util::model_dir())
-        .env("EDGEWATCH_FRAMES_DIR", util::frames_dir())
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let addr = util::announced_health_addr(&mut child, |_| {});
+    let (child, addr) = util::spawn_unit(&path, |_| {});
     Unit {
         child,
         addr,

@@ -210,6 +210,25 @@ fn postprocess_corpus(patches: &Path) -> Vec<(String, Vec<u8>)> {
     out
 }
 
+/// Runs `edgewatch run --config CONFIG` with the shared models and frames and info logs, and
+/// waits for its health endpoint (see [`announced_health_addr`]).
+pub fn spawn_unit(
+    config: &Path,
+    on_log: impl Fn(&str) + Send + 'static,
+) -> (std::process::Child, std::net::SocketAddr) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_edgewatch"))
+        .args(["run", "--config", config.to_str().expect("a UTF-8 path")])
+        .env("EDGEWATCH_MODEL_DIR", model_dir())
+        .env("EDGEWATCH_FRAMES_DIR", frames_dir())
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("edgewatch starts");
+    let addr = announced_health_addr(&mut child, on_log);
+    (child, addr)
+}
+
 /// Reads `child`'s stderr until it announces its health endpoint and returns the address,
 /// passing every line (then and after) to `on_log`. Panics after a minute without it.
 pub fn announced_health_addr(
