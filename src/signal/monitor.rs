@@ -1,9 +1,14 @@
 //! The conflict monitor: an independent check of every output command before it reaches the
 //! pins, like the conflict monitor unit in a signal cabinet.
 //!
-//! It is built from the plan alone (its own copy of the conflict matrix and the minimum amber,
-//! all-red and clearance times) and sees only the commanded lamps and the time; it shares no
-//! state with the controller. On any fault it latches all-red flash until [`reset`]
+//! Like a monitor unit's program card, it is built from the `[signals]` TOML by its own code,
+//! not from the controller's compiled plan: its own conflict table (every pair of signal
+//! groups conflicts unless declared permissive) and its own minimum times (amber of at least
+//! 3 s, all red of at least 1 s, the flashing don't walk the crossing length needs, the minimum
+//! green and the walk). It sees only the commanded lamps and its own clock readings and times
+//! every interval itself; it shares no state with the controller, so a wrong compiled plan or
+//! a controller bug cannot also blind the monitor. On any fault it latches all-red flash until
+//! [`reset`]
 //! ([`ConflictMonitor::reset`]) or the end of the process; the control loop also writes the
 //! fault to the persistent latch ([`super::latch`]), so a restart does not clear it.
 //!
@@ -15,7 +20,14 @@
 use std::time::Duration;
 
 use super::lamp::{Head, LampState, SignalCommand, AMBER, DONT_WALK, GO, GREEN, RED, STOP, WALK};
-use super::plan::{GroupKind, GroupName, SignalPlan, MAX_GROUPS};
+use super::plan::{GroupKind, GroupName, SignalConfig, MAX_GROUPS};
+use crate::config::ConfigError;
+
+/// The monitor's own floors, whatever the plan says: MUTCD 4D.26 amber and all red.
+const FLOOR_AMBER: Duration = Duration::from_secs(3);
+const FLOOR_ALL_RED: Duration = Duration::from_secs(1);
+/// MUTCD 4E.06 walking speed for the flashing don't walk, m/s.
+const WALKING_SPEED: f64 = 1.07;
 
 /// Why the monitor tripped. Names are group names from the plan.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -56,6 +68,27 @@ pub enum Fault {
         /// Time since `after` ended.
         shown_ms: u64,
         /// The shortest all-red in the plan for `after`.
+        required_ms: u64,
+    },
+    /// A vehicle green ended before its minimum green, without a clearance request (a
+    /// watchdog breach or a stop may cut it short).
+    #[error("`{group}`: green shown {shown_ms} ms, needs {required_ms} ms")]
+    GreenTooShort {
+        /// The group.
+        group: GroupName,
+        /// How long the green was shown.
+        shown_ms: u64,
+        /// The shortest minimum green among the TOML's phases with this group.
+        required_ms: u64,
+    },
+    /// A pedestrian walk ended before its configured walk, without a clearance request.
+    #[error("`{group}`: walk shown {shown_ms} ms, needs {required_ms} ms")]
+    WalkTooShort {
+        /// The group.
+        group: GroupName,
+        /// How long the walk was shown.
+        shown_ms: u64,
+        /// The shortest walk among the TOML's phases with this group.
         required_ms: u64,
     },
     /// A pedestrian walk ended without the flashing don't-walk clearance.
@@ -175,7 +208,7 @@ pub enum Fault {
     },
 }
 
-/// What the monitor knows about one group.
+/// What the monitor knows about one group: a line of its program card.
 #[derive(Debug, Clone)]
 struct Watched {
     name: GroupName,
@@ -183,6 +216,8 @@ struct Watched {
     min_amber: Duration,
     min_all_red: Duration,
     min_clearance: Duration,
+    min_green: Duration,
+    min_walk: Duration,
 }
 
 /// The independent conflict monitor; see the module docs.
@@ -199,33 +234,43 @@ pub struct ConflictMonitor {
     /// Groups with a right of way in `prev`.
     green: u16,
     started: bool,
+    /// A clearance was requested (watchdog breach, stop): greens and walks may end before
+    /// their minimum; amber, all red and the flashing don't walk may not.
+    clearing: bool,
     fault: Option<Fault>,
     checks: u64,
 }
 
 impl ConflictMonitor {
-    /// A monitor with its own copy of the plan's conflicts and minimum times.
-    pub fn new(plan: &SignalPlan) -> ConflictMonitor {
-        let groups = (0..plan.group_count())
-            .map(|g| Watched {
-                name: plan.groups[g].name.clone(),
-                kind: plan.group_kind(g),
-                min_amber: plan.min_amber_of(g),
-                min_all_red: plan.min_all_red_of(g),
-                min_clearance: plan.min_ped_clearance_of(g),
-            })
-            .collect();
-        ConflictMonitor {
-            groups,
-            conflicts: plan.conflicts,
+    /// A monitor with its own program card, read from `config` (group names, kinds, phases and
+    /// permissive pairs) by the monitor's own code. Call it on a config the plan has already
+    /// validated; an unknown group name is still an error naming the key, never a panic.
+    pub fn new(config: &SignalConfig) -> Result<ConflictMonitor, ConfigError> {
+        let card = Card::read(config)?;
+        Ok(ConflictMonitor {
+            groups: card.groups,
+            conflicts: card.conflicts,
             prev: [Head::default(); MAX_GROUPS],
             changed_at: [Duration::ZERO; MAX_GROUPS],
             ended_at: [Duration::ZERO; MAX_GROUPS],
             green: 0,
             started: false,
+            clearing: false,
             fault: None,
             checks: 0,
-        }
+        })
+    }
+
+    /// The group names in the order the commands give them.
+    pub fn group_names(&self) -> impl Iterator<Item = &str> + '_ {
+        self.groups.iter().map(|g| g.name.as_str())
+    }
+
+    /// A clearance was requested (a watchdog breach or a stop): from now on a green or a walk
+    /// may end before its minimum. Amber, all red and the flashing don't walk are still held
+    /// to theirs. Until [`reset`](Self::reset).
+    pub fn allow_clearance(&mut self) {
+        self.clearing = true;
     }
 
     /// Checks `cmd` at `now`. `Ok` means it may be shown; `Err` means the monitor has tripped
@@ -265,6 +310,7 @@ impl ConflictMonitor {
             log::warn!("signals: conflict monitor reset (was: {fault})");
         }
         self.started = false;
+        self.clearing = false;
     }
 
     /// The latched fault, if any.
@@ -419,6 +465,18 @@ impl ConflictMonitor {
                     group: self.name(g),
                 });
             }
+            GroupKind::Vehicle
+                if prev.lamps[GREEN] == LampState::On
+                    && head.lamps[GREEN] != LampState::On
+                    && shown < group.min_green
+                    && !self.clearing =>
+            {
+                return Err(Fault::GreenTooShort {
+                    group: self.name(g),
+                    shown_ms: millis(shown),
+                    required_ms: millis(group.min_green),
+                });
+            }
             GroupKind::Vehicle if head.lamps[RED].is_lit() && !prev.lamps[RED].is_lit() => {
                 if prev.lamps[GREEN].is_lit() || prev.lamps[AMBER] == LampState::Flash {
                     return Err(Fault::GreenToRedWithoutAmber {
@@ -435,9 +493,17 @@ impl ConflictMonitor {
             }
             GroupKind::Pedestrian => {
                 let clearing = head.lamps[DONT_WALK] == LampState::Flash;
-                if prev.lamps[WALK].is_lit() && !head.lamps[WALK].is_lit() && !clearing {
+                let walk_ended = prev.lamps[WALK].is_lit() && !head.lamps[WALK].is_lit();
+                if walk_ended && !clearing {
                     return Err(Fault::WalkWithoutClearance {
                         group: self.name(g),
+                    });
+                }
+                if walk_ended && shown < group.min_walk && !self.clearing {
+                    return Err(Fault::WalkTooShort {
+                        group: self.name(g),
+                        shown_ms: millis(shown),
+                        required_ms: millis(group.min_walk),
                     });
                 }
                 let ended = prev.lamps[DONT_WALK] == LampState::Flash && !clearing;
@@ -479,6 +545,95 @@ impl ConflictMonitor {
     }
 }
 
+/// The monitor's program card, read from the TOML.
+struct Card {
+    groups: Vec<Watched>,
+    conflicts: [u16; MAX_GROUPS],
+}
+
+impl Card {
+    fn read(cfg: &SignalConfig) -> Result<Card, ConfigError> {
+        if cfg.groups.len() > MAX_GROUPS {
+            return Err(ConfigError::invalid(
+                "signals.groups",
+                format!("at most {MAX_GROUPS} groups"),
+            ));
+        }
+        let mut groups: Vec<Watched> = cfg
+            .groups
+            .iter()
+            .map(|g| Watched {
+                name: GroupName::try_from(g.name.as_str()).unwrap_or_default(),
+                kind: g.kind,
+                min_amber: Duration::MAX,
+                min_all_red: Duration::MAX,
+                min_clearance: Duration::MAX,
+                min_green: Duration::MAX,
+                min_walk: Duration::MAX,
+            })
+            .collect();
+        let index = |key: String, name: &str| {
+            cfg.groups
+                .iter()
+                .position(|g| g.name == name)
+                .ok_or_else(|| ConfigError::invalid(key, format!("unknown group `{name}`")))
+        };
+        // Every pair of signal groups conflicts unless declared permissive.
+        let signals = (0..groups.len())
+            .filter(|&g| groups[g].kind.is_signal())
+            .fold(0u16, |m, g| m | 1 << g);
+        let mut conflicts = [0u16; MAX_GROUPS];
+        for g in (0..groups.len()).filter(|&g| signals & (1 << g) != 0) {
+            conflicts[g] = signals & !(1 << g);
+        }
+        for (k, [a, b]) in cfg.permissive.iter().enumerate() {
+            let key = || format!("signals.permissive[{k}]");
+            let (a, b) = (index(key(), a)?, index(key(), b)?);
+            conflicts[a] &= !(1 << b);
+            conflicts[b] &= !(1 << a);
+        }
+        // Each group's minimums: the shortest among the phases that show it, never below the
+        // monitor's own floors.
+        for (p, phase) in cfg.phases.iter().enumerate() {
+            let ped_clearance = phase
+                .crossing_length_m
+                .map_or(0.0, |m| f64::from(m) / WALKING_SPEED)
+                .max(phase.ped_clearance_s.map_or(0.0, f64::from));
+            for (k, name) in phase.groups.iter().enumerate() {
+                let g = index(format!("signals.phases[{p}].groups[{k}]"), name)?;
+                let w = &mut groups[g];
+                let amber = secs(phase.amber_s.unwrap_or(0.0).into()).max(FLOOR_AMBER);
+                let all_red = secs(phase.all_red_s.into()).max(FLOOR_ALL_RED);
+                w.min_amber = w.min_amber.min(amber);
+                w.min_all_red = w.min_all_red.min(all_red);
+                w.min_clearance = w.min_clearance.min(secs(ped_clearance));
+                w.min_green = w.min_green.min(secs(phase.min_green_s.into()));
+                w.min_walk = w.min_walk.min(secs(phase.walk_s.unwrap_or(0.0).into()));
+            }
+        }
+        for w in &mut groups {
+            // A group in no phase never gets a right of way: nothing to time.
+            for d in [
+                &mut w.min_amber,
+                &mut w.min_all_red,
+                &mut w.min_clearance,
+                &mut w.min_green,
+                &mut w.min_walk,
+            ] {
+                if *d == Duration::MAX {
+                    *d = Duration::ZERO;
+                }
+            }
+        }
+        Ok(Card { groups, conflicts })
+    }
+}
+
+/// Seconds to a duration, truncated to the millisecond; negative and NaN are zero.
+fn secs(s: f64) -> Duration {
+    Duration::from_millis((s * 1000.0).max(0.0) as u64)
+}
+
 /// True when the head gives its users a right of way (green in the module-doc sense).
 fn has_right_of_way(kind: GroupKind, head: &Head) -> bool {
     let l = &head.lamps;
@@ -510,7 +665,7 @@ fn bits(mask: u16) -> impl Iterator<Item = usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::signal::plan::SignalConfig;
+    use crate::signal::plan::{SignalConfig, SignalPlan};
 
     const ZONES: &[&str] = &["main-approach", "minor-approach", "crossing", "bus-lane"];
     const CLASSES: &[&str] = &["car", "bus", "person"];
@@ -521,7 +676,8 @@ mod tests {
 
     fn monitor() -> ConflictMonitor {
         let cfg: SignalConfig = toml::from_str(crate::signal::plan::tests::EXAMPLE).unwrap();
-        ConflictMonitor::new(&SignalPlan::new(&cfg, ZONES, CLASSES).unwrap())
+        SignalPlan::new(&cfg, ZONES, CLASSES).unwrap();
+        ConflictMonitor::new(&cfg).unwrap()
     }
 
     fn rest() -> SignalCommand {
@@ -564,7 +720,7 @@ mod tests {
     #[test]
     fn each_fault_is_caught_and_latched() {
         type Case = fn(&mut ConflictMonitor) -> Result<(), Fault>;
-        let cases: [(Case, &str); 6] = [
+        let cases: [(Case, &str); 8] = [
             (
                 |m| m.check(secs(3.0), &with(with(rest(), MAIN, GREEN), MINOR, GREEN)),
                 "conflicting greens",
@@ -572,41 +728,57 @@ mod tests {
             (
                 |m| {
                     m.check(secs(3.0), &with(rest(), MAIN, GREEN))
-                        .and(m.check(secs(9.0), &rest()))
+                        .and(m.check(secs(13.0), &rest()))
                 },
                 "without amber",
             ),
             (
                 |m| {
                     m.check(secs(2.5), &with(rest(), MAIN, GREEN))
-                        .and(m.check(secs(3.0), &with(rest(), MAIN, AMBER)))
-                        .and(m.check(secs(5.0), &rest()))
+                        .and(m.check(secs(12.5), &with(rest(), MAIN, AMBER)))
+                        .and(m.check(secs(14.5), &rest()))
                 },
                 "amber shown 2000 ms",
             ),
             (
                 |m| {
                     m.check(secs(2.5), &with(rest(), MAIN, GREEN))
-                        .and(m.check(secs(3.0), &with(rest(), MAIN, AMBER)))
-                        .and(m.check(secs(7.0), &rest()))
-                        .and(m.check(secs(8.0), &with(rest(), MINOR, GREEN)))
+                        .and(m.check(secs(12.5), &with(rest(), MAIN, AMBER)))
+                        .and(m.check(secs(16.5), &rest()))
+                        .and(m.check(secs(17.5), &with(rest(), MINOR, GREEN)))
                 },
                 "all-red",
+            ),
+            (
+                |m| {
+                    m.check(secs(2.5), &with(rest(), MAIN, GREEN))
+                        .and(m.check(secs(7.5), &with(rest(), MAIN, AMBER)))
+                },
+                "green shown 5000 ms, needs 10000 ms",
             ),
             (
                 |m| {
                     let mut clearing = rest();
                     clearing.set(PED, DONT_WALK, LampState::Flash);
                     m.check(secs(3.0), &with(rest(), PED, WALK))
-                        .and(m.check(secs(9.0), &clearing))
-                        .and(m.check(secs(10.0), &rest()))
+                        .and(m.check(secs(10.0), &clearing))
+                        .and(m.check(secs(11.0), &rest()))
                 },
                 "pedestrian clearance shown 1000 ms",
             ),
             (
                 |m| {
+                    let mut clearing = rest();
+                    clearing.set(PED, DONT_WALK, LampState::Flash);
                     m.check(secs(3.0), &with(rest(), PED, WALK))
-                        .and(m.check(secs(9.0), &rest()))
+                        .and(m.check(secs(6.0), &clearing))
+                },
+                "walk shown 3000 ms, needs 7000 ms",
+            ),
+            (
+                |m| {
+                    m.check(secs(3.0), &with(rest(), PED, WALK))
+                        .and(m.check(secs(10.0), &rest()))
                 },
                 "without clearance",
             ),
@@ -669,10 +841,96 @@ mod tests {
         let mut m = monitor();
         m.check(secs(0.0), &rest()).unwrap();
         m.check(secs(2.5), &with(rest(), MAIN, GREEN)).unwrap();
-        m.check(secs(3.0), &with(rest(), MAIN, AMBER)).unwrap();
-        let err = m.check(secs(7.0), &with(rest(), MINOR, GREEN)).unwrap_err();
+        m.check(secs(12.5), &with(rest(), MAIN, AMBER)).unwrap();
+        let err = m
+            .check(secs(16.5), &with(rest(), MINOR, GREEN))
+            .unwrap_err();
         assert!(
             matches!(err, Fault::AllRedTooShort { shown_ms: 0, .. }),
+            "{err}"
+        );
+    }
+
+    /// A clearance request (watchdog breach, stop) may cut a green or a walk short, never an
+    /// amber, an all red or a flashing don't walk.
+    #[test]
+    fn a_clearance_may_cut_green_and_walk_but_nothing_else() {
+        let mut m = monitor();
+        m.check(secs(0.0), &rest()).unwrap();
+        m.check(secs(2.5), &with(rest(), MAIN, GREEN)).unwrap();
+        m.allow_clearance();
+        m.check(secs(4.0), &with(rest(), MAIN, AMBER)).unwrap();
+        let err = m.check(secs(6.0), &rest()).unwrap_err();
+        assert!(matches!(err, Fault::AmberTooShort { .. }), "{err}");
+
+        let mut m = monitor();
+        m.check(secs(0.0), &rest()).unwrap();
+        m.check(secs(3.0), &with(rest(), PED, WALK)).unwrap();
+        m.allow_clearance();
+        let mut clearing = rest();
+        clearing.set(PED, DONT_WALK, LampState::Flash);
+        m.check(secs(4.0), &clearing).unwrap();
+        let err = m.check(secs(10.0), &rest()).unwrap_err();
+        assert!(matches!(err, Fault::ClearanceTooShort { .. }), "{err}");
+
+        // And a reset ends the allowance.
+        m.reset();
+        m.check(secs(20.0), &rest()).unwrap();
+        m.check(secs(23.0), &with(rest(), MAIN, GREEN)).unwrap();
+        let err = m.check(secs(24.0), &with(rest(), MAIN, AMBER)).unwrap_err();
+        assert!(matches!(err, Fault::GreenTooShort { .. }), "{err}");
+    }
+
+    /// Issue 12, finding 4: the monitor reads its own card from the TOML, so a compiled plan
+    /// that lost a conflict or a minimum cannot blind it. Here the controller runs a plan
+    /// tampered after compiling (main and minor in one phase, main's minimum green cut to 1 s);
+    /// the monitor, built from the same TOML, trips on its first conflicting command.
+    #[test]
+    fn a_tampered_plan_cannot_blind_the_monitor() {
+        use crate::config::MAX_CLASSES;
+        use crate::signal::controller::{Controller, Detections};
+        let cfg: SignalConfig = toml::from_str(crate::signal::plan::tests::EXAMPLE).unwrap();
+        let mut m = ConflictMonitor::new(&cfg).unwrap();
+        let run = |plan: &SignalPlan, m: &mut ConflictMonitor| {
+            let mut controller = Controller::new(plan, Duration::ZERO);
+            let occupancy = [[1u32; MAX_CLASSES]; 4];
+            let det = Detections {
+                zone_occupancy: &occupancy,
+                camera_ok: true,
+                inputs: 0,
+            };
+            let mut now = Duration::ZERO;
+            while now < Duration::from_secs(300) {
+                let cmd = *controller.step(now, &det);
+                m.check(now, &cmd)?;
+                now += Duration::from_millis(100);
+            }
+            Ok::<(), Fault>(())
+        };
+        let honest = SignalPlan::new(&cfg, ZONES, CLASSES).unwrap();
+        run(&honest, &mut m).expect("the honest plan passes its own monitor");
+
+        let mut merged = honest.clone();
+        merged.phases[0].groups |= 1 << MINOR;
+        merged.conflicts = [0; MAX_GROUPS];
+        let mut m = ConflictMonitor::new(&cfg).unwrap();
+        let err = run(&merged, &mut m).unwrap_err();
+        assert!(matches!(err, Fault::ConflictingGreens { .. }), "{err}");
+
+        let mut short = honest.clone();
+        short.phases[0].min_green = Duration::from_secs(1);
+        short.phases[0].max_green = Duration::from_secs(2);
+        short.phases[0].fixed_green = Duration::from_secs(2);
+        let mut m = ConflictMonitor::new(&cfg).unwrap();
+        let err = run(&short, &mut m).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Fault::GreenTooShort {
+                    required_ms: 10_000,
+                    ..
+                }
+            ),
             "{err}"
         );
     }

@@ -637,27 +637,9 @@ impl SignalPlan {
             .unwrap_or(("", Duration::ZERO))
     }
 
-    /// Shortest amber among the phases containing group `g` (zero if none has one).
-    pub(crate) fn min_amber_of(&self, g: usize) -> Duration {
-        self.fold_phases_of(g, |p| p.amber, Duration::min)
-            .unwrap_or_default()
-    }
-
     /// Longest amber among the phases containing group `g`.
     pub(crate) fn max_amber_of(&self, g: usize) -> Duration {
         self.fold_phases_of(g, |p| p.amber, Duration::max)
-            .unwrap_or_default()
-    }
-
-    /// Shortest all-red among the phases containing group `g`.
-    pub(crate) fn min_all_red_of(&self, g: usize) -> Duration {
-        self.fold_phases_of(g, |p| p.all_red, Duration::min)
-            .unwrap_or_default()
-    }
-
-    /// Shortest pedestrian clearance among the phases containing group `g`.
-    pub(crate) fn min_ped_clearance_of(&self, g: usize) -> Duration {
-        self.fold_phases_of(g, |p| p.ped_clearance, Duration::min)
             .unwrap_or_default()
     }
 
@@ -1589,7 +1571,7 @@ pub(crate) mod tests {
         assert_eq!(minor.ped_demand.inputs, 1);
         assert_eq!(minor.demand.zones, vec![(1, 0b001)]);
         assert_eq!(plan.groups[4].demand.zones, vec![(3, 0b010)]);
-        assert_eq!(plan.min_amber_of(0), Duration::from_secs(4));
+        assert_eq!(plan.max_amber_of(0), Duration::from_secs(4));
     }
 
     #[test]

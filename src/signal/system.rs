@@ -88,7 +88,19 @@ impl<C: Clock, O: OutputPin, I: InputPin> SignalSystem<C, O, I> {
         let plan = SignalPlan::new(config, zone_names, class_names)?;
         let now = clock.now();
         let controller = Controller::new(&plan, now);
-        let monitor = ConflictMonitor::new(&plan);
+        // The monitor reads its own program card from the TOML; it must see the groups in
+        // the order the controller's commands give them.
+        let monitor = ConflictMonitor::new(config)?;
+        if !monitor
+            .group_names()
+            .eq(plan.groups.iter().map(|g| g.name.as_str()))
+        {
+            return Err(ConfigError::invalid(
+                "signals.groups",
+                "the conflict monitor's groups differ from the plan's",
+            )
+            .into());
+        }
         let shown = *controller.command();
         let bank = PinBank::new(&plan, backend, &shown)?;
         let outputs = Arc::new(SharedOutputs::new(bank, all_red(&plan)));
@@ -127,7 +139,9 @@ impl<C: Clock, O: OutputPin, I: InputPin> SignalSystem<C, O, I> {
             inputs,
         };
         let command = *self.controller.step(now, &det);
-        self.shown = match self.monitor.check(now, &command) {
+        // The monitor times every interval from its own reading of the clock.
+        let checked_at = self.clock.now();
+        self.shown = match self.monitor.check(checked_at, &command) {
             Ok(()) => command,
             Err(_) => self.monitor.flash_command(),
         };
@@ -261,6 +275,9 @@ impl<C: Clock, O: OutputPin, I: InputPin> SignalSystem<C, O, I> {
     /// all red until [`SignalSystem::reset`]; see [`Controller::request_clearance`]. Ticking
     /// goes on as usual, and the monitor checks every step.
     pub fn request_clearance(&mut self) {
+        // The request goes to the monitor too, as a preemption input goes to a cabinet's
+        // monitor: a green or a walk may now end before its minimum.
+        self.monitor.allow_clearance();
         self.controller.request_clearance();
     }
 
