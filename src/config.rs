@@ -606,6 +606,9 @@ pub struct TestingConfig {
     /// Simulated outputs: a field fault on a lamp with a sense input (a welded load switch,
     /// a burnt-out lamp), so field read-back latches flash.
     pub stuck_lamp: Option<StuckLamp>,
+    /// The control loop takes the wall clock as NTP-synchronised (true) or not (false)
+    /// instead of asking the kernel (see `control.require_clock_sync`).
+    pub clock_synced: Option<bool>,
 }
 
 /// A lamp whose field output sticks (`testing.stuck_lamp`).
@@ -674,6 +677,12 @@ pub struct ControlConfig {
     /// status); mode 0660, group `edgewatch` when that group exists. Empty: no socket.
     #[serde(default = "default_socket")]
     pub socket: PathBuf,
+    /// Apply time-of-day plans (`signals.plans`) only while the kernel says the wall clock is
+    /// synchronised (NTP): a Pi has no real-time clock and may start in 1970 or at the last
+    /// `fake-hwclock` save. Until then the site's own `signals.mode` applies. Set false only
+    /// at a site without NTP whose clock is known to be right.
+    #[serde(default = "yes")]
+    pub require_clock_sync: bool,
 }
 
 /// The hardware watchdog (`control.hardware_watchdog`).
@@ -740,6 +749,7 @@ impl Default for ControlConfig {
             heartbeat: None,
             hardware_watchdog: None,
             socket: default_socket(),
+            require_clock_sync: yes(),
         }
     }
 }

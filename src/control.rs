@@ -345,10 +345,16 @@ pub struct SignalStatus {
     degraded: AtomicBool,
     /// The control mode in force: true for actuated, false for fixed-time.
     actuated: AtomicBool,
-    /// Phase names, and the phases the no-activity diagnostic recalls: vehicle demand in the
-    /// low 16 bits, pedestrian demand in the high 16.
+    /// Phase names, and the phases the no-activity and the max-presence diagnostics recall:
+    /// vehicle demand in the low 16 bits, pedestrian demand in the high 16.
     phases: Vec<String>,
     no_activity: AtomicU32,
+    max_presence: AtomicU32,
+    /// Time-of-day plan names in start order, and the one in force plus one (0: none).
+    plans: Vec<String>,
+    plan: AtomicU32,
+    /// The kernel's word on the wall clock at the last reading (see [`crate::utc`]).
+    clock_synced: AtomicBool,
     /// Maintenance flash requested (`edgewatch ctl flash on`).
     maintenance: AtomicBool,
     /// The latched fault, while there is one (read by `/health`). Locked only when a fault
@@ -363,6 +369,7 @@ impl SignalStatus {
         let phases = (0..plan.phase_count())
             .map(|p| plan.phase_name(p).to_string())
             .collect();
+        let plans = plan.plan_names().map(str::to_string).collect();
         let states = groups
             .iter()
             .map(|_| AtomicU8::new(state_index(GroupState::Dark)))
@@ -375,6 +382,10 @@ impl SignalStatus {
             actuated: AtomicBool::new(false),
             phases,
             no_activity: AtomicU32::new(0),
+            max_presence: AtomicU32::new(0),
+            plans,
+            plan: AtomicU32::new(0),
+            clock_synced: AtomicBool::new(false),
             maintenance: AtomicBool::new(false),
             fault: Mutex::new(None),
         };
@@ -396,15 +407,18 @@ impl SignalStatus {
         }
         let mode = system.controller().mode(system.now());
         self.actuated.store(mode == ControlMode::Actuated, Relaxed);
-        let (vehicle, ped) = system.controller().no_activity();
+        let controller = system.controller();
+        let both = |(vehicle, ped): (u16, u16)| u32::from(vehicle) | u32::from(ped) << 16;
         self.no_activity
-            .store(u32::from(vehicle) | u32::from(ped) << 16, Relaxed);
+            .store(both(controller.no_activity()), Relaxed);
+        self.max_presence
+            .store(both(controller.max_presence()), Relaxed);
+        let plan = controller.time_plan(system.now()).map_or(0, |i| i + 1);
+        self.plan.store(u32::try_from(plan).unwrap_or(0), Relaxed);
     }
 
-    /// Phases the no-activity diagnostic has on recall (`signals.no_activity_s`): names of
-    /// those whose vehicle zones, then whose pedestrian zones, have seen nothing.
-    pub fn no_activity(&self) -> (impl Iterator<Item = &str>, impl Iterator<Item = &str>) {
-        let mask = self.no_activity.load(Relaxed);
+    /// Names of the phases in `mask`'s vehicle half, then in its pedestrian half.
+    fn named(&self, mask: u32) -> (impl Iterator<Item = &str>, impl Iterator<Item = &str>) {
         let named = move |shift: u32| {
             self.phases
                 .iter()
@@ -415,9 +429,35 @@ impl SignalStatus {
         (named(0), named(16))
     }
 
-    /// True while the no-activity diagnostic has any phase on recall.
+    /// Phases the no-activity diagnostic has on recall (`signals.no_activity_s`): names of
+    /// those whose vehicle zones, then whose pedestrian zones, have seen nothing.
+    pub fn no_activity(&self) -> (impl Iterator<Item = &str>, impl Iterator<Item = &str>) {
+        self.named(self.no_activity.load(Relaxed))
+    }
+
+    /// Phases the max-presence diagnostic has on recall (`signals.max_presence_s`): names of
+    /// those whose vehicle zones, then whose pedestrian zones, have shown presence without a
+    /// gap for that long.
+    pub fn max_presence(&self) -> (impl Iterator<Item = &str>, impl Iterator<Item = &str>) {
+        self.named(self.max_presence.load(Relaxed))
+    }
+
+    /// True while a detector diagnostic (no activity, max presence) has any phase on recall.
     pub fn detector_fault(&self) -> bool {
-        self.no_activity.load(Relaxed) != 0
+        self.no_activity.load(Relaxed) != 0 || self.max_presence.load(Relaxed) != 0
+    }
+
+    /// The name of the time-of-day plan in force, if any (none while the wall clock is not
+    /// synchronised and `control.require_clock_sync` holds).
+    pub fn plan(&self) -> Option<&str> {
+        let i = (self.plan.load(Relaxed) as usize).checked_sub(1)?;
+        self.plans.get(i).map(String::as_str)
+    }
+
+    /// Whether the kernel said the wall clock was synchronised at the last reading (once a
+    /// minute).
+    pub fn clock_synced(&self) -> bool {
+        self.clock_synced.load(Relaxed)
     }
 
     /// The control mode in force: the time-of-day plan's, the site's, or fixed-time while
@@ -587,6 +627,12 @@ pub fn start(
         period: Duration::from_millis(config.control.tick_ms),
         stale_after: Duration::from_millis(config.control.camera_stale_ms),
         shutdown_limit: Duration::from_secs_f32(config.control.shutdown_limit_s),
+        require_clock_sync: config.control.require_clock_sync,
+        clock_synced: match config.testing.clock_synced {
+            Some(true) => || true,
+            Some(false) => || false,
+            None => crate::utc::clock_synchronised,
+        },
     };
     let shared = Shared {
         feed,
@@ -692,6 +738,11 @@ struct Settings {
     period: Duration,
     stale_after: Duration,
     shutdown_limit: Duration,
+    /// `control.require_clock_sync`.
+    require_clock_sync: bool,
+    /// Asks whether the wall clock is synchronised: the kernel, or a test's answer
+    /// (`testing.clock_synced`).
+    clock_synced: fn() -> bool,
 }
 
 fn spawn<C, O, I>(
@@ -730,6 +781,7 @@ where
         clearance: clearance.clone(),
         latch,
         time_of_day_at: None,
+        clock_synced: None,
         hw_watchdog: hw_watchdog.clone(),
         port,
     };
@@ -763,6 +815,8 @@ struct ControlLoop<C, O, I> {
     latch: FaultLatch,
     /// When the time of day was last read.
     time_of_day_at: Option<Duration>,
+    /// The wall clock's synchronisation at that reading (logged when it changes).
+    clock_synced: Option<bool>,
     /// The kernel watchdog, pinged while the loop ticks (`control.hardware_watchdog`), once
     /// [`ControlThread::arm_hardware_watchdog`] has opened it.
     hw_watchdog: Arc<Mutex<Option<HardwareWatchdog>>>,
@@ -881,7 +935,9 @@ impl<C: Clock, O: OutputPin, I: InputPin> ControlLoop<C, O, I> {
 
     /// Tells the controller the local time of day for its time-of-day plans, at start and
     /// every minute after (it counts on from there; a minute bounds the drift from a clock
-    /// step or a daylight-saving change).
+    /// step or a daylight-saving change). While the wall clock is not synchronised (and
+    /// `control.require_clock_sync` holds) the controller is told nothing and forgets what it
+    /// knew, so the site's own mode applies.
     fn update_time_of_day(&mut self, now: Duration) {
         if self
             .time_of_day_at
@@ -890,7 +946,28 @@ impl<C: Clock, O: OutputPin, I: InputPin> ControlLoop<C, O, I> {
             return;
         }
         self.time_of_day_at = Some(now);
-        if let Some(secs) = crate::utc::local_seconds_after_midnight() {
+        let synced = (self.settings.clock_synced)();
+        self.status.clock_synced.store(synced, Relaxed);
+        let trusted = synced || !self.settings.require_clock_sync;
+        if self.clock_synced != Some(synced) {
+            self.clock_synced = Some(synced);
+            let plans = self.system.plan().plan_names().next().is_some();
+            match (synced, trusted) {
+                (true, _) => log::info!("signals: the wall clock is synchronised"),
+                (false, true) => log::warn!(
+                    "signals: the wall clock is not synchronised; time-of-day plans follow it \
+                     anyway (control.require_clock_sync = false)"
+                ),
+                (false, false) if plans => log::warn!(
+                    "signals: the wall clock is not synchronised (no NTP yet?): time-of-day \
+                     plans wait for it, signals.mode applies (control.require_clock_sync)"
+                ),
+                (false, false) => log::info!("signals: the wall clock is not synchronised"),
+            }
+        }
+        if !trusted {
+            self.system.clear_time_of_day();
+        } else if let Some(secs) = crate::utc::local_seconds_after_midnight() {
             self.system.set_time_of_day(secs);
         }
     }

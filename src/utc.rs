@@ -52,6 +52,28 @@ pub fn local_seconds_after_midnight() -> Option<u32> {
     converted.then_some(u32::try_from(secs).ok()?)
 }
 
+/// True when the kernel says the wall clock is synchronised (by NTP, or anything else that
+/// disciplines it through `adjtimex`). A Raspberry Pi has no real-time clock: until NTP has
+/// synchronised, the wall clock may read 1970 or the time `fake-hwclock` last saved, and a
+/// time-of-day plan chosen from it would be wrong. Read-only (`modes = 0`), so no privilege is
+/// needed and nothing is changed. `STA_UNSYNC` in the status, a `TIME_ERROR` return, or a
+/// failed call (a sandbox that denies it) all count as not synchronised. No allocation.
+pub fn clock_synchronised() -> bool {
+    // SAFETY: `timex` is plain old data, for which all-zero bytes are a valid value; zero
+    // `modes` asks only to read.
+    let mut tx: libc::timex = unsafe { std::mem::zeroed() };
+    // SAFETY: the call reads and writes only `tx`, valid and exclusively borrowed for the
+    // call, and keeps no pointer to it; with `modes == 0` it changes no kernel state.
+    let state = unsafe { read_timex(&mut tx) };
+    state >= 0 && state != libc::TIME_ERROR && tx.status & libc::STA_UNSYNC == 0
+}
+
+#[cfg(target_env = "gnu")]
+use libc::ntp_adjtime as read_timex;
+// musl has no `ntp_adjtime`; `adjtimex` with zero modes is the same read.
+#[cfg(not(target_env = "gnu"))]
+use libc::adjtimex as read_timex;
+
 /// `(year, month, day)` of the civil date `days` after 1970-01-01 (proleptic Gregorian).
 pub fn civil_from_days(days: i64) -> (i64, u32, u32) {
     // Howard Hinnant's `civil_from_days`: eras of 400 years, March-based years.

@@ -352,17 +352,18 @@ fn a_lamp_failing_in_the_field_latches_flash() {
     assert_eq!(Some(recorded.trim()), fault.as_deref());
 }
 
+/// A time-of-day plan applies once the wall clock is synchronised. The test says whether it
+/// is (`testing.clock_synced`): a container's clock may well report itself unsynchronised.
 #[test]
 fn time_of_day_plans_follow_the_local_clock() {
     let mut config = demo();
+    config.testing.clock_synced = Some(true);
     let signals = config.signals.as_mut().unwrap();
     assert_eq!(signals.mode, edgewatch::signal::ControlMode::Actuated);
-    let run = |config: &Config| {
-        let mut mode = None;
-        run_ticks(config, 20, |_, status| mode = Some(status.mode()));
-        mode.unwrap()
-    };
-    assert_eq!(run(&config), edgewatch::signal::ControlMode::Actuated);
+    assert_eq!(
+        run_plan(&config).0,
+        edgewatch::signal::ControlMode::Actuated
+    );
     let signals = config.signals.as_mut().unwrap();
     signals.plans = vec![edgewatch::signal::TimePlanConfig {
         name: "all-day".into(),
@@ -371,7 +372,55 @@ fn time_of_day_plans_follow_the_local_clock() {
         fixed_green_s: Vec::new(),
     }];
     config.validate().unwrap();
-    assert_eq!(run(&config), edgewatch::signal::ControlMode::FixedTime);
+    assert_eq!(
+        run_plan(&config),
+        (
+            edgewatch::signal::ControlMode::FixedTime,
+            Some("all-day".into()),
+            true
+        )
+    );
+}
+
+/// The mode, the time-of-day plan and the clock's synchronisation the status shows after a
+/// couple of seconds of ticks.
+fn run_plan(config: &Config) -> (edgewatch::signal::ControlMode, Option<String>, bool) {
+    let mut seen = None;
+    run_ticks(config, 20, |_, status| {
+        seen = Some((
+            status.mode(),
+            status.plan().map(str::to_string),
+            status.clock_synced(),
+        ))
+    });
+    seen.unwrap()
+}
+
+/// Issue 12: a Pi has no real-time clock, so until NTP has synchronised the wall clock its
+/// time of day may be 1970's. Time-of-day plans wait for the synchronisation (the site's own
+/// mode applies meanwhile) unless `control.require_clock_sync = false`.
+#[test]
+fn time_of_day_plans_wait_for_a_synchronised_clock() {
+    use edgewatch::signal::ControlMode::{Actuated, FixedTime};
+    let mut config = demo();
+    config.signals.as_mut().unwrap().plans = vec![edgewatch::signal::TimePlanConfig {
+        name: "all-day".into(),
+        start: "00:00".into(),
+        mode: FixedTime,
+        fixed_green_s: Vec::new(),
+    }];
+    assert!(config.control.require_clock_sync, "on by default");
+    config.testing.clock_synced = Some(false);
+    assert_eq!(run_plan(&config), (Actuated, None, false));
+    config.testing.clock_synced = Some(true);
+    assert_eq!(run_plan(&config), (FixedTime, Some("all-day".into()), true));
+    // A site without NTP that knows its clock is right may opt out.
+    config.testing.clock_synced = Some(false);
+    config.control.require_clock_sync = false;
+    assert_eq!(
+        run_plan(&config),
+        (FixedTime, Some("all-day".into()), false)
+    );
 }
 
 /// Every pin is claimed once: a detector output may not reuse a lamp, a sense input or the

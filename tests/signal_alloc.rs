@@ -16,7 +16,12 @@ static ALLOCATOR: ThreadCountingAllocator = ThreadCountingAllocator;
 #[test]
 fn an_hour_of_ticks_allocates_nothing() {
     // Every lamp sensed: the field read-back runs each tick too.
-    let mut site = Site::new(&with_sense(SITE), 100);
+    // The detector diagnostics on, at their shortest, so their timers and marks run too.
+    let text = with_sense(SITE).replace(
+        "startup_flash_s = 3.0",
+        "startup_flash_s = 3.0\nno_activity_s = 60\nmax_presence_s = 60",
+    );
+    let mut site = Site::new(&text, 100);
     let mut line = heapless::String::<512>::new();
     let mut rng = Rng::new(7);
     // The counter counts: a control allocation shows up.
@@ -26,6 +31,7 @@ fn an_hour_of_ticks_allocates_nothing() {
     );
     let mut steps = 0u64;
     let mut faults = 0u32;
+    let mut stuck_ticks = 0u32;
     let allocations = allocations_in(|| {
         for i in 0..36_000u64 {
             for (zone, class) in [
@@ -52,6 +58,7 @@ fn an_hour_of_ticks_allocates_nothing() {
             }
             let report = site.step_allowing_faults();
             faults += u32::from(report.new_fault.is_some());
+            stuck_ticks += u32::from(site.signals.controller().max_presence() != (0, 0));
             line.clear();
             let _fits = write!(line, "{}", site.signals);
             let lit = site
@@ -65,6 +72,10 @@ fn an_hour_of_ticks_allocates_nothing() {
     });
     eprintln!("signal_alloc: {steps} steps, {faults} fault(s), {allocations} allocations");
     assert_eq!(faults, 1, "exactly the injected pin fault");
+    assert!(
+        stuck_ticks > 0,
+        "max presence never tripped: its path was not run"
+    );
     assert_eq!(site.signals.controller().incidents(), 1);
     assert_eq!(allocations, 0);
 }

@@ -689,3 +689,105 @@ fn no_activity_recalls_a_phase_until_its_zones_see_something() {
     quiet.set(Z_MAIN, CAR, 1);
     assert_eq!(quiet.run_until(400.0, minor_green), None);
 }
+
+/// Issue 12: the NTCIP 1202 "max presence" diagnostic. A zone held occupied on every tick (a
+/// parked car, a shadow, a frozen track) for `max_presence_s` fails its phase to a constant
+/// call, reported apart from no activity, until the zone shows one empty tick. Vehicle and
+/// pedestrian demand are judged apart; a camera outage does not run the timer.
+#[test]
+fn max_presence_recalls_a_stuck_zone_until_it_shows_a_gap() {
+    let text = SITE.replace(
+        "startup_flash_s = 3.0",
+        "startup_flash_s = 3.0\nmax_presence_s = 120.0",
+    );
+    let mut site = Site::new(&text, TICK_MS);
+    let stuck = |s: &Site| s.signals.controller().max_presence();
+    // Phases in order main, minor, turn. A car parked in the minor road's zone, and traffic on
+    // the main road that comes and goes (a gap every few seconds).
+    site.set(Z_MINOR, CAR, 1);
+    let mut t = 0u32;
+    let mut minor_greens = 0;
+    let mut traffic = |s: &mut Site, secs: u32| {
+        for _ in 0..secs * 10 {
+            t += 1;
+            s.set(Z_MAIN, CAR, u32::from(t % 50 < 40));
+            let was_green = s.state("minor") == GroupState::Green;
+            s.step();
+            minor_greens += u32::from(!was_green && s.state("minor") == GroupState::Green);
+        }
+    };
+    traffic(&mut site, 118);
+    assert_eq!(
+        stuck(&site),
+        (0, 0),
+        "118 s of presence is not yet too long"
+    );
+    traffic(&mut site, 3);
+    assert_eq!(
+        stuck(&site),
+        (0b010, 0),
+        "the minor zone's presence failed it"
+    );
+    assert_eq!(site.signals.controller().no_activity(), (0, 0));
+    // The phase keeps its call, and keeps being served, while the car stays.
+    traffic(&mut site, 240);
+    assert_eq!(stuck(&site), (0b010, 0));
+    assert!(minor_greens >= 3, "minor served {minor_greens} times");
+    // One empty tick clears it.
+    site.set(Z_MAIN, CAR, 0);
+    site.set(Z_MINOR, CAR, 0);
+    site.step();
+    assert_eq!(stuck(&site), (0, 0), "a gap clears the diagnostic");
+    // The timer starts again from the gap: another 100 s of presence does not trip.
+    site.set(Z_MINOR, CAR, 1);
+    site.run_for(100.0);
+    assert_eq!(stuck(&site), (0, 0));
+
+    // A person standing in the crossing fails the minor phase's pedestrian demand only.
+    let mut ped = Site::new(&text, TICK_MS);
+    ped.set(Z_CROSSING, PERSON, 1);
+    ped.run_for(121.0);
+    assert_eq!(stuck(&ped), (0, 0b010));
+    ped.set(Z_CROSSING, PERSON, 0);
+    ped.step();
+    assert_eq!(stuck(&ped), (0, 0));
+
+    // Presence through a camera outage is not judged; the timer counts from the recovery.
+    let mut outage = Site::new(&text, TICK_MS);
+    outage.set(Z_MINOR, CAR, 1);
+    outage.camera_ok = false;
+    outage.run_for(200.0);
+    outage.camera_ok = true;
+    outage.run_for(RECOVER + 60.0);
+    assert_eq!(stuck(&outage), (0, 0));
+    outage.run_for(121.0);
+    assert_eq!(
+        stuck(&outage),
+        (0b010, 0),
+        "judged again once detection is trusted"
+    );
+
+    // Off by default.
+    let mut off = Site::new(SITE, TICK_MS);
+    off.set(Z_MINOR, CAR, 1);
+    off.run_for(300.0);
+    assert_eq!(stuck(&off), (0, 0));
+
+    // 60..=86400 s, and the error names the key.
+    for bad in ["30", "100000", "-5", "nan"] {
+        let text = SITE.replace(
+            "startup_flash_s = 3.0",
+            &format!("startup_flash_s = 3.0\nmax_presence_s = {bad}"),
+        );
+        let err = edgewatch::signal::SignalPlan::new(&config(&text), ZONES, CLASSES).unwrap_err();
+        assert!(
+            err.to_string().starts_with("signals.max_presence_s"),
+            "{bad}: {err}"
+        );
+    }
+    let ok = SITE.replace(
+        "startup_flash_s = 3.0",
+        "startup_flash_s = 3.0\nmax_presence_s = 60",
+    );
+    assert!(edgewatch::signal::SignalPlan::new(&config(&ok), ZONES, CLASSES).is_ok());
+}

@@ -317,7 +317,17 @@ impl HealthSource for HealthState {
                 json::strings(w, vehicle)?;
                 w.write_all(b",\"pedestrian\":")?;
                 json::strings(w, ped)?;
-                w.write_all(b"}}")?;
+                let (vehicle, ped) = sig.max_presence();
+                w.write_all(b"},\"max_presence\":{\"vehicle\":")?;
+                json::strings(w, vehicle)?;
+                w.write_all(b",\"pedestrian\":")?;
+                json::strings(w, ped)?;
+                w.write_all(b"},\"plan\":")?;
+                match sig.plan() {
+                    Some(plan) => json::string(w, plan)?,
+                    None => w.write_all(b"null")?,
+                }
+                write!(w, ",\"clock_synced\":{}}}", sig.clock_synced())?;
             }
         }
         w.write_all(b",\"detector_outputs\":")?;

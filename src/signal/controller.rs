@@ -108,6 +108,36 @@ enum Priority {
     Served,
 }
 
+/// The detector diagnostics of one kind of camera demand (vehicle or pedestrian), per phase.
+#[derive(Debug, Clone, Copy)]
+struct Diagnostics {
+    /// When the phase's zones last saw demand (the no-activity timer runs from here).
+    last_seen: [Duration; MAX_PHASES],
+    /// Since when the zones have shown demand on every tick, while they do (the max-presence
+    /// timer).
+    present_since: [Option<Duration>; MAX_PHASES],
+    /// Phases failed by no activity (`no_activity_s`): recalled.
+    inactive: u16,
+    /// Phases failed by max presence (`max_presence_s`): recalled.
+    stuck: u16,
+}
+
+impl Diagnostics {
+    fn new(now: Duration) -> Diagnostics {
+        Diagnostics {
+            last_seen: [now; MAX_PHASES],
+            present_since: [None; MAX_PHASES],
+            inactive: 0,
+            stuck: 0,
+        }
+    }
+
+    /// Phases on recall for either diagnostic.
+    fn failed(&self) -> u16 {
+        self.inactive | self.stuck
+    }
+}
+
 /// Demand sampled at one tick, as phase bit masks.
 #[derive(Debug, Clone, Copy, Default)]
 struct Sample {
@@ -137,12 +167,8 @@ pub struct Controller {
     good_since: Option<Duration>,
     incidents: u32,
     priority_grants: u32,
-    /// Per phase, when its camera zones last saw vehicle (pedestrian) demand.
-    activity: [Duration; MAX_PHASES],
-    ped_activity: [Duration; MAX_PHASES],
-    /// Phases whose vehicle (pedestrian) zones have seen nothing for `no_activity_s`: recalled.
-    inactive: u16,
-    ped_inactive: u16,
+    /// The detector diagnostics of vehicle demand, then of pedestrian demand.
+    diag: [Diagnostics; 2],
     /// (seconds after midnight, clock time) when the time of day was last set.
     time_of_day: Option<(u32, Duration)>,
     beacon_until: [Option<Duration>; MAX_GROUPS],
@@ -172,10 +198,7 @@ impl Controller {
             good_since: None,
             incidents: 0,
             priority_grants: 0,
-            activity: [now; MAX_PHASES],
-            ped_activity: [now; MAX_PHASES],
-            inactive: 0,
-            ped_inactive: 0,
+            diag: [Diagnostics::new(now); 2],
             time_of_day: None,
             beacon_until: [None; MAX_GROUPS],
             flash_exit_amber,
@@ -275,15 +298,26 @@ impl Controller {
         self.since = now;
     }
 
-    fn active_plan(&self, now: Duration) -> Option<&TimePlan> {
+    /// Forgets the time of day: no time-of-day plan applies until it is set again (the wall
+    /// clock is not to be trusted), so the site's own mode and greens do.
+    pub fn clear_time_of_day(&mut self) {
+        self.time_of_day = None;
+    }
+
+    /// The index of the time-of-day plan in force at `now`, in start-time order (see
+    /// [`SignalPlan::plan_names`]); `None` without plans or without a time of day.
+    pub fn time_plan(&self, now: Duration) -> Option<usize> {
         let (tod, at) = self.time_of_day?;
         let secs = (u64::from(tod) + now.saturating_sub(at).as_secs()) % 86_400;
         let plans = &self.plan.plans;
         plans
             .iter()
-            .rev()
-            .find(|p| u64::from(p.start) <= secs)
-            .or(plans.last())
+            .rposition(|p| u64::from(p.start) <= secs)
+            .or(plans.len().checked_sub(1))
+    }
+
+    fn active_plan(&self, now: Duration) -> Option<&TimePlan> {
+        self.time_plan(now).map(|i| &self.plan.plans[i])
     }
 
     fn fixed_green(&self, now: Duration, p: usize) -> Duration {
@@ -318,51 +352,74 @@ impl Controller {
         }
     }
 
-    /// The no-activity diagnostic: marks phases whose camera demand zones have seen nothing
-    /// for `no_activity_s` (they are recalled), and clears the mark when they see something.
-    /// Inputs (buttons, loops) are not the camera and do not count; while detection is
-    /// degraded every phase is recalled anyway and nothing is judged.
+    /// The detector diagnostics (NTCIP 1202). No activity: marks phases whose camera demand
+    /// zones have seen nothing for `no_activity_s`, until they see something. Max presence:
+    /// marks phases whose zones have shown demand on every tick for `max_presence_s`, until
+    /// they show an empty tick. Marked phases are recalled. Inputs (buttons, loops) are not
+    /// the camera and do not count; while detection is degraded every phase is recalled
+    /// anyway, nothing is judged and the timers start again when detection is trusted.
     fn diagnose(&mut self, now: Duration, occupancy: &[[u32; MAX_CLASSES]]) {
-        let Some(limit) = self.plan.no_activity else {
+        let (no_activity, max_presence) = (self.plan.no_activity, self.plan.max_presence);
+        if no_activity.is_none() && max_presence.is_none() {
             return;
-        };
+        }
         if self.degraded {
-            // Nothing is judged, and the time counts from when detection is trusted again.
-            self.activity = [now; MAX_PHASES];
-            self.ped_activity = [now; MAX_PHASES];
+            for d in &mut self.diag {
+                d.last_seen = [now; MAX_PHASES];
+                d.present_since = [None; MAX_PHASES];
+            }
             return;
         }
         for (p, phase) in self.plan.phases.iter().enumerate() {
             let bit = 1u16 << p;
             let judged = [
-                (
-                    "vehicle",
-                    &phase.demand,
-                    &mut self.activity[p],
-                    &mut self.inactive,
-                ),
-                (
-                    "pedestrian",
-                    &phase.ped_demand,
-                    &mut self.ped_activity[p],
-                    &mut self.ped_inactive,
-                ),
+                ("vehicle", &phase.demand),
+                ("pedestrian", &phase.ped_demand),
             ];
-            for (what, demand, last, inactive) in judged {
+            for ((what, demand), d) in judged.into_iter().zip(&mut self.diag) {
                 if demand.zones.is_empty() {
                     continue;
                 }
-                if demand.present(occupancy, 0, true) {
-                    *last = now;
-                    if *inactive & bit != 0 {
-                        *inactive &= !bit;
+                let present = demand.present(occupancy, 0, true);
+                if present {
+                    d.last_seen[p] = now;
+                    if d.inactive & bit != 0 {
+                        d.inactive &= !bit;
                         log::info!("signals: {what} activity again on phase `{}`", phase.name);
                     }
-                } else if now.saturating_sub(*last) >= limit && *inactive & bit == 0 {
-                    *inactive |= bit;
+                } else if no_activity
+                    .is_some_and(|limit| now.saturating_sub(d.last_seen[p]) >= limit)
+                    && d.inactive & bit == 0
+                {
+                    d.inactive |= bit;
                     log::warn!(
                         "signals: no {what} activity on phase `{}` for {} s: recalled until \
                          its zones see something",
+                        phase.name,
+                        no_activity.unwrap_or_default().as_secs()
+                    );
+                }
+                let Some(limit) = max_presence else {
+                    continue;
+                };
+                if !present {
+                    d.present_since[p] = None;
+                    if d.stuck & bit != 0 {
+                        d.stuck &= !bit;
+                        log::info!(
+                            "signals: {what} zones of phase `{}` show a gap again: max presence \
+                             cleared",
+                            phase.name
+                        );
+                    }
+                    continue;
+                }
+                let since = *d.present_since[p].get_or_insert(now);
+                if now.saturating_sub(since) >= limit && d.stuck & bit == 0 {
+                    d.stuck |= bit;
+                    log::warn!(
+                        "signals: {what} presence on phase `{}` without a gap for {} s (max \
+                         presence): recalled until its zones show a gap",
                         phase.name,
                         limit.as_secs()
                     );
@@ -374,7 +431,13 @@ impl Controller {
     /// Phases (bit masks) the no-activity diagnostic has put on recall: vehicle demand, then
     /// pedestrian demand.
     pub fn no_activity(&self) -> (u16, u16) {
-        (self.inactive, self.ped_inactive)
+        (self.diag[0].inactive, self.diag[1].inactive)
+    }
+
+    /// Phases (bit masks) the max-presence diagnostic has put on recall: vehicle demand, then
+    /// pedestrian demand.
+    pub fn max_presence(&self) -> (u16, u16) {
+        (self.diag[0].stuck, self.diag[1].stuck)
     }
 
     fn sample(&self, det: &Detections<'_>) -> Sample {
@@ -620,8 +683,8 @@ impl Controller {
         for p in 0..self.plan.phases.len() {
             let bit = 1 << p;
             let recall = fixed || self.plan.phases[p].recall;
-            let vehicle_recall = recall || self.inactive & bit != 0;
-            let ped_recall = recall || self.ped_inactive & bit != 0;
+            let vehicle_recall = recall || self.diag[0].failed() & bit != 0;
+            let ped_recall = recall || self.diag[1].failed() & bit != 0;
             let called = vehicle_recall || ped_recall || (s.vehicle | s.ped | s.bus) & bit != 0;
             if green != Some(p) && called {
                 self.calls |= bit;

@@ -73,6 +73,13 @@ pub struct SignalConfig {
     /// pedestrian demand are judged apart. 0 (default, as in NTCIP) turns it off.
     #[serde(default)]
     pub no_activity_s: f32,
+    /// Detector diagnostic (NTCIP 1202 "max presence"): a phase whose camera demand zones
+    /// show presence on every tick, without one empty tick, for this long is recalled (and
+    /// reported) until they show a gap, so a zone held by a parked car, a shadow or a frozen
+    /// track is flagged. Vehicle and pedestrian demand are judged apart. 0 (the default)
+    /// turns it off; else 60..=86400.
+    #[serde(default)]
+    pub max_presence_s: f32,
     /// Signal groups: vehicle heads, pedestrian heads, bus B signals and beacons.
     pub groups: Vec<GroupConfig>,
     /// Pairs of group names that may show a right of way together (the groups of one phase).
@@ -543,6 +550,8 @@ pub(crate) struct Input {
 /// A compiled time-of-day plan.
 #[derive(Debug, Clone)]
 pub(crate) struct TimePlan {
+    /// The plan's name, for `/health`.
+    pub name: String,
     /// Seconds after midnight.
     pub start: u32,
     pub mode: ControlMode,
@@ -566,6 +575,8 @@ pub struct SignalPlan {
     pub(crate) camera_recover: Duration,
     /// The detector diagnostic's no-activity time, if on.
     pub(crate) no_activity: Option<Duration>,
+    /// The detector diagnostic's max-presence time, if on.
+    pub(crate) max_presence: Option<Duration>,
     /// Field read-back persistence for conflicts, and for the other field faults.
     pub(crate) sense_conflict: Duration,
     pub(crate) sense_fault: Duration,
@@ -620,6 +631,12 @@ impl SignalPlan {
     /// Name of phase `p`.
     pub fn phase_name(&self, p: usize) -> &str {
         &self.phases[p].name
+    }
+
+    /// Names of the time-of-day plans in start-time order, the order
+    /// [`super::Controller::time_plan`] counts in.
+    pub fn plan_names(&self) -> impl Iterator<Item = &str> + '_ {
+        self.plans.iter().map(|p| p.name.as_str())
     }
 
     /// Names of the input pins, in input-bit order.
@@ -720,6 +737,9 @@ impl<'a> Compiler<'a> {
         if cfg.no_activity_s != 0.0 {
             check_secs("signals.no_activity_s", cfg.no_activity_s, 60.0, 86_400.0)?;
         }
+        if cfg.max_presence_s != 0.0 {
+            check_secs("signals.max_presence_s", cfg.max_presence_s, 60.0, 86_400.0)?;
+        }
         check_secs("signals.startup_flash_s", cfg.startup_flash_s, 2.0, 300.0)?;
         check_secs(
             "signals.startup_all_red_s",
@@ -758,6 +778,7 @@ impl<'a> Compiler<'a> {
             startup_all_red: secs(cfg.startup_all_red_s),
             camera_recover: secs(cfg.camera_recover_s),
             no_activity: (cfg.no_activity_s > 0.0).then(|| secs(cfg.no_activity_s)),
+            max_presence: (cfg.max_presence_s > 0.0).then(|| secs(cfg.max_presence_s)),
             sense_conflict,
             sense_fault,
         })
@@ -1336,6 +1357,7 @@ impl<'a> Compiler<'a> {
             }
             let fixed_green = self.plan_greens(&key, p, phases)?;
             plans.push(TimePlan {
+                name: p.name.clone(),
                 start,
                 mode: p.mode,
                 fixed_green,

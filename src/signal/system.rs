@@ -307,6 +307,11 @@ impl<C: Clock, O: OutputPin, I: InputPin> SignalSystem<C, O, I> {
             .set_time_of_day(self.clock.now(), seconds_after_midnight);
     }
 
+    /// Forgets the time of day: the site's own mode applies, not a time-of-day plan.
+    pub fn clear_time_of_day(&mut self) {
+        self.controller.clear_time_of_day();
+    }
+
     /// The latched fault, if any.
     pub fn fault(&self) -> Option<&Fault> {
         self.monitor.fault()

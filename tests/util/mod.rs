@@ -216,11 +216,22 @@ pub fn spawn_unit(
     config: &Path,
     on_log: impl Fn(&str) + Send + 'static,
 ) -> (std::process::Child, std::net::SocketAddr) {
+    spawn_unit_with_env(config, &[], on_log)
+}
+
+/// [`spawn_unit`] with extra environment variables for the child only (e.g. `TZ`: setting
+/// them in the test process would race with the other tests).
+pub fn spawn_unit_with_env(
+    config: &Path,
+    env: &[(&str, &str)],
+    on_log: impl Fn(&str) + Send + 'static,
+) -> (std::process::Child, std::net::SocketAddr) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_edgewatch"))
         .args(["run", "--config", config.to_str().expect("a UTF-8 path")])
         .env("EDGEWATCH_MODEL_DIR", model_dir())
         .env("EDGEWATCH_FRAMES_DIR", frames_dir())
         .env("RUST_LOG", "info")
+        .envs(env.iter().copied())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
         .spawn()
