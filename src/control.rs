@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use embedded_hal::digital::{InputPin, OutputPin};
+use embedded_hal::digital::{InputPin, StatefulOutputPin};
 
 use crate::capture::CaptureStats;
 use crate::clock::Clock;
@@ -363,7 +363,9 @@ pub struct SignalStatus {
 }
 
 impl SignalStatus {
-    fn new<C: Clock, O: OutputPin, I: InputPin>(system: &SignalSystem<C, O, I>) -> SignalStatus {
+    fn new<C: Clock, O: StatefulOutputPin, I: InputPin>(
+        system: &SignalSystem<C, O, I>,
+    ) -> SignalStatus {
         let groups: Vec<String> = system.states().map(|(name, _)| name.to_string()).collect();
         let plan = system.plan();
         let phases = (0..plan.phase_count())
@@ -393,7 +395,7 @@ impl SignalStatus {
         status
     }
 
-    fn publish<C: Clock, O: OutputPin, I: InputPin>(
+    fn publish<C: Clock, O: StatefulOutputPin, I: InputPin>(
         &self,
         system: &SignalSystem<C, O, I>,
         report: Option<&TickReport>,
@@ -711,7 +713,7 @@ fn build<B: PinBackend>(
 }
 
 /// Prints one simulated pin change to stderr (unbuffered, so it does not allocate).
-fn print_transition<C: Clock, O: OutputPin, I: InputPin>(
+fn print_transition<C: Clock, O: StatefulOutputPin, I: InputPin>(
     system: &SignalSystem<C, O, I>,
     at: Duration,
     pin: u32,
@@ -753,7 +755,7 @@ fn spawn<C, O, I>(
 ) -> Result<Option<ControlThread>, ControlError>
 where
     C: Clock + 'static,
-    O: OutputPin + Send + std::fmt::Debug + 'static,
+    O: StatefulOutputPin + Send + std::fmt::Debug + 'static,
     I: InputPin + Send + 'static,
 {
     let status = Arc::new(SignalStatus::new(&system));
@@ -829,7 +831,7 @@ const TIME_OF_DAY_EVERY: Duration = Duration::from_secs(60);
 
 /// A fault latched before this process started keeps the signals in flash; so does a fault
 /// file that cannot be read (the unit cannot know it is clear).
-fn restore_latch<C: Clock, O: OutputPin, I: InputPin>(
+fn restore_latch<C: Clock, O: StatefulOutputPin, I: InputPin>(
     system: &mut SignalSystem<C, O, I>,
     latch: &FaultLatch,
     status: &SignalStatus,
@@ -862,7 +864,7 @@ fn truncated<const N: usize>(text: &str) -> heapless::String<N> {
     out
 }
 
-impl<C: Clock, O: OutputPin, I: InputPin> ControlLoop<C, O, I> {
+impl<C: Clock, O: StatefulOutputPin, I: InputPin> ControlLoop<C, O, I> {
     /// Writes a new monitor fault to the fault file, so a restart does not clear it. Runs
     /// once, on the tick the fault latches (the only tick that allocates).
     fn persist(&self, fault: &Fault) {

@@ -582,7 +582,7 @@ where
             classes[i] = o.classes.is_empty() || o.classes.contains(c);
         }
         // Claimed de-energised: a call, until the first tick finds the unit healthy.
-        let pin = pins.output(o.pin, o.invert)?;
+        let pin = pins.output(o.pin, o.invert, o.invert)?;
         outputs.push(Output {
             channel: Channel::new(ChannelTiming::from(o), now),
             zones,

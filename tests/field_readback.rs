@@ -1,6 +1,7 @@
 //! Field read-back (issue 12): with a sense input on every lamp, the monitor checks what the
 //! heads show, not only what was commanded. The simulated pins loop each sense input back to
-//! its lamp; faults are injected in that simulated field.
+//! its lamp; faults are injected in that simulated field. Without sense inputs the monitor
+//! still checks the output pins themselves, read back after every write.
 
 mod signal_common;
 
@@ -67,6 +68,88 @@ fn a_healthy_field_never_trips_over_an_hour() {
     let (checks, read_errors) = site.signals.field_checks();
     assert_eq!(checks, 36_000, "the field is checked every tick");
     assert_eq!(read_errors, 0);
+    assert_eq!(site.signals.pin_checks(), 36_000, "and the pins too");
+}
+
+/// The monitor's own check of the pins, with no sense input at all: a lamp pin that something
+/// else drives (a second process, `pinctrl set` over SSH) while the writes still succeed is
+/// found at the tick it first differs from the command, and flash goes on the pins in that
+/// tick; the heartbeat stops.
+#[test]
+fn a_pin_driven_by_someone_else_latches_flash_in_that_tick() {
+    let mut site = Site::new(SITE, TICK_MS);
+    let mut backend = site.pins.clone();
+    site.signals
+        .claim_heartbeat(&mut backend, HEARTBEAT, false)
+        .unwrap();
+    site.set(Z_MINOR, CAR, 1);
+    run_to(&mut site, "minor", GroupState::Green, 120.0);
+    let checks = site.signals.pin_checks();
+    site.run_for(1.0);
+    assert_eq!(site.signals.pin_checks(), checks + 10, "checked every tick");
+
+    // Main's green (active high) driven lit by someone else while minor has green.
+    site.pins.hold_pin(MAIN_GREEN, Some(true));
+    let fault = site
+        .step_allowing_faults()
+        .new_fault
+        .expect("caught in this tick");
+    assert_eq!(
+        fault.to_string(),
+        "`main` green (pin 3): commanded dark, the pin shows it lit"
+    );
+    assert!(matches!(
+        fault,
+        Fault::PinMismatch {
+            pin: MAIN_GREEN,
+            ..
+        }
+    ));
+    assert_eq!(
+        site.state("minor"),
+        GroupState::RedFlash,
+        "flash in the same tick"
+    );
+    let beats = site.signals.heartbeats();
+    site.run_until(2.0, |_| false);
+    assert_eq!(
+        site.signals.heartbeats(),
+        beats,
+        "no heartbeat after a pin fault"
+    );
+
+    // A pin held at the level the command wants is no fault until the command changes: an
+    // active-low red held high (dark) is caught as soon as it should light.
+    // Here during the start-up flash, where a flashing red may read either way.
+    let mut site = Site::new(SITE, TICK_MS);
+    site.run_for(1.0);
+    site.pins.hold_pin(MINOR_RED, Some(true));
+    let fault = (0..600)
+        .find_map(|_| site.step_allowing_faults().new_fault)
+        .expect("the held red is caught");
+    assert!(
+        site.signals.controller().stage() != edgewatch::signal::Stage::StartupFlash,
+        "not while the red may flash"
+    );
+    assert_eq!(
+        fault.to_string(),
+        "`minor` red (pin 4): commanded lit, the pin shows it dark"
+    );
+}
+
+/// Once the watchdog has forced the safe state the pins show it, not the controller's
+/// command: that is no fault.
+#[test]
+fn a_forced_safe_state_is_not_a_pin_fault() {
+    let mut site = Site::new(SITE, TICK_MS);
+    site.set(Z_MINOR, CAR, 1);
+    run_to(&mut site, "minor", GroupState::Green, 120.0);
+    site.signals
+        .safe_state()
+        .force_safe(site.clock.now())
+        .unwrap();
+    site.run_for(30.0);
+    assert!(site.signals.fault().is_none());
 }
 
 /// A welded green on the main road while the minor road has green: the field shows

@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use embedded_hal::digital::{ErrorKind, ErrorType, InputPin, OutputPin};
+use embedded_hal::digital::{ErrorKind, ErrorType, InputPin, OutputPin, StatefulOutputPin};
 use gpiocdev::line::{Bias, Value};
 use gpiocdev::Request;
 
@@ -59,6 +59,21 @@ impl OutputPin for CdevOutput {
     }
 }
 
+impl StatefulOutputPin for CdevOutput {
+    /// The line's value as the kernel reads it back (on a Pi, the pad level register), so the
+    /// monitor sees a line another process drives.
+    fn is_set_high(&mut self) -> Result<bool, CdevError> {
+        self.request
+            .lone_value()
+            .map(|v| v == Value::Active)
+            .map_err(CdevError)
+    }
+
+    fn is_set_low(&mut self) -> Result<bool, CdevError> {
+        self.is_set_high().map(|h| !h)
+    }
+}
+
 /// One requested input line.
 #[derive(Debug)]
 pub struct CdevInput {
@@ -86,13 +101,26 @@ impl PinBackend for CdevPins {
     type Output = CdevOutput;
     type Input = CdevInput;
 
-    fn output(&mut self, pin: u32, high: bool) -> Result<CdevOutput, PinError> {
+    fn output(&mut self, pin: u32, high: bool, rest_high: bool) -> Result<CdevOutput, PinError> {
         let value = if high { Value::Active } else { Value::Inactive };
+        // What a line does once the process ends and the kernel releases it depends on the
+        // pin controller: the Raspberry Pi kernel keeps a BCM283x/2711 output driving its last
+        // level (the all red and resting heartbeat an orderly stop leaves), upstream kernels
+        // and its `strict_gpiod` mode turn it back into an input, and a floating input can
+        // half-drive a relay driver. The bias stays with the pin after release and pulls such
+        // an input to the de-energised level, so either way the heartbeat relay drops and the
+        // cabinet flasher takes the heads.
+        let rest = if rest_high {
+            Bias::PullUp
+        } else {
+            Bias::PullDown
+        };
         let request = Request::builder()
             .on_chip(&self.chip)
             .with_consumer("edgewatch")
             .with_line(pin)
             .as_output(value)
+            .with_bias(rest)
             .request()
             .map_err(|e| PinError::new(pin, format!("{}: {e}", self.chip.display())))?;
         Ok(CdevOutput { request })

@@ -200,6 +200,26 @@ pub enum Fault {
         /// The lamp, as named in the TOML.
         lamp: &'static str,
     },
+    /// The monitor's check of the pins: an output pin, read back after the write, does not
+    /// show what the monitor let through (something else drives it, or the write did not
+    /// take).
+    #[error("`{group}` {lamp} (pin {pin}): commanded {}, the pin shows it {}", lit_word(*commanded), lit_word(!*commanded))]
+    PinMismatch {
+        /// The group.
+        group: GroupName,
+        /// The lamp, as named in the TOML.
+        lamp: &'static str,
+        /// The pin.
+        pin: u32,
+        /// Commanded lit.
+        commanded: bool,
+    },
+    /// The monitor's check of the pins: an output pin's level could not be read back.
+    #[error("output pin {pin} could not be read back")]
+    PinUnreadable {
+        /// The pin.
+        pin: u32,
+    },
     /// An output pin could not be written, so the lamps are not known to show the command.
     #[error("output pin {pin} could not be written")]
     PinWrite {
@@ -220,11 +240,22 @@ struct Watched {
     min_walk: Duration,
 }
 
+/// One lamp output on the monitor's card: the pin it reads back, and its polarity.
+#[derive(Debug, Clone, Copy)]
+struct CardPin {
+    group: usize,
+    lamp: usize,
+    pin: u32,
+    active_low: bool,
+}
+
 /// The independent conflict monitor; see the module docs.
 #[derive(Debug, Clone)]
 pub struct ConflictMonitor {
     groups: Vec<Watched>,
     conflicts: [u16; MAX_GROUPS],
+    /// Every lamp output, from the TOML, for the check of the pins.
+    pins: Vec<CardPin>,
     /// The last command let through.
     prev: [Head; MAX_GROUPS],
     /// When each head last changed.
@@ -239,6 +270,7 @@ pub struct ConflictMonitor {
     clearing: bool,
     fault: Option<Fault>,
     checks: u64,
+    pin_checks: u64,
 }
 
 impl ConflictMonitor {
@@ -250,6 +282,7 @@ impl ConflictMonitor {
         Ok(ConflictMonitor {
             groups: card.groups,
             conflicts: card.conflicts,
+            pins: card.pins,
             prev: [Head::default(); MAX_GROUPS],
             changed_at: [Duration::ZERO; MAX_GROUPS],
             ended_at: [Duration::ZERO; MAX_GROUPS],
@@ -258,6 +291,7 @@ impl ConflictMonitor {
             clearing: false,
             fault: None,
             checks: 0,
+            pin_checks: 0,
         })
     }
 
@@ -295,6 +329,51 @@ impl ConflictMonitor {
         }
     }
 
+    /// The monitor's own check of the pins, after every write: each lamp output's level, read
+    /// back from the GPIO (`levels`, as `(pin, level)`), mapped through the monitor's own
+    /// pin numbers and polarities from the TOML, must show what the last checked command
+    /// said: steady lamps lit, dark lamps dark, flashing lamps either. With that, every rule
+    /// checked on the command also holds on the pins, whatever the pin bank did in between
+    /// and whoever else touches the GPIO. A difference latches flash like any other fault.
+    /// It checks nothing once tripped: the flash is then on the pins.
+    pub fn check_pins(&mut self, levels: &[(u32, Option<bool>)]) -> Result<(), Fault> {
+        if let Some(fault) = &self.fault {
+            return Err(fault.clone());
+        }
+        if !self.started {
+            return Ok(());
+        }
+        self.pin_checks += 1;
+        for p in &self.pins {
+            let level = levels
+                .iter()
+                .find(|(pin, _)| *pin == p.pin)
+                .and_then(|&(_, level)| level);
+            let Some(high) = level else {
+                let fault = Fault::PinUnreadable { pin: p.pin };
+                self.trip(fault.clone());
+                return Err(fault);
+            };
+            let lit = high != p.active_low;
+            let ok = match self.prev[p.group].lamps[p.lamp] {
+                LampState::On => lit,
+                LampState::Off => !lit,
+                LampState::Flash => true,
+            };
+            if !ok {
+                let fault = Fault::PinMismatch {
+                    group: self.name(p.group),
+                    lamp: self.groups[p.group].kind.lamp_names()[p.lamp],
+                    pin: p.pin,
+                    commanded: !lit,
+                };
+                self.trip(fault.clone());
+                return Err(fault);
+            }
+        }
+        Ok(())
+    }
+
     /// Latches `fault` (if not tripped already), e.g. for a failed pin write.
     pub fn trip(&mut self, fault: Fault) {
         if self.fault.is_none() {
@@ -326,6 +405,11 @@ impl ConflictMonitor {
     /// Commands checked so far.
     pub fn checks(&self) -> u64 {
         self.checks
+    }
+
+    /// Checks of the pins run so far (see [`check_pins`](Self::check_pins)).
+    pub fn pin_checks(&self) -> u64 {
+        self.pin_checks
     }
 
     /// The fail-safe command: vehicle reds flashing, everything else dark.
@@ -549,6 +633,7 @@ impl ConflictMonitor {
 struct Card {
     groups: Vec<Watched>,
     conflicts: [u16; MAX_GROUPS],
+    pins: Vec<CardPin>,
 }
 
 impl Card {
@@ -625,7 +710,30 @@ impl Card {
                 }
             }
         }
-        Ok(Card { groups, conflicts })
+        let mut pins = Vec::new();
+        for (group, g) in cfg.groups.iter().enumerate() {
+            let lamps = match g.kind {
+                GroupKind::Vehicle => [g.red, g.amber, g.green],
+                GroupKind::Pedestrian => [g.dont_walk, g.walk, None],
+                GroupKind::Bus => [g.stop, g.go, None],
+                GroupKind::Beacon => [g.lamp, None, None],
+            };
+            for (lamp, pin) in lamps.into_iter().enumerate() {
+                if let Some(pin) = pin {
+                    pins.push(CardPin {
+                        group,
+                        lamp,
+                        pin: pin.pin,
+                        active_low: pin.active_low,
+                    });
+                }
+            }
+        }
+        Ok(Card {
+            groups,
+            conflicts,
+            pins,
+        })
     }
 }
 

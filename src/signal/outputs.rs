@@ -11,11 +11,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use embedded_hal::digital::{ErrorKind, ErrorType, InputPin, OutputPin};
+use embedded_hal::digital::{ErrorKind, ErrorType, InputPin, OutputPin, StatefulOutputPin};
 
 use super::field::{FieldView, SensedLamp};
 use super::lamp::SignalCommand;
-use super::plan::{LampPin, Pull, SensePin, SignalPlan};
+use super::plan::{LampPin, Pull, SensePin, SignalPlan, MAX_GROUPS};
 use crate::clock::Clock;
 
 /// A pin could not be set up.
@@ -51,12 +51,15 @@ pub struct PinWriteError {
 /// Creates output and input pins by number: the seam between the signal logic and a GPIO
 /// driver (rppal, the GPIO character device, or [`SimPins`]).
 pub trait PinBackend {
-    /// The output pin type.
-    type Output: OutputPin;
+    /// The output pin type; its level can be read back, so the monitor can check the pins.
+    type Output: StatefulOutputPin;
     /// The input pin type.
     type Input: InputPin;
-    /// Claims `pin` as an output driven `high` (or low) from the start.
-    fn output(&mut self, pin: u32, high: bool) -> Result<Self::Output, PinError>;
+    /// Claims `pin` as an output driven `high` (or low) from the start. `rest_high` is the
+    /// level that de-energises its load (lamp relay off, heartbeat at rest): a backend that
+    /// can bias the line (the GPIO character device) pulls it there, so a line the kernel
+    /// releases when the process ends rests de-energised instead of floating.
+    fn output(&mut self, pin: u32, high: bool, rest_high: bool) -> Result<Self::Output, PinError>;
     /// Claims `pin` as an input with the given bias.
     fn input(&mut self, pin: u32, pull: Pull) -> Result<Self::Input, PinError>;
     /// Claims `sense.pin` as the input that senses `lamp`'s field output. Hardware has the
@@ -76,6 +79,13 @@ struct LampOutput<O> {
     active_low: bool,
     out: O,
 }
+
+/// Most lamp pins a plan can have: three lamps on each of [`MAX_GROUPS`] groups.
+pub const MAX_LAMP_PINS: usize = MAX_GROUPS * 3;
+
+/// Lamp pin levels as read back from the GPIO after a write: `(pin, level)`, the level `None`
+/// when the pin could not be read. Fixed capacity: reading back allocates nothing.
+pub type PinLevels = heapless::Vec<(u32, Option<bool>), MAX_LAMP_PINS>;
 
 /// The output pins of all lamps of a plan.
 #[derive(Debug)]
@@ -105,7 +115,7 @@ impl<O: OutputPin> PinBank<O> {
                     .heads()
                     .get(g)
                     .is_some_and(|h| h.lamps[lamp].is_lit());
-                let out = backend.output(pin.pin, lit != pin.active_low)?;
+                let out = backend.output(pin.pin, lit != pin.active_low, pin.active_low)?;
                 let (pin, active_low) = (pin.pin, pin.active_low);
                 lamps.push(LampOutput {
                     group: g,
@@ -146,6 +156,18 @@ impl<O: OutputPin> PinBank<O> {
             }
         }
         first_error.map_or(Ok(()), Err)
+    }
+
+    /// Reads every lamp pin's level back from the GPIO into `levels`.
+    pub fn read_back(&mut self, levels: &mut PinLevels)
+    where
+        O: StatefulOutputPin,
+    {
+        levels.clear();
+        for l in &mut self.lamps {
+            // At most MAX_LAMP_PINS lamps exist (MAX_GROUPS groups of at most 3 lamps).
+            let _ = levels.push((l.pin, l.out.is_set_high().ok()));
+        }
     }
 
     /// The (group, lamp) index a pin drives.
@@ -224,6 +246,22 @@ impl<O: OutputPin> SharedOutputs<O> {
             return Ok(());
         }
         bank.write(now, cmd)
+    }
+
+    /// Reads the lamp pins back into `levels`; false (and `levels` untouched) once the safe
+    /// state was forced, when the pins show the watchdog's state, not the controller's.
+    pub fn read_back(&self, levels: &mut PinLevels) -> bool
+    where
+        O: StatefulOutputPin,
+    {
+        // Under the lock, like `write`: a forced state cannot land between the check and the
+        // read.
+        let mut bank = self.lock();
+        if self.forced.load(Ordering::SeqCst) {
+            return false;
+        }
+        bank.read_back(levels);
+        true
     }
 
     /// Failed writes since start-up.
@@ -446,6 +484,8 @@ struct SimPin {
     pin: u32,
     high: bool,
     fail: bool,
+    /// Something else drives the pin: writes "succeed" and change nothing.
+    held: bool,
 }
 
 /// A simulated field: a sense input that reads a lamp output through the load switch.
@@ -482,6 +522,7 @@ impl SimState {
             pin,
             high: false,
             fail: false,
+            held: false,
         });
         self.pins.last_mut().expect("just pushed")
     }
@@ -599,6 +640,20 @@ impl<C: Clock + Clone> SimPins<C> {
         }
     }
 
+    /// Something other than edgewatch drives output `pin` at `level` (a second process, or a
+    /// person at a shell with `pinctrl set`): writes still report success but change nothing.
+    /// `None` lets edgewatch drive it again.
+    pub fn hold_pin(&self, pin: u32, level: Option<bool>) {
+        let at = self.clock.now();
+        let mut state = self.lock();
+        let p = state.pin(pin);
+        p.held = level.is_some();
+        if let Some(high) = level.filter(|&h| h != p.high) {
+            p.high = high;
+            state.record(Transition { at, pin, high });
+        }
+    }
+
     /// Makes writes to `pin` fail (a broken load switch or driver) or work again.
     pub fn fail_writes(&self, pin: u32, fail: bool) {
         self.lock().pin(pin).fail = fail;
@@ -635,6 +690,9 @@ impl<C: Clock + Clone> SimPins<C> {
         if p.fail {
             return Err(SimPinError);
         }
+        if p.held {
+            return Ok(());
+        }
         if p.high != high {
             p.high = high;
             state.record(Transition { at, pin, high });
@@ -647,7 +705,7 @@ impl<C: Clock + Clone> PinBackend for SimPins<C> {
     type Output = SimOutput<C>;
     type Input = SimInput<C>;
 
-    fn output(&mut self, pin: u32, high: bool) -> Result<SimOutput<C>, PinError> {
+    fn output(&mut self, pin: u32, high: bool, _rest_high: bool) -> Result<SimOutput<C>, PinError> {
         let at = self.clock.now();
         let mut state = self.lock();
         state.pin(pin).high = high;
@@ -706,6 +764,16 @@ impl<C: Clock + Clone> OutputPin for SimOutput<C> {
 
     fn set_high(&mut self) -> Result<(), SimPinError> {
         self.pins.write(self.pin, true)
+    }
+}
+
+impl<C: Clock + Clone> StatefulOutputPin for SimOutput<C> {
+    fn is_set_high(&mut self) -> Result<bool, SimPinError> {
+        Ok(self.pins.level(self.pin).unwrap_or(false))
+    }
+
+    fn is_set_low(&mut self) -> Result<bool, SimPinError> {
+        self.is_set_high().map(|h| !h)
     }
 }
 
@@ -822,7 +890,7 @@ mod tests {
     fn transition_log_is_bounded_and_counts_drops() {
         let clock = ManualClock::new();
         let mut sim = SimPins::new(clock.clone(), 4);
-        let mut out = sim.output(3, false).unwrap();
+        let mut out = sim.output(3, false, false).unwrap();
         for i in 0..10 {
             clock.advance(Duration::from_millis(10));
             if i % 2 == 0 {

@@ -27,7 +27,7 @@ impl PinBackend for RppalPins {
     type Output = rppal::gpio::OutputPin;
     type Input = rppal::gpio::InputPin;
 
-    fn output(&mut self, pin: u32, high: bool) -> Result<Self::Output, PinError> {
+    fn output(&mut self, pin: u32, high: bool, _rest_high: bool) -> Result<Self::Output, PinError> {
         let pin = self.pin(pin)?;
         let mut out = if high {
             pin.into_output_high()

@@ -5,14 +5,15 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use embedded_hal::digital::{InputPin, OutputPin};
+use embedded_hal::digital::{InputPin, StatefulOutputPin};
 
 use super::controller::{Controller, Detections, Stage};
 use super::field::FieldMonitor;
 use super::lamp::{GroupState, LampState, SignalCommand, DONT_WALK, RED, STOP};
 use super::monitor::{ConflictMonitor, Fault};
 use super::outputs::{
-    InputBank, PinBackend, PinBank, PinError, PinWriteError, SafeState, SenseBank, SharedOutputs,
+    InputBank, PinBackend, PinBank, PinError, PinLevels, PinWriteError, SafeState, SenseBank,
+    SharedOutputs,
 };
 use super::plan::{GroupKind, SignalConfig, SignalPlan};
 use crate::clock::Clock;
@@ -57,6 +58,8 @@ pub struct SignalSystem<C, O, I> {
     field: FieldMonitor,
     /// What was last written to the pins.
     shown: SignalCommand,
+    /// The lamp pins' levels as last read back, for the monitor's check of the pins.
+    levels: PinLevels,
     ticks: u64,
     /// The heartbeat output for the flash-transfer relay, if claimed.
     heartbeat: Option<Heartbeat<O>>,
@@ -71,7 +74,7 @@ struct Heartbeat<O> {
     toggles: u64,
 }
 
-impl<C: Clock, O: OutputPin, I: InputPin> SignalSystem<C, O, I> {
+impl<C: Clock, O: StatefulOutputPin, I: InputPin> SignalSystem<C, O, I> {
     /// Validates `config` against the site's zone and counted class names (index order),
     /// claims every pin from `backend` showing the start-up flash (vehicle reds lit, the
     /// rest dark) and starts the power-up flash, then all-red.
@@ -117,6 +120,7 @@ impl<C: Clock, O: OutputPin, I: InputPin> SignalSystem<C, O, I> {
             senses,
             field,
             shown,
+            levels: PinLevels::new(),
             ticks: 0,
             heartbeat: None,
         })
@@ -151,6 +155,7 @@ impl<C: Clock, O: OutputPin, I: InputPin> SignalSystem<C, O, I> {
             self.shown = self.monitor.flash_command();
             let _best_effort = self.outputs.write(now, &self.shown);
         }
+        self.check_pins();
         self.beat();
         TickReport {
             new_fault: if was_tripped {
@@ -181,6 +186,25 @@ impl<C: Clock, O: OutputPin, I: InputPin> SignalSystem<C, O, I> {
         }
     }
 
+    /// The monitor's own check of the pins just written (see [`ConflictMonitor::check_pins`]);
+    /// skipped once tripped (the flash is on the pins) or forced by the watchdog.
+    fn check_pins(&mut self) {
+        if self.monitor.is_tripped() || !self.outputs.read_back(&mut self.levels) {
+            return;
+        }
+        // A difference latches in the monitor; its flash goes on the pins at once.
+        let _latched = self.monitor.check_pins(&self.levels);
+        if self.monitor.is_tripped() {
+            self.shown = self.monitor.flash_command();
+            let _best_effort = self.outputs.write(self.clock.now(), &self.shown);
+        }
+    }
+
+    /// Checks of the pins the monitor ran.
+    pub fn pin_checks(&self) -> u64 {
+        self.monitor.pin_checks()
+    }
+
     /// Field read-back checks run, and sense inputs that could not be read.
     pub fn field_checks(&self) -> (u64, u64) {
         (self.field.checks(), self.senses.read_errors())
@@ -200,7 +224,7 @@ impl<C: Clock, O: OutputPin, I: InputPin> SignalSystem<C, O, I> {
         B: PinBackend<Output = O>,
     {
         // Start at the relay's "off" level: the first healthy tick is the first pulse.
-        let out = backend.output(pin, active_low)?;
+        let out = backend.output(pin, active_low, active_low)?;
         self.heartbeat = Some(Heartbeat {
             out,
             active_low,
@@ -377,7 +401,7 @@ impl<C: Clock, O: OutputPin, I: InputPin> SignalSystem<C, O, I> {
 }
 
 /// One line, e.g. `main=green minor=red ped=dont-walk [actuated]`; no allocation.
-impl<C: Clock, O: OutputPin, I: InputPin> fmt::Display for SignalSystem<C, O, I> {
+impl<C: Clock, O: StatefulOutputPin, I: InputPin> fmt::Display for SignalSystem<C, O, I> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for (name, state) in self.states() {
             write!(f, "{name}={state} ")?;
