@@ -4,8 +4,9 @@
 //!   pedestrian clearance, conflicts) and the compiled [`SignalPlan`].
 //! - [`controller`]: a pure state machine stepped with the clock time and the zone counts:
 //!   fixed-time or actuated, bus priority, maintenance flash, safe start, degraded detection.
-//! - [`monitor`]: the independent [`ConflictMonitor`] that checks every command before the pins
-//!   and latches all-red flash on any fault.
+//! - [`monitor`]: the independent [`ConflictMonitor`], built from the TOML by its own code,
+//!   that checks every command before the pins and the pins' read-back levels after, and
+//!   latches all-red flash on any fault.
 //! - [`field`]: field read-back, the monitor's check of what the heads show through a sense
 //!   input per lamp.
 //! - [`latch`]: the persistent fault latch (`control.fault_file`) that keeps a unit in flash
