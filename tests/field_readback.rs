@@ -18,6 +18,29 @@ fn sensed_site() -> Site {
     Site::new(&with_sense(SITE), TICK_MS)
 }
 
+/// `text`'s site with the heartbeat claimed, run until the minor road has green (main red).
+fn minor_green_with_heartbeat(text: &str) -> Site {
+    let mut site = Site::new(text, TICK_MS);
+    let mut backend = site.pins.clone();
+    site.signals
+        .claim_heartbeat(&mut backend, HEARTBEAT, false)
+        .unwrap();
+    site.set(Z_MINOR, CAR, 1);
+    run_to(&mut site, "minor", GroupState::Green, 120.0);
+    site
+}
+
+/// No heartbeat pulse over the next 2 s.
+fn assert_heartbeat_stopped(site: &mut Site) {
+    let beats = site.signals.heartbeats();
+    site.run_until(2.0, |_| false);
+    assert_eq!(
+        site.signals.heartbeats(),
+        beats,
+        "no heartbeat after a fault"
+    );
+}
+
 /// Runs until `group` shows `state`, failing the test if it never does within `secs`.
 fn run_to(site: &mut Site, group: &str, state: GroupState, secs: f64) {
     site.run_until(secs, |s| s.state(group) == state)
@@ -77,13 +100,7 @@ fn a_healthy_field_never_trips_over_an_hour() {
 /// tick; the heartbeat stops.
 #[test]
 fn a_pin_driven_by_someone_else_latches_flash_in_that_tick() {
-    let mut site = Site::new(SITE, TICK_MS);
-    let mut backend = site.pins.clone();
-    site.signals
-        .claim_heartbeat(&mut backend, HEARTBEAT, false)
-        .unwrap();
-    site.set(Z_MINOR, CAR, 1);
-    run_to(&mut site, "minor", GroupState::Green, 120.0);
+    let mut site = minor_green_with_heartbeat(SITE);
     let checks = site.signals.pin_checks();
     site.run_for(1.0);
     assert_eq!(site.signals.pin_checks(), checks + 10, "checked every tick");
@@ -110,13 +127,7 @@ fn a_pin_driven_by_someone_else_latches_flash_in_that_tick() {
         GroupState::RedFlash,
         "flash in the same tick"
     );
-    let beats = site.signals.heartbeats();
-    site.run_until(2.0, |_| false);
-    assert_eq!(
-        site.signals.heartbeats(),
-        beats,
-        "no heartbeat after a pin fault"
-    );
+    assert_heartbeat_stopped(&mut site);
 
     // A pin held at the level the command wants is no fault until the command changes: an
     // active-low red held high (dark) is caught as soon as it should light.
@@ -157,13 +168,7 @@ fn a_forced_safe_state_is_not_a_pin_fault() {
 /// TS-2 wants no trip under 200 ms and a trip by 500 ms), and the heartbeat stops.
 #[test]
 fn a_welded_green_is_a_field_conflict_within_half_a_second() {
-    let mut site = sensed_site();
-    let mut backend = site.pins.clone();
-    site.signals
-        .claim_heartbeat(&mut backend, HEARTBEAT, false)
-        .unwrap();
-    site.set(Z_MINOR, CAR, 1);
-    run_to(&mut site, "minor", GroupState::Green, 120.0);
+    let mut site = minor_green_with_heartbeat(&with_sense(SITE));
     let (fault, after) = stick_until_fault(&mut site, MAIN_GREEN, true, 5.0);
     assert_eq!(
         fault.to_string(),
@@ -173,13 +178,7 @@ fn a_welded_green_is_a_field_conflict_within_half_a_second() {
     // The monitor's flash from the next tick, and the relay's pulse stops.
     site.step_allowing_faults();
     assert_eq!(site.state("minor"), GroupState::RedFlash);
-    let beats = site.signals.heartbeats();
-    site.run_until(2.0, |_| false);
-    assert_eq!(
-        site.signals.heartbeats(),
-        beats,
-        "no heartbeat after a field fault"
-    );
+    assert_heartbeat_stopped(&mut site);
 }
 
 /// A conflict shorter than the persistence is a relay's transfer time, not a fault.
