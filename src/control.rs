@@ -784,6 +784,7 @@ where
         latch,
         time_of_day_at: None,
         clock_synced: None,
+        ever_synced: false,
         hw_watchdog: hw_watchdog.clone(),
         port,
     };
@@ -819,6 +820,8 @@ struct ControlLoop<C, O, I> {
     time_of_day_at: Option<Duration>,
     /// The wall clock's synchronisation at that reading (logged when it changes).
     clock_synced: Option<bool>,
+    /// The wall clock has been synchronised since start: a later loss keeps the plans.
+    ever_synced: bool,
     /// The kernel watchdog, pinged while the loop ticks (`control.hardware_watchdog`), once
     /// [`ControlThread::arm_hardware_watchdog`] has opened it.
     hw_watchdog: Arc<Mutex<Option<HardwareWatchdog>>>,
@@ -950,12 +953,17 @@ impl<C: Clock, O: StatefulOutputPin, I: InputPin> ControlLoop<C, O, I> {
         self.time_of_day_at = Some(now);
         let synced = (self.settings.clock_synced)();
         self.status.clock_synced.store(synced, Relaxed);
-        let trusted = synced || !self.settings.require_clock_sync;
+        self.ever_synced |= synced;
+        let trusted = plans_trusted(synced, self.ever_synced, self.settings.require_clock_sync);
         if self.clock_synced != Some(synced) {
             self.clock_synced = Some(synced);
             let plans = self.system.plan().plan_names().next().is_some();
             match (synced, trusted) {
                 (true, _) => log::info!("signals: the wall clock is synchronised"),
+                (false, true) if self.ever_synced => log::warn!(
+                    "signals: the wall clock lost its NTP synchronisation; time-of-day plans \
+                     keep following it (it was synchronised earlier)"
+                ),
                 (false, true) => log::warn!(
                     "signals: the wall clock is not synchronised; time-of-day plans follow it \
                      anyway (control.require_clock_sync = false)"
@@ -1053,9 +1061,31 @@ impl<C: Clock, O: StatefulOutputPin, I: InputPin> ControlLoop<C, O, I> {
     }
 }
 
+/// Whether time-of-day plans may follow the wall clock: while it is synchronised; once it has
+/// been since start (the kernel marks it unsynchronised about 9 h after the last NTP update,
+/// while a Pi's clock drifts seconds a day); or always when the site does not require sync.
+fn plans_trusted(synced: bool, ever_synced: bool, required: bool) -> bool {
+    synced || ever_synced || !required
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Plans wait for the first synchronisation, then keep running through a later loss.
+    #[test]
+    fn plans_wait_for_the_first_sync_and_survive_a_later_loss() {
+        let mut ever = false;
+        let trusted: Vec<bool> = [false, false, true, false, false, true]
+            .into_iter()
+            .map(|synced| {
+                ever |= synced;
+                plans_trusted(synced, ever, true)
+            })
+            .collect();
+        assert_eq!(trusted, [false, false, true, true, true, true]);
+        assert!(plans_trusted(false, false, false), "not required: always");
+    }
 
     #[test]
     fn every_group_state_has_its_own_index() {

@@ -134,7 +134,9 @@ impl<C: Clock, O: StatefulOutputPin, I: InputPin> SignalSystem<C, O, I> {
         let now = self.clock.now();
         self.ticks += 1;
         let was_tripped = self.monitor.is_tripped();
-        // The field first: what the last tick wrote has had a whole tick to reach the lamps.
+        // The pins and the field first: what the last tick wrote has had a whole tick to
+        // settle on the pins and reach the lamps.
+        self.check_pins();
         self.read_back(now);
         let inputs = self.inputs.sample(now);
         let det = Detections {
@@ -143,9 +145,9 @@ impl<C: Clock, O: StatefulOutputPin, I: InputPin> SignalSystem<C, O, I> {
             inputs,
         };
         let command = *self.controller.step(now, &det);
-        // The monitor times every interval from its own reading of the clock.
-        let checked_at = self.clock.now();
-        self.shown = match self.monitor.check(checked_at, &command) {
+        // The monitor times every interval with its own timers, from the tick's clock reading:
+        // a second reading would make a correct amber look microseconds short.
+        self.shown = match self.monitor.check(now, &command) {
             Ok(()) => command,
             Err(_) => self.monitor.flash_command(),
         };
@@ -155,7 +157,6 @@ impl<C: Clock, O: StatefulOutputPin, I: InputPin> SignalSystem<C, O, I> {
             self.shown = self.monitor.flash_command();
             let _best_effort = self.outputs.write(now, &self.shown);
         }
-        self.check_pins();
         self.beat();
         TickReport {
             new_fault: if was_tripped {
@@ -186,22 +187,19 @@ impl<C: Clock, O: StatefulOutputPin, I: InputPin> SignalSystem<C, O, I> {
         }
     }
 
-    /// The monitor's own check of the pins just written (see [`ConflictMonitor::check_pins`]);
-    /// skipped once tripped (the flash is on the pins) or forced by the watchdog.
+    /// The monitor's own check of what the last tick put on the pins (see
+    /// [`ConflictMonitor::check_pins`]), read back a tick later so drivers have settled;
+    /// skipped once tripped (the flash is on the pins) or forced by the watchdog. A fault
+    /// latches, and this tick shows the flash.
     fn check_pins(&mut self) {
         if self.monitor.is_tripped() || !self.outputs.read_back(&mut self.levels) {
             return;
         }
-        // A difference latches in the monitor; its flash goes on the pins at once.
         let _latched = self.monitor.check_pins(&self.levels);
-        if self.monitor.is_tripped() {
-            self.shown = self.monitor.flash_command();
-            let _best_effort = self.outputs.write(self.clock.now(), &self.shown);
-        }
     }
 
-    /// Checks of the pins the monitor ran.
-    pub fn pin_checks(&self) -> u64 {
+    /// Checks of the pins the monitor ran, and pin levels that could not be read back.
+    pub fn pin_checks(&self) -> (u64, u64) {
         self.monitor.pin_checks()
     }
 
