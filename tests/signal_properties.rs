@@ -645,7 +645,11 @@ fn safety_properties_hold_over_hours_of_random_operation() {
     let total = AtomicU64::new(0);
     let config = Config {
         cases: CASES,
-        failure_persistence: Some(Box::new(FileFailurePersistence::WithSource("regressions"))),
+        failure_persistence: Some(Box::new(FileFailurePersistence::WithSource(
+            "proptest-regressions",
+        ))),
+        // Where the regressions file goes (`proptest!` sets this; a bare runner must).
+        source_file: Some(file!()),
         ..Config::default()
     };
     let mut runner = TestRunner::new(config);
