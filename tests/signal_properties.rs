@@ -478,7 +478,7 @@ fn observe(
     check_pins(site)?;
     let states: Vec<GroupState> = site.signals.states().map(|(_, s)| s).collect();
     check_conflicts(&states, now)?;
-    check_startup(ck, &states, now, counts)?;
+    check_startup(ck, &states, now, dt, counts)?;
     check_clearing(site, ck, &states, now, dt)?;
     check_head_start(ck, &states, now, counts)?;
     let clearing = ck.clearing.is_some();
@@ -562,12 +562,22 @@ fn check_startup(
     ck: &mut Checker,
     states: &[GroupState],
     now: f64,
+    dt: f64,
     counts: &mut Counts,
 ) -> Result<(), TestCaseError> {
     use GroupState::*;
     let Some(boot) = &mut ck.boot else {
         return Ok(());
     };
+    // Unless cleared for good, the first phase follows the start-up all red (one tick late at
+    // most for each of the two intervals).
+    prop_assert!(
+        ck.clearing.is_some() || now - boot.reset_at <= STARTUP_FLASH + STARTUP + 2.0 * dt + EPS,
+        "no right of way {:.2} s after the reset at {:.2} s: {:?}",
+        now - boot.reset_at,
+        boot.reset_at,
+        states
+    );
     let vehicles = |s: GroupState| PHASE_GROUPS.iter().all(|&g| states[g] == s);
     let flash = vehicles(RedFlash) && states[G_PED] == Dark && states[G_BUS] == Dark;
     let all_red = vehicles(Red) && states[G_PED] == DontWalk && states[G_BUS] == BusStop;
