@@ -1,11 +1,18 @@
 //! Property tests: hours of simulated operation of the test site with random traffic, pedestrians,
 //! buttons, bus arrivals and camera dropouts, at random tick rates. The lamps are read back from
 //! the simulated pins every tick and checked against the safety rules with the test's own copy
-//! of the timings (not the crate's), then a pin fault is injected and the flash checked. Every
-//! lamp has a field sense input looped back to it, so the read-back runs all along (a false
-//! trip fails the case); half the cases break the field (a lamp wired with the wrong polarity)
-//! instead of a pin write, and the read-back must catch it. Failing cases are saved in
-//! `signal_properties.proptest-regressions` and replayed first.
+//! of the timings (not the crate's). Every lamp has a field sense input looped back to it, so the
+//! read-back runs all along (a false trip fails the case). At a random time a fault is injected
+//! and the flash checked: half the cases break the field (a lamp wired with the wrong polarity)
+//! instead of a pin write, and the read-back must catch it; then the fault is reset and the
+//! hour goes on. At random times the clearance of a stop or a watchdog breach is requested
+//! (`request_clearance`): the running phase must end in order within the longest clearance,
+//! then all red is left on the heads (`show_all_red`) and the unit reset. After the power-up and
+//! every reset (one more comes at random during the first start-up) the start-up flash and
+//! all-red are checked; every walk, bus head start, amber and pedestrian clearance is timed from
+//! the lamps. The case parameters (seed, tick, rates and the times of the injected events) are
+//! printed on failure, and failing cases are saved in `signal_properties.proptest-regressions`
+//! and replayed first.
 
 mod signal_common;
 
@@ -51,6 +58,17 @@ const LAMP_PINS: [&[u32]; 6] = [
     &[BEACON],
 ];
 
+/// The clearance a stop or watchdog breach may need, by the test's copy of the timings: the
+/// minor phase's full flashing don't walk (a walk cut short), amber and all-red.
+const LONGEST_CLEARANCE: f64 = PED_CLEARANCE + MINOR.amber + MINOR.all_red;
+/// Ticks a clearance may take past `LONGEST_CLEARANCE` before `is_cleared()`: the tick that
+/// sees the request, then one for each of the three intervals (each ends at the first tick at
+/// or after its time). The lamps reach all red within one tick past it (amber ends before
+/// the all-red); `is_cleared()` waits for the end of that all-red, and at a tick that does
+/// not divide the intervals (85 ms: 12.15 s, the saved regression) comes later than one tick
+/// past `longest_clearance()`.
+const CLEARED_TICKS: f64 = 4.0;
+
 #[derive(Debug, Clone)]
 struct Params {
     seed: u64,
@@ -61,38 +79,50 @@ struct Params {
     bus_rate: f64,
     button_rate: f64,
     dropout_rate: f64,
-    /// Where in the run (fraction) a pin fault is injected, and which lamp pin.
+    /// Where in the run (fraction) a pin fault is injected, and which lamp pin; the fault is
+    /// reset after 5 s of flash and the run goes on.
     fault_at: f64,
     fault_pin: usize,
     /// Break the field (a lamp's polarity) instead of the pin write.
     field_fault: bool,
+    /// Clearance requests (a stop or a watchdog breach): where in the run (fraction), how
+    /// long (s) all red is held once cleared before the lamps are left at all red and reset,
+    /// and what to aim at from there (see `Aim`), at which fraction of its interval.
+    clearances: Vec<(f64, f64, Aim, f64)>,
+    /// A reset this many seconds after power-up, within the start-up flash or all-red.
+    startup_reset_s: f64,
 }
 
 fn params() -> impl Strategy<Value = Params> {
     (
-        any::<u64>(),
-        25u64..=250,
+        (any::<u64>(), 25u64..=250),
         (0.0f64..0.4, 0.0f64..0.2, 0.0f64..0.1),
-        0.0f64..0.05,
-        0.0f64..0.02,
-        0.0f64..0.005,
-        0.0f64..0.002,
-        0.9f64..0.99,
-        0usize..14,
-        any::<bool>(),
+        (0.0f64..0.05, 0.0f64..0.02, 0.0f64..0.005, 0.0f64..0.002),
+        (0.2f64..0.95, 0usize..14, any::<bool>()),
+        prop::collection::vec(
+            (
+                0.0f64..0.9,
+                0.0f64..30.0,
+                prop_oneof![
+                    Just(Aim::Now),
+                    Just(Aim::Walk),
+                    Just(Aim::HeadStart),
+                    Just(Aim::Green)
+                ],
+                0.0f64..1.0,
+            ),
+            4..=12,
+        ),
+        0.0f64..7.5,
     )
         .prop_map(
             |(
-                seed,
-                tick_ms,
+                (seed, tick_ms),
                 (a, b, c),
-                ped_rate,
-                bus_rate,
-                button_rate,
-                dropout_rate,
-                fault_at,
-                fault_pin,
-                field_fault,
+                (ped_rate, bus_rate, button_rate, dropout_rate),
+                (fault_at, fault_pin, field_fault),
+                clearances,
+                startup_reset_s,
             )| {
                 Params {
                     seed,
@@ -105,6 +135,8 @@ fn params() -> impl Strategy<Value = Params> {
                     fault_at,
                     fault_pin,
                     field_fault,
+                    clearances,
+                    startup_reset_s,
                 }
             },
         )
@@ -170,6 +202,124 @@ struct Counts {
     max_checks: u64,
     dropouts: u64,
     flash_checks: u64,
+    /// Walks shown in full, and walks cut short by a clearance request (then timed clearance).
+    walks: u64,
+    cut_walks: u64,
+    /// Bus head starts shown in full before the minor green, and ended by a clearance request.
+    head_starts: u64,
+    cut_head_starts: u64,
+    /// Start-up sequences (flash, all red) checked up to the first right of way.
+    startups: u64,
+    resets: u64,
+    /// Clearances run to `is_cleared()` and all red, and greens they cut before min green.
+    clearances: u64,
+    cut_greens: u64,
+    faults: u64,
+}
+
+/// The start-up sequence in progress: since the power-up or a reset, no right of way yet.
+#[derive(Debug, Clone, Copy)]
+struct Boot {
+    reset_at: f64,
+    /// First tick showing the start-up all red.
+    red_at: Option<f64>,
+}
+
+/// A clearance request in progress.
+#[derive(Debug, Clone, Copy)]
+struct Clearing {
+    at: f64,
+    /// How long to hold all red once cleared, before `show_all_red()` and the reset.
+    hold: f64,
+    /// First tick at which `is_cleared()` held.
+    cleared_at: Option<f64>,
+}
+
+/// Everything the checker follows from the lamps, tick by tick.
+#[derive(Debug)]
+struct Checker {
+    tracks: [Track; 6],
+    greens: [GreenTrack; 3],
+    pending: [bool; 3],
+    ped_pending: bool,
+    boot: Option<Boot>,
+    clearing: Option<Clearing>,
+    /// When the bus B came on ahead of the minor green.
+    head_start: Option<f64>,
+}
+
+impl Checker {
+    fn new() -> Checker {
+        Checker {
+            tracks: [Track {
+                state: GroupState::Red,
+                since: 0.0,
+                row: false,
+                row_ended: 0.0,
+            }; 6],
+            greens: [GreenTrack::default(); 3],
+            pending: [false; 3],
+            ped_pending: false,
+            boot: Some(Boot {
+                reset_at: 0.0,
+                red_at: None,
+            }),
+            clearing: None,
+            head_start: None,
+        }
+    }
+
+    /// After a reset (or a fault): each group tracked as showing `states` from `now`, any right
+    /// of way ended now, calls forgotten (the controller forgets them too), start-up expected.
+    fn restart(&mut self, states: &[GroupState], now: f64) {
+        for (track, &state) in self.tracks.iter_mut().zip(states) {
+            let row_ended = if track.row { now } else { track.row_ended };
+            *track = Track {
+                state,
+                since: now,
+                row: right_of_way(state),
+                row_ended,
+            };
+        }
+        self.greens = [GreenTrack::default(); 3];
+        self.pending = [false; 3];
+        self.ped_pending = false;
+        self.boot = Some(Boot {
+            reset_at: now,
+            red_at: None,
+        });
+        self.clearing = None;
+        self.head_start = None;
+    }
+}
+
+/// When a clearance request comes, once its time in the run is reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Aim {
+    /// At once.
+    Now,
+    /// During the next walk (at the given fraction of walk_s).
+    Walk,
+    /// During the next bus head start.
+    HeadStart,
+    /// During the next vehicle green, before the longest min green is over.
+    Green,
+}
+
+/// A clearance request waiting for what it aims at: (aim, fraction, hold), and the time the
+/// aimed interval began; after `AIM_FOR` s without one it comes anyway.
+type Armed = (Aim, f64, f64, Option<f64>);
+const AIM_FOR: f64 = 600.0;
+
+/// What the test injects, at a time in the run.
+#[derive(Debug, Clone, Copy)]
+enum Event {
+    /// `request_clearance()`, holding all red this long once cleared, aimed, at a fraction.
+    Clearance(f64, Aim, f64),
+    /// The pin or field fault of the parameters, then its reset.
+    Fault,
+    /// A reset during the start-up sequence.
+    StartupReset,
 }
 
 fn right_of_way(s: GroupState) -> bool {
@@ -194,9 +344,26 @@ fn lamps_of(s: GroupState, on: bool) -> [bool; 3] {
 
 fn simulate(p: &Params) -> Result<Counts, TestCaseError> {
     let mut site = Site::new(&with_sense(SITE), p.tick_ms);
+    let (_, longest) = site.signals.plan().longest_clearance();
+    prop_assert!(
+        (longest.as_secs_f64() - LONGEST_CLEARANCE).abs() < EPS,
+        "the plan's longest clearance {:?} is not the test's {} s",
+        longest,
+        LONGEST_CLEARANCE
+    );
     let dt = p.tick_ms as f64 / 1000.0;
     let end = HOURS * 3600.0;
-    let fault_time = end * p.fault_at;
+    // Latest last, to pop.
+    let mut events: Vec<(f64, Event)> = p
+        .clearances
+        .iter()
+        .map(|&(at, hold, aim, frac)| (end * at, Event::Clearance(hold, aim, frac)))
+        .chain([
+            (end * p.fault_at, Event::Fault),
+            (p.startup_reset_s, Event::StartupReset),
+        ])
+        .collect();
+    events.sort_by(|a, b| b.0.total_cmp(&a.0));
     let mut world = World {
         rng: Rng::new(p.seed),
         queues: [Queue::default(); 3],
@@ -208,43 +375,367 @@ fn simulate(p: &Params) -> Result<Counts, TestCaseError> {
         camera_bad_until: None,
         last_bad: f64::NEG_INFINITY,
     };
-    let mut tracks = [Track {
-        state: GroupState::Red,
-        since: 0.0,
-        row: false,
-        row_ended: 0.0,
-    }; 6];
-    let mut greens = [GreenTrack::default(); 3];
-    let mut pending = [false; 3];
-    let mut ped_pending = false;
+    let mut ck = Checker::new();
+    let mut armed: Option<Armed> = None;
+    let mut armed_at = 0.0;
     let mut counts = Counts::default();
-    while site.now() < fault_time {
-        drive_world(&mut site, &mut world, p, &tracks, dt, &mut counts);
-        site.step();
-        counts.steps += 1;
+    while site.now() < end {
         let now = site.now();
-        check_pins(&site)?;
-        let states: Vec<GroupState> = site.signals.states().map(|(_, s)| s).collect();
-        check_conflicts(&states, now)?;
-        for (g, &state) in states.iter().enumerate() {
-            if state != tracks[g].state {
-                check_transition(g, &tracks, &states, now, dt, &greens, &mut counts)?;
-                update_track(g, &mut tracks, &mut greens, state, now);
+        // One injected event at a time: nothing new while a clearance runs or waits.
+        if let Some((aim, frac, hold, Some(began))) = armed {
+            let span = match aim {
+                Aim::Now => 0.0,
+                Aim::Walk => WALK,
+                Aim::HeadStart => HEAD_START,
+                Aim::Green => MAIN.min_green,
+            };
+            if now >= began + frac * span {
+                armed = None;
+                request_clearance(&mut site, &mut ck, hold);
+            }
+        } else if armed.is_none()
+            && ck.clearing.is_none()
+            && events.last().is_some_and(|&(at, _)| at <= now)
+        {
+            let (_, event) = events.pop().expect("an event");
+            match event {
+                Event::Clearance(hold, Aim::Now, _) => request_clearance(&mut site, &mut ck, hold),
+                Event::Clearance(hold, aim, frac) => {
+                    armed = Some((aim, frac, hold, None));
+                    armed_at = now;
+                }
+                Event::Fault => {
+                    let broken = inject_fault(&mut site, &mut world, &mut ck, p, &mut counts)?;
+                    site.pins.fail_writes(broken, false);
+                    site.pins.set_lamp_polarity(broken, broken == MINOR_RED);
+                    counts.faults += 1;
+                    reset(&mut site, &world, &mut ck, dt, &mut counts)?;
+                    continue;
+                }
+                // Only while nothing has had a right of way since the last reset (a reset
+                // clears a fault or restarts a cleared unit; it never cuts a phase short).
+                Event::StartupReset if ck.boot.is_some() => {
+                    reset(&mut site, &world, &mut ck, dt, &mut counts)?;
+                    continue;
+                }
+                Event::StartupReset => {}
             }
         }
-        update_calls(
-            &site,
-            &world,
-            &states,
-            &mut pending,
-            &mut ped_pending,
-            &mut greens,
-            now,
-            dt,
+        if let Some(Clearing {
+            cleared_at: Some(cleared),
+            hold,
+            ..
+        }) = ck.clearing
+        {
+            if now >= cleared + hold {
+                leave_all_red(&mut site)?;
+                counts.clearances += 1;
+                reset(&mut site, &world, &mut ck, dt, &mut counts)?;
+                continue;
+            }
+        }
+        let before = ck.tracks;
+        drive_world(&mut site, &mut world, p, &ck.tracks, dt, &mut counts);
+        site.step();
+        counts.steps += 1;
+        observe(&site, &world, &mut ck, dt, &mut counts)?;
+        if let Some((aim, _, _, began @ None)) = &mut armed {
+            let started = |g: usize, s: GroupState| {
+                ck.tracks[g].state == s && before[g].state != s && ck.tracks[g].since == site.now()
+            };
+            let hit = match *aim {
+                Aim::Walk => started(G_PED, GroupState::Walk),
+                Aim::HeadStart => ck.head_start == Some(site.now()),
+                Aim::Green => PHASE_GROUPS.iter().any(|&g| started(g, GroupState::Green)),
+                Aim::Now => true,
+            } || site.now() - armed_at > AIM_FOR;
+            if hit {
+                *began = Some(site.now());
+            }
+        }
+    }
+    Ok(counts)
+}
+
+fn request_clearance(site: &mut Site, ck: &mut Checker, hold: f64) {
+    site.signals.request_clearance();
+    ck.clearing = Some(Clearing {
+        at: site.now(),
+        hold,
+        cleared_at: None,
+    });
+}
+
+/// Checks what the lamps show after a tick, and follows it.
+fn observe(
+    site: &Site,
+    world: &World,
+    ck: &mut Checker,
+    dt: f64,
+    counts: &mut Counts,
+) -> Result<(), TestCaseError> {
+    let now = site.now();
+    check_pins(site)?;
+    let states: Vec<GroupState> = site.signals.states().map(|(_, s)| s).collect();
+    check_conflicts(&states, now)?;
+    check_startup(ck, &states, now, dt, counts)?;
+    check_clearing(site, ck, &states, now, dt)?;
+    check_head_start(ck, &states, now, counts)?;
+    let clearing = ck.clearing.is_some();
+    for (g, &state) in states.iter().enumerate() {
+        if state != ck.tracks[g].state {
+            check_transition(g, ck, &states, now, dt, clearing, counts)?;
+            update_track(g, &mut ck.tracks, &mut ck.greens, state, now);
+        }
+    }
+    update_calls(site, world, &states, ck, now, dt);
+    Ok(())
+}
+
+/// A reset as `edgewatch ctl reset-fault` does it: `reset()`, then a tick straight away (at the
+/// same clock time), which must not find a fault. The start-up sequence is checked from here.
+fn reset(
+    site: &mut Site,
+    world: &World,
+    ck: &mut Checker,
+    dt: f64,
+    counts: &mut Counts,
+) -> Result<(), TestCaseError> {
+    let now = site.now();
+    let states: Vec<GroupState> = site.signals.states().map(|(_, s)| s).collect();
+    ck.restart(&states, now);
+    site.signals.reset();
+    counts.resets += 1;
+    let report = site.signals.tick(&site.occupancy, site.camera_ok);
+    prop_assert!(
+        report.new_fault.is_none() && !report.fault_flash,
+        "fault right after the reset at {:.2} s: {:?}",
+        now,
+        report
+    );
+    prop_assert!(
+        !site.signals.controller().is_clearing(),
+        "still clearing after the reset"
+    );
+    observe(site, world, ck, dt, counts)
+}
+
+/// Once cleared, the lamps are left at all red (`show_all_red`): no right of way anywhere.
+fn leave_all_red(site: &mut Site) -> Result<(), TestCaseError> {
+    prop_assert!(site.signals.is_cleared());
+    let shown = site.signals.show_all_red();
+    prop_assert!(shown.is_ok(), "show_all_red: {:?}", shown);
+    check_pins(site)?;
+    for (g, (name, state)) in site.signals.states().enumerate() {
+        let want = match g {
+            G_PED => GroupState::DontWalk,
+            G_BUS => GroupState::BusStop,
+            5 => GroupState::Dark,
+            _ => GroupState::Red,
+        };
+        prop_assert_eq!(
+            state,
+            want,
+            "{} after show_all_red at {:.2} s",
+            name,
+            site.now()
         );
     }
-    inject_fault(&mut site, p, &mut counts)?;
-    Ok(counts)
+    for pin in [
+        MAIN_AMBER,
+        MAIN_GREEN,
+        MINOR_AMBER,
+        MINOR_GREEN,
+        TURN_AMBER,
+        TURN_GREEN,
+        PED_WALK,
+        BUS_GO,
+    ] {
+        prop_assert!(!site.lit(pin), "pin {} lit after show_all_red", pin);
+    }
+    Ok(())
+}
+
+/// After the power-up and every reset: vehicle reds flashing (pedestrian and bus heads dark)
+/// for the start-up flash, then all red for the start-up all-red, before any right of way.
+fn check_startup(
+    ck: &mut Checker,
+    states: &[GroupState],
+    now: f64,
+    dt: f64,
+    counts: &mut Counts,
+) -> Result<(), TestCaseError> {
+    use GroupState::*;
+    let Some(boot) = &mut ck.boot else {
+        return Ok(());
+    };
+    // Unless cleared for good, the first phase follows the start-up all red (one tick late at
+    // most for each of the two intervals).
+    prop_assert!(
+        ck.clearing.is_some() || now - boot.reset_at <= STARTUP_FLASH + STARTUP + 2.0 * dt + EPS,
+        "no right of way {:.2} s after the reset at {:.2} s: {:?}",
+        now - boot.reset_at,
+        boot.reset_at,
+        states
+    );
+    let vehicles = |s: GroupState| PHASE_GROUPS.iter().all(|&g| states[g] == s);
+    let flash = vehicles(RedFlash) && states[G_PED] == Dark && states[G_BUS] == Dark;
+    let all_red = vehicles(Red) && states[G_PED] == DontWalk && states[G_BUS] == BusStop;
+    if states.iter().any(|&s| right_of_way(s)) {
+        let Some(red_at) = boot.red_at else {
+            return Err(TestCaseError::fail(format!(
+                "right of way at {now:.2} s with no start-up all red since {:.2} s: {states:?}",
+                boot.reset_at
+            )));
+        };
+        prop_assert!(
+            red_at - boot.reset_at >= STARTUP_FLASH - EPS,
+            "start-up flash {:.2} s (from {:.2} s)",
+            red_at - boot.reset_at,
+            boot.reset_at
+        );
+        prop_assert!(
+            now - red_at >= STARTUP - EPS,
+            "start-up all red {:.2} s (from {:.2} s), then {:?}",
+            now - red_at,
+            red_at,
+            states
+        );
+        counts.startups += 1;
+        ck.boot = None;
+    } else if all_red {
+        boot.red_at.get_or_insert(now);
+    } else {
+        prop_assert!(
+            flash && boot.red_at.is_none(),
+            "start-up (since {:.2} s, all red from {:?}) shows {:?} at {:.2} s",
+            boot.reset_at,
+            boot.red_at,
+            states,
+            now
+        );
+    }
+    Ok(())
+}
+
+/// After `request_clearance()`: no new right of way; all right of way ended within the longest
+/// clearance plus a tick; `is_cleared()` soon after, and only with no right of way.
+fn check_clearing(
+    site: &Site,
+    ck: &mut Checker,
+    states: &[GroupState],
+    now: f64,
+    dt: f64,
+) -> Result<(), TestCaseError> {
+    let Some(c) = &mut ck.clearing else {
+        return Ok(());
+    };
+    use GroupState::*;
+    let since = now - c.at;
+    for (g, &state) in states.iter().enumerate() {
+        let row = right_of_way(state);
+        let prev = ck.tracks[g].state;
+        // Only the running right of way may go on, towards its end.
+        let goes_on =
+            state == prev || matches!((prev, state), (Green, Amber) | (Walk, PedClearance));
+        prop_assert!(
+            !row || goes_on,
+            "{} {:?} -> {:?} {:.2} s after the clearance request",
+            GROUPS[g].0,
+            prev,
+            state,
+            since
+        );
+        prop_assert!(
+            !row || since <= LONGEST_CLEARANCE + dt + EPS,
+            "{} still {:?} {:.2} s after the clearance request (longest clearance {} s)",
+            GROUPS[g].0,
+            state,
+            since,
+            LONGEST_CLEARANCE
+        );
+    }
+    if site.signals.is_cleared() {
+        prop_assert!(
+            !states.iter().any(|&s| right_of_way(s)),
+            "is_cleared() with {:?}",
+            states
+        );
+        c.cleared_at.get_or_insert(now);
+    } else {
+        prop_assert!(
+            c.cleared_at.is_none(),
+            "is_cleared() true at {:?}, false again at {:.2} s",
+            c.cleared_at,
+            now
+        );
+        prop_assert!(
+            since <= LONGEST_CLEARANCE + CLEARED_TICKS * dt + EPS,
+            "not cleared {:.2} s after the request (longest clearance {} s): {:?}",
+            since,
+            LONGEST_CLEARANCE,
+            states
+        );
+    }
+    Ok(())
+}
+
+/// A bus B shown ahead of the minor green (minor red, don't walk) stays on for the head start,
+/// and the minor green follows it; only a clearance request may end it first.
+fn check_head_start(
+    ck: &mut Checker,
+    states: &[GroupState],
+    now: f64,
+    counts: &mut Counts,
+) -> Result<(), TestCaseError> {
+    use GroupState::*;
+    let bus_go = states[G_BUS] == BusGo;
+    let minor = states[G_MINOR];
+    match ck.head_start {
+        None => {
+            if bus_go && ck.tracks[G_BUS].state != BusGo && minor != Green {
+                prop_assert!(
+                    minor == Red && states[G_PED] == DontWalk,
+                    "B with minor {:?}, ped {:?} at {:.2} s",
+                    minor,
+                    states[G_PED],
+                    now
+                );
+                ck.head_start = Some(now);
+            }
+        }
+        Some(from) if minor == Green => {
+            prop_assert!(bus_go, "B off as the minor green starts at {:.2} s", now);
+            prop_assert!(
+                now - from >= HEAD_START - EPS,
+                "bus head start {:.2} s at {:.2} s",
+                now - from,
+                now
+            );
+            counts.head_starts += 1;
+            ck.head_start = None;
+        }
+        Some(from) if !bus_go => {
+            prop_assert!(
+                ck.clearing.is_some(),
+                "head start from {:.2} s ended without the green at {:.2} s: {:?}",
+                from,
+                now,
+                states
+            );
+            counts.cut_head_starts += 1;
+            ck.head_start = None;
+        }
+        Some(from) => prop_assert!(
+            minor == Red && states[G_PED] == DontWalk,
+            "during the head start from {:.2} s: minor {:?}, ped {:?} at {:.2} s",
+            from,
+            minor,
+            states[G_PED],
+            now
+        ),
+    }
+    Ok(())
 }
 
 /// Arrivals, departures, buttons and camera dropouts for the next tick.
@@ -378,16 +869,20 @@ fn phase_of_group(g: usize) -> Option<usize> {
     PHASE_GROUPS.iter().position(|&v| v == g)
 }
 
+/// A group's lamps change: the interval that ended ran its time, and a right of way starts
+/// only after the all-red of every conflicting group. `clearing`: a clearance was requested
+/// (greens may end before min green, walks may be cut to their flashing don't walk).
 fn check_transition(
     g: usize,
-    tracks: &[Track; 6],
+    ck: &Checker,
     states: &[GroupState],
     now: f64,
     dt: f64,
-    greens: &[GreenTrack; 3],
+    clearing: bool,
     counts: &mut Counts,
 ) -> Result<(), TestCaseError> {
     use GroupState::*;
+    let (tracks, greens) = (&ck.tracks, &ck.greens);
     let (name, timing) = GROUPS[g];
     let Some(t) = timing else { return Ok(()) };
     let state = states[g];
@@ -395,13 +890,17 @@ fn check_transition(
     let shown = now - prev.since;
     match (prev.state, state) {
         (Green, Amber) if g != G_BUS => {
-            prop_assert!(
-                shown >= t.min_green - EPS,
-                "{} green {:.2} s < min at {:.1}",
-                name,
-                shown,
-                now
-            );
+            if clearing && shown < t.min_green - EPS {
+                counts.cut_greens += 1;
+            } else {
+                prop_assert!(
+                    shown >= t.min_green - EPS,
+                    "{} green {:.2} s < min at {:.1}",
+                    name,
+                    shown,
+                    now
+                );
+            }
             counts.greens += 1;
             let phase = phase_of_group(g).expect("vehicle group");
             check_max_green(name, t, greens[phase], now, dt, counts)?;
@@ -421,15 +920,28 @@ fn check_transition(
             now
         ),
         (Amber, other) => prop_assert!(false, "{} amber -> {:?} at {:.1} s", name, other, now),
-        (Walk, PedClearance) => {}
+        (Walk, PedClearance) if clearing && shown < WALK - EPS => counts.cut_walks += 1,
+        (Walk, PedClearance) => {
+            prop_assert!(
+                shown >= WALK - EPS,
+                "walk {:.2} s < walk_s at {:.1}",
+                shown,
+                now
+            );
+            counts.walks += 1;
+        }
         (Walk, other) => prop_assert!(false, "walk -> {:?} at {:.1} s", other, now),
-        (PedClearance, DontWalk) => {
+        // Walk again at once (nobody else waiting) or steady don't walk.
+        (PedClearance, DontWalk | Walk) => {
             prop_assert!(
                 shown >= PED_CLEARANCE - EPS,
                 "clearance {:.2} s at {:.1}",
                 shown,
                 now
             )
+        }
+        (PedClearance, other) => {
+            prop_assert!(false, "ped clearance -> {:?} at {:.1} s", other, now)
         }
         _ => {}
     }
@@ -534,17 +1046,15 @@ fn update_track(
 /// The test's own model of calls, kept to what the controller surely has (an early guess would
 /// make the max-green check stricter than the rule): detections while the camera is surely
 /// trusted, a button held past its debounce, and recall on all phases while the camera is bad.
-#[allow(clippy::too_many_arguments)]
 fn update_calls(
     site: &Site,
     w: &World,
     states: &[GroupState],
-    pending: &mut [bool; 3],
-    ped_pending: &mut bool,
-    greens: &mut [GreenTrack; 3],
+    ck: &mut Checker,
     now: f64,
     dt: f64,
 ) {
+    let (pending, ped_pending, greens) = (&mut ck.pending, &mut ck.ped_pending, &mut ck.greens);
     let trusted = site.camera_ok && now - w.last_bad > RECOVER + 2.0 * dt;
     let degraded = !site.camera_ok;
     let occ = &site.occupancy;
@@ -580,24 +1090,58 @@ fn update_calls(
     }
 }
 
-/// A lamp pin stops accepting writes: the same tick must show the all-red flash, and keep it.
-fn inject_fault(site: &mut Site, p: &Params, counts: &mut Counts) -> Result<(), TestCaseError> {
+/// A lamp pin stops accepting writes, and the same tick must show the all-red flash; or the lamp
+/// is wired with the wrong polarity, and the read-back must catch it. Either way the flash is
+/// checked for 5 s. Returns the broken pin, for the repair.
+fn inject_fault(
+    site: &mut Site,
+    world: &mut World,
+    ck: &mut Checker,
+    p: &Params,
+    counts: &mut Counts,
+) -> Result<u32, TestCaseError> {
     let pins: Vec<u32> = LAMP_PINS.iter().flat_map(|l| l.iter().copied()).collect();
     let broken = pins[p.fault_pin % pins.len()];
+    let dt = p.tick_ms as f64 / 1000.0;
     if p.field_fault {
         // The lamp shows the opposite of its pin from now on: caught once a steady command
-        // meets it (a lamp flashing in antiphase still reads as flashing), well within 30 s.
+        // meets it (a lamp flashing in antiphase still reads as flashing; the bus beacon
+        // flashes as long as a bus waits), well within 30 s of steady commands. Until then
+        // the intersection runs on, and is checked, as usual.
         site.pins.set_lamp_polarity(broken, broken != MINOR_RED);
+        let (group, lamp) = LAMP_PINS
+            .iter()
+            .enumerate()
+            .find_map(|(g, l)| Some((g, l.iter().position(|&x| x == broken)?)))
+            .expect("a lamp pin");
         let start = site.now();
+        let mut steady_from = start;
         let fault = loop {
+            drive_world(site, world, p, &ck.tracks, dt, counts);
             let report = site.step_allowing_faults();
+            counts.steps += 1;
             if let Some(fault) = report.new_fault {
                 break fault;
             }
+            observe(site, world, ck, dt, counts)?;
+            let state = ck.tracks[group].state;
+            let flashing = matches!(
+                (lamp, state),
+                (
+                    0,
+                    GroupState::RedFlash | GroupState::PedClearance | GroupState::On
+                ) | (1, GroupState::AmberFlash)
+            );
+            if flashing {
+                steady_from = site.now();
+            }
             prop_assert!(
-                site.now() - start < 30.0,
-                "field fault on pin {} not caught",
-                broken
+                site.now() - steady_from < 30.0 && site.now() - start < 3600.0,
+                "field fault on pin {} not caught in {:.1} s ({:?} for {:.1} s)",
+                broken,
+                site.now() - start,
+                state,
+                site.now() - steady_from
             );
         };
         prop_assert!(format!("{fault:?}").starts_with("Field"), "{}", fault);
@@ -626,7 +1170,7 @@ fn inject_fault(site: &mut Site, p: &Params, counts: &mut Counts) -> Result<(), 
         }
         counts.flash_checks += 1;
     }
-    Ok(())
+    Ok(broken)
 }
 
 trait SubsecMs {
@@ -643,26 +1187,51 @@ impl SubsecMs for Site {
 #[test]
 fn safety_properties_hold_over_hours_of_random_operation() {
     let total = AtomicU64::new(0);
+    let head_starts = AtomicU64::new(0);
+    let walks = AtomicU64::new(0);
     let config = Config {
         cases: CASES,
-        failure_persistence: Some(Box::new(FileFailurePersistence::WithSource("regressions"))),
+        failure_persistence: Some(Box::new(FileFailurePersistence::WithSource(
+            "proptest-regressions",
+        ))),
+        // A case is hours of operation: shrink a little, then report (the failing case is
+        // printed and its seed saved either way).
+        max_shrink_iters: 32,
+        // Where the regressions file is (`proptest!` sets this; a bare runner must).
+        source_file: Some(file!()),
         ..Config::default()
     };
     let mut runner = TestRunner::new(config);
     let result = runner.run(&params(), |p| {
         let c = simulate(&p)?;
         let sum = total.fetch_add(c.steps, Ordering::Relaxed) + c.steps;
+        head_starts.fetch_add(c.head_starts, Ordering::Relaxed);
+        walks.fetch_add(c.walks, Ordering::Relaxed);
         eprintln!(
             "signal_properties: {} steps ({} h at {} ms): {} greens, {} max-green checks ({} bus extensions), \
-             {} dropouts, {} flash ticks after the injected fault; {} steps so far",
-            c.steps, HOURS, p.tick_ms, c.greens, c.max_checks, c.extended, c.dropouts, c.flash_checks, sum
+             {} dropouts, {} flash ticks after the injected fault; {} walks ({} cut), {} head starts ({} cut), \
+             {} clearances ({} greens cut), {} start-ups, {} resets; {} steps so far",
+            c.steps, HOURS, p.tick_ms, c.greens, c.max_checks, c.extended, c.dropouts, c.flash_checks,
+            c.walks, c.cut_walks, c.head_starts, c.cut_head_starts, c.clearances, c.cut_greens,
+            c.startups, c.resets, sum
         );
         prop_assert!(c.greens > 0 || p.rates.iter().all(|&r| r < 0.01), "nothing happened: {:?}", c);
+        prop_assert_eq!(c.faults, 1, "the fault was not injected: {:?}", c);
+        prop_assert!(c.clearances >= 1, "no clearance ran: {:?}", c);
+        // At least one start-up after a reset (an injected event coming during a start-up
+        // sequence replaces it with the next).
+        prop_assert!(c.startups >= 2, "start-ups: {:?}", c);
         Ok(())
     });
     eprintln!(
-        "signal_properties: {} steps checked in total",
-        total.load(Ordering::Relaxed)
+        "signal_properties: {} steps checked in total, {} walks, {} bus head starts",
+        total.load(Ordering::Relaxed),
+        walks.load(Ordering::Relaxed),
+        head_starts.load(Ordering::Relaxed)
     );
     result.unwrap();
+    assert!(
+        head_starts.load(Ordering::Relaxed) > 0 && walks.load(Ordering::Relaxed) > 0,
+        "walk and head start properties never exercised"
+    );
 }
