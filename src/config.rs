@@ -1566,15 +1566,17 @@ impl Config {
                 ));
             }
             // Stopping, or a watchdog breach, clears the running phase within the limit; a
-            // limit shorter than a clearance would cut it short.
+            // limit shorter than a clearance would cut it short. Each of the request, the
+            // flashing don't walk, the amber and the all-red ends at the next tick.
             let (phase, needed) = plan.longest_clearance();
+            let ticks = 4.0 * self.control.tick_ms as f32 / 1000.0;
             let limit = self.control.shutdown_limit_s;
-            if limit + 1e-3 < needed.as_secs_f32() {
+            if limit + 1e-3 < needed.as_secs_f32() + ticks {
                 return Err(invalid(
                     "control.shutdown_limit_s",
                     format!(
                         "{limit} s cannot clear phase `{phase}` (flashing don't walk, amber and \
-                         all-red take {:.1} s)",
+                         all-red take {:.1} s, and up to {ticks:.1} s more for the ticks)",
                         needed.as_secs_f32()
                     ),
                 ));

@@ -907,17 +907,28 @@ impl<C: Clock, O: StatefulOutputPin, I: InputPin> ControlLoop<C, O, I> {
 
     /// Clears the latched fault, in the monitor and in the fault file, unless the monitor
     /// sees it again on a tick right after the reset: then the fault stays latched (and
-    /// written down) and the request is refused.
+    /// written down) and the request is refused. A fault file the running unit does not hold
+    /// (written or broken after start) is only removed: the signals keep running.
     fn reset_fault(&mut self) -> Outcome {
         let file = self.latch.load();
-        let held = self.system.fault().map(|f| f.to_string());
-        let was = match (&held, &file) {
-            (Some(fault), _) => fault.clone(),
-            (None, Ok(Some(reason))) => reason.clone(),
-            (None, Ok(None)) => return Outcome::Done("no fault latched".into()),
-            (None, Err(e)) => e.to_string(),
+        let Some(was) = self.system.fault().map(|f| f.to_string()) else {
+            let was = match file {
+                Ok(None) => return Outcome::Done("no fault latched".into()),
+                Ok(Some(reason)) => reason,
+                Err(e) => e.to_string(),
+            };
+            return match self.latch.clear() {
+                Ok(_) => {
+                    log::warn!("signals: fault file cleared by `edgewatch ctl reset-fault` (was: {was}); the signals were running and are not touched");
+                    Outcome::Done(format!(
+                        "fault file cleared (was: {was}); the signals were running and are not touched"
+                    ))
+                }
+                Err(e) => Outcome::Refused(format!("{e}; the fault file stays")),
+            };
         };
-        self.system.reset();
+        // Held in the monitor: the signals are in fault flash, so the reset is taken.
+        let _restarted = self.system.reset();
         let report = self.tick();
         if let Some(fault) = report.new_fault {
             return Outcome::Refused(format!(

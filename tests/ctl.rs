@@ -369,6 +369,39 @@ fn reset_fault_clears_a_latched_fault_in_the_running_unit() {
     assert_eq!(unit.ok(&["reset-fault"]).trim(), "no fault latched");
 }
 
+/// A fault file the running unit does not hold (written after start) is only removed: the
+/// heads in service are not cut to the start-up flash.
+#[test]
+fn reset_fault_of_a_file_the_unit_does_not_hold_leaves_the_signals_running() {
+    let unit = start("", |_| {});
+    unit.wait_for(30, "in service", |run| {
+        run.iter().any(|&(_, p, l)| p == TRAFFIC_GREEN && l)
+    });
+    let fault = unit.dir.path().join("fault");
+    std::fs::write(&fault, "conflicting greens: written by hand\n").unwrap();
+    let before = unit.transitions().len();
+    let answer = unit.ok(&["reset-fault"]);
+    assert!(
+        answer.starts_with("fault file cleared (was: conflicting greens: written by hand)")
+            && answer.contains("not touched"),
+        "{answer}"
+    );
+    assert!(!fault.exists(), "the file is gone");
+    assert!(unit.ok(&["status"]).contains("fault-flash=no"));
+    // No start-up flash: no red comes on and goes off again within a second, twice.
+    std::thread::sleep(Duration::from_secs(3));
+    let after = unit.transitions();
+    let red_on = after[before..]
+        .iter()
+        .filter(|&&(_, p, l)| p == TRAFFIC_RED && l)
+        .count();
+    assert!(
+        red_on <= 1,
+        "no flashing red after the reset: {:?}",
+        &after[before..]
+    );
+}
+
 #[test]
 fn reset_fault_is_refused_while_the_monitor_still_sees_the_fault() {
     // A broken load switch on the traffic green: every write to pin 22 fails.

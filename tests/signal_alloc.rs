@@ -52,7 +52,7 @@ fn an_hour_of_ticks_allocates_nothing() {
                 30_000 => site.pins.fail_writes(MAIN_RED, true),
                 30_050 => {
                     site.pins.fail_writes(MAIN_RED, false);
-                    site.signals.reset();
+                    assert!(site.signals.reset(), "in fault flash");
                 }
                 _ => {}
             }

@@ -504,7 +504,7 @@ fn reset(
     let now = site.now();
     let states: Vec<GroupState> = site.signals.states().map(|(_, s)| s).collect();
     ck.restart(&states, now);
-    site.signals.reset();
+    prop_assert!(site.signals.reset(), "reset refused at {:.2} s", now);
     counts.resets += 1;
     let report = site.signals.tick(&site.occupancy, site.camera_ok);
     prop_assert!(

@@ -351,6 +351,23 @@ fn pedestrian_button_is_debounced_and_served() {
     assert!((done - clearance - PED_CLEARANCE).abs() <= SLACK);
 }
 
+/// A reset while a phase runs would cut its green straight to the start-up flash, and the
+/// freshly reset monitor would not see the missing amber: it is refused and changes nothing.
+#[test]
+fn a_reset_while_a_phase_runs_is_refused() {
+    let mut site = started();
+    site.run_until(30.0, |s| s.state("main") == GroupState::Green)
+        .expect("main green");
+    assert!(!site.signals.reset(), "refused while main is green");
+    site.step();
+    assert_eq!(site.state("main"), GroupState::Green, "nothing cut");
+    // It ends through amber as it would have.
+    site.set(Z_MINOR, CAR, 1);
+    site.run_until(60.0, |s| s.state("main") != GroupState::Green)
+        .expect("main ends");
+    assert_eq!(site.state("main"), GroupState::Amber);
+}
+
 #[test]
 fn pin_write_failure_forces_flash_until_reset() {
     let mut site = started();
@@ -389,7 +406,7 @@ fn pin_write_failure_forces_flash_until_reset() {
     );
     // Repaired and reset: safe start all over again, flash first.
     site.pins.fail_writes(MAIN_GREEN, false);
-    site.signals.reset();
+    assert!(site.signals.reset(), "in fault flash");
     site.step();
     assert_eq!(site.signals.controller().stage(), Stage::StartupFlash);
     assert_eq!(site.state("main"), GroupState::RedFlash);

@@ -82,9 +82,12 @@ impl FaultLatch {
         sync_dir(dir).map_err(err)
     }
 
-    /// Clears the latch; returns the fault it held, if any.
+    /// Clears the latch; returns the fault it held, if any. A file that cannot be read is
+    /// removed too (clearing it is the point), and reported as such.
     pub fn clear(&self) -> Result<Option<String>, LatchError> {
-        let held = self.load()?;
+        let held = self
+            .load()
+            .unwrap_or_else(|e| Some(format!("an unreadable fault file ({e})")));
         match fs::remove_file(&self.path) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),

@@ -315,12 +315,20 @@ impl<C: Clock, O: StatefulOutputPin, I: InputPin> SignalSystem<C, O, I> {
     }
 
     /// Clears a latched fault (an explicit reset command): the controller starts over from the
-    /// power-up flash and all-red.
-    pub fn reset(&mut self) {
+    /// power-up flash and all-red. Only when no phase is running ([`SignalSystem::is_cleared`]:
+    /// fault flash, start-up, maintenance flash or a finished clearance), since the restart
+    /// cuts straight to flash and the reset monitor would not see a green cut without amber.
+    /// Returns false, changing nothing, while a phase runs.
+    #[must_use = "a reset while a phase runs is refused"]
+    pub fn reset(&mut self) -> bool {
+        if !self.is_cleared() {
+            return false;
+        }
         let now = self.clock.now();
         self.monitor.reset();
         self.field.reset();
         self.controller.restart(now);
+        true
     }
 
     /// Sets the local time of day (seconds after midnight) for time-of-day plans.
