@@ -541,16 +541,7 @@ fn leave_all_red(site: &mut Site) -> Result<(), TestCaseError> {
             site.now()
         );
     }
-    for pin in [
-        MAIN_AMBER,
-        MAIN_GREEN,
-        MINOR_AMBER,
-        MINOR_GREEN,
-        TURN_AMBER,
-        TURN_GREEN,
-        PED_WALK,
-        BUS_GO,
-    ] {
+    for pin in RIGHT_OF_WAY {
         prop_assert!(!site.lit(pin), "pin {} lit after show_all_red", pin);
     }
     Ok(())

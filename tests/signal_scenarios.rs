@@ -21,16 +21,6 @@ fn started() -> Site {
 }
 
 const ALL_RED_LIT: [u32; 5] = [MAIN_RED, MINOR_RED, TURN_RED, PED_DONT_WALK, BUS_STOP];
-const RIGHT_OF_WAY: [u32; 8] = [
-    MAIN_AMBER,
-    MAIN_GREEN,
-    MINOR_AMBER,
-    MINOR_GREEN,
-    TURN_AMBER,
-    TURN_GREEN,
-    PED_WALK,
-    BUS_GO,
-];
 
 /// Power-up (MUTCD 4D.31): start-up flash (vehicle reds flashing, pedestrian and bus heads
 /// dark), then steady all red, then the first green, each for its configured time.

@@ -118,7 +118,8 @@ fn assert_cleared_through_amber(run: &[(u64, u32, bool)]) {
         "amber {} ms, needs 3000: {run:?}",
         amber_off - amber_on
     );
-    assert_eq!(red_on, amber_off, "amber to red: {run:?}");
+    // One pin write again, which may straddle a millisecond on a loaded machine.
+    assert!(red_on.abs_diff(amber_off) <= 2, "amber to red: {run:?}");
     // The heartbeat pulsed while healthy and through the clearance, and rests off once its
     // 1.5 s all-red is over and the heads are left at red (the cabinet flasher's turn).
     let beats: Vec<_> = run.iter().filter(|&&(_, p, _)| p == HEARTBEAT).collect();

@@ -43,6 +43,17 @@ pub const TURN_AMBER: u32 = 12;
 pub const TURN_GREEN: u32 = 13;
 pub const BEACON: u32 = 14;
 pub const BUTTON: u32 = 20;
+/// Every lamp pin that gives a right of way (amber, green, walk, bus go).
+pub const RIGHT_OF_WAY: [u32; 8] = [
+    MAIN_AMBER,
+    MAIN_GREEN,
+    MINOR_AMBER,
+    MINOR_GREEN,
+    TURN_AMBER,
+    TURN_GREEN,
+    PED_WALK,
+    BUS_GO,
+];
 
 /// A main road, a minor road with a pedestrian crossing and a bus queue-jump B signal, and a
 /// protected turn. Timings the tests rely on are repeated in `Timing` below.
