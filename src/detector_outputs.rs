@@ -78,10 +78,19 @@ pub struct DetectorOutputConfig {
     /// presence"); 0 turns the check off.
     #[serde(default)]
     pub max_presence_s: f32,
+    /// After lost video returns, the channel keeps its fail-safe call until video has been
+    /// good this long (0..=600 s, default 10), so a flickering camera does not flicker the
+    /// calls.
+    #[serde(default = "default_recover_s")]
+    pub recover_s: f32,
 }
 
 fn default_pulse_ms() -> u64 {
     125
+}
+
+fn default_recover_s() -> f32 {
+    10.0
 }
 
 /// Why a channel calls whatever its zones show.
@@ -121,6 +130,7 @@ pub struct ChannelTiming {
     pulse: Duration,
     no_activity: Option<Duration>,
     max_presence: Option<Duration>,
+    recover: Duration,
 }
 
 impl ChannelTiming {
@@ -135,6 +145,7 @@ impl ChannelTiming {
             pulse: Duration::from_millis(cfg.pulse_ms),
             no_activity: opt(cfg.no_activity_s),
             max_presence: opt(cfg.max_presence_s),
+            recover: secs(cfg.recover_s),
         }
     }
 }
@@ -158,6 +169,19 @@ pub struct Channel {
     /// Time with an object present, for occupancy.
     occupied: Duration,
     last_tick: Option<Duration>,
+    /// Whether the video is trusted, or since when it has been back after a loss.
+    video: VideoTrust,
+    /// The diagnostics judge from here: the start, or when video was last untrusted.
+    judged_from: Duration,
+}
+
+/// A channel's trust in the video.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum VideoTrust {
+    Trusted,
+    Lost,
+    /// Good again since then, not yet for `recover_s`.
+    Back(Duration),
 }
 
 /// What a channel decided at one tick.
@@ -183,7 +207,25 @@ impl Channel {
             volume: 0,
             occupied: Duration::ZERO,
             last_tick: None,
+            video: VideoTrust::Trusted,
+            judged_from: now,
         }
+    }
+
+    /// Follows the video and says whether it is trusted at `now`: not while lost, nor until
+    /// it has been good again for `recover_s`.
+    fn trust_video(&mut self, now: Duration, video_ok: bool) -> bool {
+        self.video = match (self.video, video_ok) {
+            (_, false) => VideoTrust::Lost,
+            (VideoTrust::Lost, true) => VideoTrust::Back(now),
+            (same, true) => same,
+        };
+        if let VideoTrust::Back(since) = self.video {
+            if now.saturating_sub(since) >= self.timing.recover {
+                self.video = VideoTrust::Trusted;
+            }
+        }
+        self.video == VideoTrust::Trusted
     }
 
     /// Advances to `now` with `objects` in the channel's zones and whether video is good.
@@ -214,16 +256,22 @@ impl Channel {
         }
         self.objects = objects;
 
-        let fail_safe = if !video_ok {
+        // The diagnostics judge only trusted video, and their timers start again from when
+        // it is trusted again: an outage is neither activity nor presence.
+        let trusted = self.trust_video(now, video_ok);
+        if !trusted {
+            self.judged_from = now;
+        }
+        let fail_safe = if !trusted {
             Some(FailSafe::Video)
         } else if self.timing.max_presence.is_some_and(|max| {
             self.present_since
-                .is_some_and(|since| now.saturating_sub(since) > max)
+                .is_some_and(|since| now.saturating_sub(since.max(self.judged_from)) > max)
         }) {
             Some(FailSafe::MaxPresence)
         } else if self.timing.no_activity.is_some_and(|limit| {
             let since = self.last_present.unwrap_or(self.started);
-            now.saturating_sub(since) > limit
+            now.saturating_sub(since.max(self.judged_from)) > limit
         }) {
             Some(FailSafe::NoActivity)
         } else {
@@ -295,6 +343,12 @@ impl DetectorOutputConfig {
             if !(v.is_finite() && (0.0..=86_400.0).contains(&v)) {
                 return Err(invalid(k, format!("{v} is out of range 0..=86400")));
             }
+        }
+        if !(self.recover_s.is_finite() && (0.0..=600.0).contains(&self.recover_s)) {
+            return Err(invalid(
+                "recover_s",
+                format!("{} is out of range 0..=600", self.recover_s),
+            ));
         }
         if !(50..=2000).contains(&self.pulse_ms) {
             return Err(invalid(
@@ -692,6 +746,7 @@ mod tests {
             invert: false,
             no_activity_s: 0.0,
             max_presence_s: 0.0,
+            recover_s: 0.0,
         })
     }
 
@@ -751,5 +806,47 @@ mod tests {
         let d = ch.tick(ms(6000), 1, true);
         assert_eq!((d.call, d.fail_safe), (true, Some(FailSafe::MaxPresence)));
         assert!(ch.occupancy(ms(6000)) > 0.5);
+    }
+
+    /// Video back after a loss: the fail-safe call holds until it has been good for
+    /// `recover_s`, a flicker restarts that wait, and the diagnostics count from the recovery,
+    /// not from before the outage.
+    #[test]
+    fn returning_video_is_trusted_only_after_the_recovery_time() {
+        let mut t = timing(CallMode::Presence, 0.0, 0.0);
+        t.recover = Duration::from_secs(10);
+        t.no_activity = Some(Duration::from_secs(60));
+        let mut ch = Channel::new(t, ms(0));
+        assert_eq!(
+            ch.tick(ms(100), 0, true).fail_safe,
+            None,
+            "trusted at start"
+        );
+        assert_eq!(
+            ch.tick(ms(1_000), 0, false).fail_safe,
+            Some(FailSafe::Video)
+        );
+        assert_eq!(ch.tick(ms(2_000), 0, true).fail_safe, Some(FailSafe::Video));
+        assert_eq!(
+            ch.tick(ms(9_000), 0, false).fail_safe,
+            Some(FailSafe::Video)
+        );
+        // Back at 10 s, for good: trusted from 20 s.
+        for t in [10_000, 15_000, 19_900] {
+            let d = ch.tick(ms(t), 0, true);
+            assert_eq!(
+                (d.call, d.fail_safe),
+                (true, Some(FailSafe::Video)),
+                "{t} ms"
+            );
+        }
+        let d = ch.tick(ms(20_000), 0, true);
+        assert_eq!((d.call, d.fail_safe), (false, None));
+        // No activity counts from 20 s (untrusted until then), not from the start.
+        assert_eq!(ch.tick(ms(70_000), 0, true).fail_safe, None);
+        assert_eq!(
+            ch.tick(ms(80_100), 0, true).fail_safe,
+            Some(FailSafe::NoActivity)
+        );
     }
 }
