@@ -658,7 +658,7 @@ pub struct ControlConfig {
     pub gpio_chip: PathBuf,
     /// On shutdown or a watchdog breach, how long the running phase may take to clear
     /// (flashing don't walk, amber, all-red) before the lamps are set to all red regardless.
-    /// At least the longest clearance of any phase.
+    /// At least the longest clearance of any phase plus four control ticks.
     #[serde(default = "default_shutdown_s")]
     pub shutdown_limit_s: f32,
     /// The persistent fault latch: a monitor fault is written here, and a unit that finds it

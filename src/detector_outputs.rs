@@ -7,7 +7,9 @@
 //! whose detector is lost. The process holds "no call" only while it is healthy: when video is
 //! degraded (stale, frozen, dark, the detector failed), or a channel's own diagnostics trip
 //! (no activity for `no_activity_s`, presence for longer than `max_presence_s`), its output
-//! goes to a constant call; on shutdown every output calls.
+//! goes to a constant call; on shutdown every output calls. Returning video is trusted only
+//! once it has been good for `recover_s`; a tripped diagnostic holds through an outage, and
+//! one not tripped starts its timer again when video is trusted.
 //!
 //! A channel in `presence` mode calls once an object has been in its zones for `delay_s`, and
 //! holds the call `extend_s` after the last one leaves; in `pulse` mode it gives a
@@ -173,6 +175,9 @@ pub struct Channel {
     video: VideoTrust,
     /// The diagnostics judge from here: the start, or when video was last untrusted.
     judged_from: Duration,
+    /// Tripped diagnostics, held until trusted video clears them.
+    no_activity_failed: bool,
+    max_presence_failed: bool,
 }
 
 /// A channel's trust in the video.
@@ -209,6 +214,8 @@ impl Channel {
             last_tick: None,
             video: VideoTrust::Trusted,
             judged_from: now,
+            no_activity_failed: false,
+            max_presence_failed: false,
         }
     }
 
@@ -256,23 +263,21 @@ impl Channel {
         }
         self.objects = objects;
 
-        // The diagnostics judge only trusted video, and their timers start again from when
-        // it is trusted again: an outage is neither activity nor presence.
+        // The diagnostics judge only trusted video. A tripped one holds through an outage
+        // until trusted video clears it (presence ends no activity, a gap ends max presence);
+        // one not tripped starts its timer again once video is trusted, as an outage is
+        // neither activity nor presence.
         let trusted = self.trust_video(now, video_ok);
         if !trusted {
             self.judged_from = now;
+        } else {
+            self.judge(now, present);
         }
         let fail_safe = if !trusted {
             Some(FailSafe::Video)
-        } else if self.timing.max_presence.is_some_and(|max| {
-            self.present_since
-                .is_some_and(|since| now.saturating_sub(since.max(self.judged_from)) > max)
-        }) {
+        } else if self.max_presence_failed {
             Some(FailSafe::MaxPresence)
-        } else if self.timing.no_activity.is_some_and(|limit| {
-            let since = self.last_present.unwrap_or(self.started);
-            now.saturating_sub(since.max(self.judged_from)) > limit
-        }) {
+        } else if self.no_activity_failed {
             Some(FailSafe::NoActivity)
         } else {
             None
@@ -293,6 +298,23 @@ impl Channel {
             call: call || fail_safe.is_some(),
             fail_safe,
         }
+    }
+
+    /// Trips or clears the NTCIP diagnostics on a tick of trusted video.
+    fn judge(&mut self, now: Duration, present: bool) {
+        let from = |since: Duration| now.saturating_sub(since.max(self.judged_from));
+        self.max_presence_failed = present
+            && (self.max_presence_failed
+                || self
+                    .timing
+                    .max_presence
+                    .is_some_and(|max| self.present_since.is_some_and(|since| from(since) > max)));
+        self.no_activity_failed = !present
+            && (self.no_activity_failed
+                || self
+                    .timing
+                    .no_activity
+                    .is_some_and(|limit| from(self.last_present.unwrap_or(self.started)) > limit));
     }
 
     /// Activations so far (NTCIP volume).
@@ -848,5 +870,20 @@ mod tests {
             ch.tick(ms(80_100), 0, true).fail_safe,
             Some(FailSafe::NoActivity)
         );
+        // Tripped, it holds through an outage and the recovery: a blind camera whose stream
+        // stalls now and then stays failed. Only presence on trusted video clears it.
+        assert_eq!(
+            ch.tick(ms(81_000), 0, false).fail_safe,
+            Some(FailSafe::Video)
+        );
+        assert_eq!(
+            ch.tick(ms(82_000), 0, true).fail_safe,
+            Some(FailSafe::Video)
+        );
+        assert_eq!(
+            ch.tick(ms(92_000), 0, true).fail_safe,
+            Some(FailSafe::NoActivity)
+        );
+        assert_eq!(ch.tick(ms(92_100), 1, true).fail_safe, None);
     }
 }

@@ -56,7 +56,8 @@ enum Command {
     },
     /// Send a command to the running unit over its control socket (`control.socket`):
     /// `status`, `flash on`, `flash off`, `reset-fault` (clears a latched fault in the running
-    /// controller and its file, if the monitor no longer sees it) or `reload` (validates the
+    /// controller and its file, if the monitor no longer sees it; a fault file the running
+    /// unit does not hold is only removed) or `reload` (validates the
     /// config file, then restarts to apply it). Root, the service user and group
     /// `edgewatch` only. Exit status 1 when the unit refuses.
     Ctl {
