@@ -440,6 +440,32 @@ fn maintenance_flash_on_command() {
         .expect("back to stop-and-go");
 }
 
+/// A stop or a watchdog breach during maintenance flash: the flashing amber ends through a
+/// full steady amber before the all red, never straight to steady red (MUTCD 4D.31), and
+/// the unit counts as cleared only then.
+#[test]
+fn a_clearance_in_maintenance_flash_leaves_through_steady_amber() {
+    let mut site = started();
+    site.run_for(20.0);
+    site.signals.set_maintenance_flash(true);
+    site.run_until(20.0, |s| s.state("main") == GroupState::AmberFlash)
+        .expect("main flashes amber");
+    site.run_for(2.0);
+    assert!(!site.signals.is_cleared(), "flashing amber is not cleared");
+    site.signals.request_clearance();
+    let amber = site
+        .run_until(1.0, |s| s.state("main") == GroupState::Amber)
+        .expect("steady amber out of flash");
+    assert!(!site.signals.is_cleared(), "not during the amber");
+    let red = site
+        .run_until(10.0, |s| s.state("main") == GroupState::Red)
+        .expect("then red");
+    assert!(red - amber >= MAIN.amber - 1e-6, "amber {} s", red - amber);
+    assert!(site.signals.is_cleared());
+    site.run_for(30.0);
+    assert_eq!(site.state("main"), GroupState::Red, "held at all red");
+}
+
 #[test]
 fn beacon_flashes_while_a_bus_approaches() {
     let mut site = started();

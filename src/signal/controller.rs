@@ -490,8 +490,14 @@ impl Controller {
             Stage::AllRed(p) if elapsed >= self.plan.phases[p].all_red => {
                 self.after_all_red(now, Some(p), s)
             }
-            Stage::MaintenanceFlash if !self.maintenance => self.enter(Stage::FlashExit, now),
-            Stage::FlashExit if self.maintenance => self.enter(Stage::MaintenanceFlash, now),
+            // A clearance request leaves maintenance flash too: flashing amber never goes
+            // straight to steady red (MUTCD 4D.31), so through the steady amber.
+            Stage::MaintenanceFlash if !self.maintenance || self.clearing => {
+                self.enter(Stage::FlashExit, now)
+            }
+            Stage::FlashExit if self.maintenance && !self.clearing => {
+                self.enter(Stage::MaintenanceFlash, now)
+            }
             Stage::FlashExit if elapsed >= self.flash_exit_amber => self.enter(Stage::Startup, now),
             _ => {}
         }

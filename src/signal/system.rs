@@ -283,13 +283,15 @@ impl<C: Clock, O: StatefulOutputPin, I: InputPin> SignalSystem<C, O, I> {
         self.outputs.clone()
     }
 
-    /// True once no phase is running: the lamps show start-up all-red or flash, so switching
-    /// them to [`SignalSystem::show_all_red`] cuts nothing short.
+    /// True once no phase is running: the lamps show the start-up flash, all-red or the
+    /// monitor's fault flash, so switching them to [`SignalSystem::show_all_red`] cuts nothing
+    /// short. Not in maintenance flash: its flashing amber must end through steady amber,
+    /// which a clearance request gives it.
     pub fn is_cleared(&self) -> bool {
         self.monitor.is_tripped()
             || matches!(
                 self.controller.stage(),
-                Stage::StartupFlash | Stage::Startup | Stage::MaintenanceFlash
+                Stage::StartupFlash | Stage::Startup
             )
     }
 
