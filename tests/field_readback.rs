@@ -1,7 +1,7 @@
 //! Field read-back (issue 12): with a sense input on every lamp, the monitor checks what the
 //! heads show, not only what was commanded. The simulated pins loop each sense input back to
 //! its lamp; faults are injected in that simulated field. Without sense inputs the monitor
-//! still checks the output pins themselves, read back after every write.
+//! still checks the output pins themselves, read back a tick after each write.
 
 mod signal_common;
 

@@ -203,8 +203,8 @@ pub enum Fault {
         /// The lamp, as named in the TOML.
         lamp: &'static str,
     },
-    /// The monitor's check of the pins: an output pin, read back after the write, does not
-    /// show what the monitor let through (something else drives it, or the write did not
+    /// The monitor's check of the pins: an output pin, read back a tick after the write, does
+    /// not show what the monitor let through (something else drives it, or the write did not
     /// take).
     #[error("`{group}` {lamp} (pin {pin}): commanded {}, the pin shows it {}", lit_word(*commanded), lit_word(!*commanded))]
     PinMismatch {

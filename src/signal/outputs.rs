@@ -83,8 +83,9 @@ struct LampOutput<O> {
 /// Most lamp pins a plan can have: three lamps on each of [`MAX_GROUPS`] groups.
 pub const MAX_LAMP_PINS: usize = MAX_GROUPS * 3;
 
-/// Lamp pin levels as read back from the GPIO after a write: `(pin, level)`, the level `None`
-/// when the pin could not be read. Fixed capacity: reading back allocates nothing.
+/// Lamp pin levels as read back from the GPIO, a tick after the write that set them:
+/// `(pin, level)`, the level `None` when the pin could not be read. Fixed capacity: reading
+/// back allocates nothing.
 pub type PinLevels = heapless::Vec<(u32, Option<bool>), MAX_LAMP_PINS>;
 
 /// The output pins of all lamps of a plan.
